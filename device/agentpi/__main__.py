@@ -1,0 +1,3 @@
+from agentpi.cli import main
+
+raise SystemExit(main())

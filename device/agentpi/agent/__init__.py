@@ -1,0 +1,1 @@
+"""The connection to the agent (real service or the bundled simulator)."""

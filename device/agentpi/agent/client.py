@@ -1,0 +1,137 @@
+"""The thin edge between the session and a real WebSocket: URLs, signed URLs, frames in and out.
+
+Nothing here knows the conversation rules; it moves typed messages between ``websockets`` and
+``ConversationSession`` and turns transport failures into plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from agentpi import __version__
+from agentpi.protocol.messages import (
+    ClientMessage,
+    ProtocolError,
+    ServerEvent,
+    decode_server,
+    encode,
+)
+
+CONVERSATION_PATH = "/v1/convai/conversation"
+SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
+
+
+class AgentConnectError(RuntimeError):
+    """The agent could not be reached; the message is safe to log (no credentials)."""
+
+
+def conversation_url(base_url: str, agent_id: str) -> str:
+    """The public-agent URL: ``<base>/v1/convai/conversation?agent_id=...&source=...``."""
+    parts = urlsplit(base_url.rstrip("/"))
+    query = urlencode({"agent_id": agent_id, "source": "agentpi", "version": __version__})
+    return urlunsplit((parts.scheme, parts.netloc, parts.path + CONVERSATION_PATH, query, ""))
+
+
+def signed_url_endpoint(base_url: str, agent_id: str) -> str:
+    parts = urlsplit(base_url.rstrip("/"))
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    query = urlencode({"agent_id": agent_id})
+    return urlunsplit((scheme, parts.netloc, parts.path + SIGNED_URL_PATH, query, ""))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: the host and path, and of the query only the agent id.
+
+    A signed URL carries its credential in the query, so nothing else of it is shown."""
+    parts = urlsplit(url)
+    agent = [p for p in parts.query.split("&") if p.startswith("agent_id=")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(agent), ""))
+
+
+def _fetch_signed_url_blocking(endpoint: str, api_key: str, timeout: float) -> str:
+    request = urllib.request.Request(endpoint, headers={"xi-api-key": api_key})
+    try:
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=ssl.create_default_context()
+        ) as response:
+            body = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        hint = " (check ELEVENLABS_API_KEY)" if exc.code in (401, 403) else ""
+        raise AgentConnectError(
+            f"signed URL request to {redact_url(endpoint)} failed: HTTP {exc.code}{hint}"
+        ) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AgentConnectError(f"cannot reach {redact_url(endpoint)}: {reason}") from None
+    except ValueError:
+        raise AgentConnectError(f"{redact_url(endpoint)} answered with invalid JSON") from None
+    signed = body.get("signed_url") if isinstance(body, dict) else None
+    if not isinstance(signed, str) or urlsplit(signed).scheme not in ("ws", "wss"):
+        raise AgentConnectError(f"{redact_url(endpoint)} answered without a usable signed_url")
+    return signed
+
+
+async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:
+    endpoint = signed_url_endpoint(base_url, agent_id)
+    return await asyncio.to_thread(_fetch_signed_url_blocking, endpoint, api_key, timeout)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The socket closed; ``code`` is None when it was lost without a close frame."""
+
+    code: int | None
+    reason: str
+
+
+class AgentConnection:
+    """One open Agent WebSocket."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    @classmethod
+    async def open(cls, url: str, timeout: float) -> AgentConnection:
+        try:
+            ws = await connect(url, open_timeout=timeout, max_size=16 * 1024 * 1024)
+        except InvalidStatus as exc:
+            raise AgentConnectError(
+                f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
+            ) from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise AgentConnectError(f"cannot connect to {redact_url(url)}: {exc}") from None
+        return cls(ws)
+
+    async def send(self, message: ClientMessage) -> None:
+        try:
+            await self._ws.send(encode(message))
+        except ConnectionClosed:
+            pass  # the receive side reports the close, once
+
+    async def receive(self) -> ServerEvent | ProtocolError | Closed:
+        try:
+            frame = await self._ws.recv()
+        except ConnectionClosed as exc:
+            return self._closed(exc)
+        try:
+            return decode_server(frame)
+        except ProtocolError as exc:
+            return exc
+
+    def _closed(self, exc: ConnectionClosed) -> Closed:
+        close = exc.rcvd or exc.sent
+        if close is None:
+            return Closed(None, "connection lost without a close frame")
+        return Closed(close.code, close.reason)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)

@@ -1,0 +1,121 @@
+"""What the agent simulator does, turn by turn: a typed script, loadable from TOML.
+
+    [simulator]
+    user_input_audio_format = "pcm_16000"
+    agent_output_audio_format = "ulaw_8000"
+    ping_interval_s = 2.0
+
+    [first_turn]                # the agent's greeting; `silent = true` for none
+    response = "Hello! How can I help?"
+    interrupt_after_s = 1.0     # the server interrupts its own reply after this long
+
+    [[turns]]                   # one per user turn, in order; echo replies after they run out
+    transcript = "what's the weather"
+    response = "Sunny."
+    tool_call = { name = "get_time", parameters = {} }
+    error = { code = 1011, error_type = "unknown", message = "boom" }
+    malformed = ["{not json"]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentpi.audio.formats import WIRE_FORMATS
+from agentpi.settings import SettingsError, build_dataclass, load_toml
+
+CLOSE_CODES = (1000, 1002, 1008, 1011)
+
+
+@dataclass(frozen=True)
+class ToolCallScript:
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ErrorScript:
+    code: int = 1011
+    error_type: str = "unknown"
+    message: str = "simulated server error"
+
+    def __post_init__(self) -> None:
+        if self.code not in CLOSE_CODES:
+            raise SettingsError(f"error.code: {self.code} is not one of {CLOSE_CODES}")
+
+
+@dataclass(frozen=True)
+class CloseScript:
+    code: int = 1000
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.code not in CLOSE_CODES:
+            raise SettingsError(f"close.code: {self.code} is not one of {CLOSE_CODES}")
+
+
+@dataclass(frozen=True)
+class TurnScript:
+    transcript: str | None = None
+    """The user_transcript sent for this user turn (default: how long the user spoke)."""
+    response: str | None = None
+    """The agent's reply; ``{result}`` is replaced by the tool result (default: an echo)."""
+    delay_s: float = 0.2
+    """Thinking time before the reply (a slow agent)."""
+    tool_call: ToolCallScript | None = None
+    interrupt_after_s: float | None = None
+    malformed: tuple[str, ...] = ()
+    """Raw frames sent before the reply."""
+    error: ErrorScript | None = None
+    """Send ``error`` and close with its code instead of replying."""
+    close: CloseScript | None = None
+    """Close the socket instead of replying."""
+    end_call: bool = False
+    """After the reply, report the system tool end_call and close with 1000."""
+    silent: bool = False
+    """Say nothing at all for this turn."""
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    user_input_audio_format: str = "pcm_16000"
+    agent_output_audio_format: str = "pcm_16000"
+    ping_interval_s: float = 2.0
+    pong_timeout_s: float = 5.0
+    close_on_missing_pong: bool = False
+    handshake_delay_s: float = 0.0
+    silent: bool = False
+    """Accept the socket and never send anything (not even metadata)."""
+    send_agent_response_complete: bool = True
+    audio_chunk_ms: int = 100
+    audio_pace: float = 2.0
+    """Agent audio leaves at this multiple of real time, as a streaming TTS would (0: at once)."""
+    vad_threshold_dbfs: float = -40.0
+    end_of_speech_s: float = 0.5
+    vad_score_interval_s: float = 0.1
+    input_timeout_s: float = 60.0
+    require_signed_url: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("user_input_audio_format", "agent_output_audio_format"):
+            if getattr(self, key) not in WIRE_FORMATS:
+                raise SettingsError(
+                    f"simulator.{key}: {getattr(self, key)!r} is not one of {', '.join(WIRE_FORMATS)}"
+                )
+
+
+DEFAULT_GREETING = TurnScript(response="Hello! This is the agentpi simulator. How can I help?")
+
+
+@dataclass(frozen=True)
+class SimulatorScript:
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    first_turn: TurnScript = DEFAULT_GREETING
+    turns: tuple[TurnScript, ...] = ()
+
+
+def load_script(path: str | Path) -> SimulatorScript:
+    return build_dataclass(SimulatorScript, load_toml(path), "")

@@ -1,0 +1,1 @@
+"""Audio backends (file, PyAudio) behind one interface, and format conversion."""

@@ -1,0 +1,194 @@
+"""``agentpi run | simulate | demo``: argument parsing and the process edge.
+
+Bad input (config, files, arguments) ends with one line naming the problem and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from agentpi import __version__
+from agentpi.agent.script import SimulatorScript, load_script
+from agentpi.agent.simulator import AgentSimulator
+from agentpi.app import Device
+from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.config import (
+    AgentConfig,
+    AudioConfig,
+    Config,
+    ConfigError,
+    TriggerConfig,
+    load_config,
+    read_api_key,
+)
+from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
+
+log = logging.getLogger("agentpi")
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.handler(args)
+        return result
+    except (ConfigError, AudioDeviceError) as exc:
+        print(f"agentpi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentpi", description="A voice terminal for ElevenLabs conversational agents."
+    )
+    parser.add_argument("--version", action="version", version=f"agentpi {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the device from a config file")
+    run.add_argument("--config", required=True, help="TOML config file")
+    run.add_argument("--once", action="store_true", help="exit after one conversation")
+    run.add_argument(
+        "--events", metavar="PATH|-", help="write one JSON line per event to PATH or stdout"
+    )
+    run.set_defaults(handler=_cmd_run)
+
+    sim = commands.add_parser("simulate", help="serve the bundled agent simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--script", help="TOML script of what the agent does")
+    sim.set_defaults(handler=_cmd_simulate)
+
+    demo = commands.add_parser(
+        "demo", help="a whole conversation on the bundled voice clip (simulator without a key)"
+    )
+    demo.add_argument("--out", default="demo-out", help="folder for the agent's audio")
+    demo.add_argument("--events", metavar="PATH|-", help="also write JSON event lines")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBus, bool]:
+    """The event bus; returns whether JSON lines go to stdout."""
+    bus = EventBus()
+    if path is None:
+        return bus, False
+    stream: TextIO
+    if path == "-":
+        stream = sys.stdout
+    else:
+        try:
+            stream = stack.enter_context(open(path, "a", encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--events {path}: {exc.strerror or exc}") from None
+    bus.subscribe(JsonLinesWriter(stream))
+    return bus, path == "-"
+
+
+async def _run_device(config: Config, events: EventBus, once: bool) -> int:
+    source = open_source(config.audio.input, config.audio.chunk_ms)
+    sink = open_sink(config.audio.output)
+    device = Device(config, source, sink, events=events, api_key=read_api_key())
+    task = asyncio.ensure_future(device.run(once=once))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with contextlib.ExitStack() as stack:
+        events, json_on_stdout = _open_events(args.events, stack)
+        if not json_on_stdout:
+            events.subscribe(ConsolePrinter(sys.stdout))
+        return asyncio.run(_run_device(config, events, args.once))
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    script = load_script(args.script) if args.script else SimulatorScript()
+    logging.getLogger("agentpi.agent.simulator").setLevel(logging.INFO)
+
+    async def serve() -> None:
+        async with AgentSimulator(script, host=args.host, port=args.port) as sim:
+            print(f"agentpi simulator listening on {sim.url}", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    return 0
+
+
+def bundled(name: str) -> Path:
+    return Path(str(resources.files("agentpi") / "data" / name))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror}") from None
+    reply = out / "agent-reply.wav"
+    with contextlib.suppress(FileNotFoundError):
+        reply.unlink()
+    config = Config(
+        agent=AgentConfig(agent_id="agentpi-demo"),
+        trigger=TriggerConfig(mode="immediate"),
+        audio=AudioConfig(input=f"file:{bundled('hello.wav')}", output=f"file:{reply}"),
+    )
+    real_agent = os.environ.get("ELEVENLABS_AGENT_ID", "").strip()
+    with contextlib.ExitStack() as stack:
+        events, json_on_stdout = _open_events(args.events, stack)
+        if not json_on_stdout:
+            events.subscribe(ConsolePrinter(sys.stdout))
+        if real_agent and read_api_key() is not None:
+            print(f"agentpi demo: talking to your agent {real_agent} (credentials found)")
+            config = replace(config, agent=AgentConfig(agent_id=real_agent))
+            code = asyncio.run(_run_device(config, events, once=True))
+        else:
+            print("agentpi demo: no credentials set, so talking to the bundled agent simulator")
+            code = asyncio.run(_demo_with_simulator(config, events))
+    print(f"agentpi demo: the agent's audio, as the speaker played it, is in {reply}")
+    return code
+
+
+async def _demo_with_simulator(config: Config, events: EventBus) -> int:
+    script = load_script(bundled("demo-script.toml"))
+    async with AgentSimulator(script) as sim:
+        config = replace(config, agent=replace(config.agent, url=sim.url))
+        source = open_source(config.audio.input, config.audio.chunk_ms)
+        sink = open_sink(config.audio.output)
+        device = Device(config, source, sink, events=events, api_key=None)
+        return await device.run(once=True)

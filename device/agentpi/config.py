@@ -1,0 +1,157 @@
+"""The device config: TOML -> typed settings, validated once at start.
+
+    [agent]
+    agent_id = "agent_..."                  # required
+    url = "wss://api.elevenlabs.io"         # or ws://127.0.0.1:PORT for the simulator
+
+    [trigger]
+    mode = "immediate"                      # "wake" | "button" | "immediate"
+
+    [audio]
+    input = "file:hello.wav"                # "file:PATH" or a sound-card device name
+    output = "file:reply.wav"
+
+    [conversation]
+    silence_close_s = 4.0
+
+The API key is never in this file: it comes from ``ELEVENLABS_API_KEY`` or the systemd
+credential ``elevenlabs_api_key``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from agentpi.settings import SettingsError, build_dataclass, load_toml
+
+API_KEY_ENV = "ELEVENLABS_API_KEY"
+API_KEY_CREDENTIAL = "elevenlabs_api_key"
+
+ConfigError = SettingsError
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent_id: str = ""
+    url: str = "wss://api.elevenlabs.io"
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    mode: Literal["wake", "button", "immediate"] = "wake"
+    restart_pause_s: float = 2.0
+    """With mode = "immediate": the pause before the next conversation starts."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    input: str = "default"
+    output: str = "default"
+    chunk_ms: int = 40
+    vad_threshold_dbfs: float = -40.0
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    silence_close_s: float = 4.0
+    metadata_timeout_s: float = 10.0
+    idle_close_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+
+
+def load_config(path: str | Path) -> Config:
+    data = load_toml(path)
+    if "agent" not in data:
+        raise ConfigError("missing [agent] section: add [agent] with agent_id = \"<your agent id>\"")
+    config = build_dataclass(Config, data, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    agent = config.agent
+    if not agent.agent_id.strip():
+        raise ConfigError(
+            "missing agent.agent_id: set it to your agent's id (ElevenLabs dashboard, Agents)"
+        )
+    if any(ch.isspace() for ch in agent.agent_id):
+        raise ConfigError(f"agent.agent_id {agent.agent_id!r} contains white space")
+    check_agent_url(agent.url)
+    if agent.connect_timeout_s <= 0:
+        raise ConfigError("agent.connect_timeout_s must be more than 0")
+    if not 10 <= config.audio.chunk_ms <= 250:
+        raise ConfigError(f"audio.chunk_ms = {config.audio.chunk_ms}: use 10 to 250 (ms)")
+    for name in ("input", "output"):
+        spec = getattr(config.audio, name)
+        if spec.startswith("file:") and not spec.removeprefix("file:"):
+            raise ConfigError(f"audio.{name} = {spec!r}: give a path after file:")
+    if config.conversation.silence_close_s <= 0:
+        raise ConfigError("conversation.silence_close_s must be more than 0")
+
+
+def check_agent_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("wss", "ws") or not parts.hostname:
+        raise ConfigError(
+            f"agent.url = {url!r}: use wss://HOST (default wss://api.elevenlabs.io), "
+            "or ws://127.0.0.1:PORT for the local simulator"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"agent.url = {url!r}: give the base URL only, without ?query")
+    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"agent.url = {url!r}: plain ws:// is only allowed to this machine (loopback); "
+            "use wss:// for remote hosts"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Secret:
+    """A credential that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
+    """``ELEVENLABS_API_KEY``, else the systemd credential; None when neither is set."""
+    env = os.environ if environ is None else environ
+    value = env.get(API_KEY_ENV, "").strip()
+    if not value and env.get("CREDENTIALS_DIRECTORY"):
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / API_KEY_CREDENTIAL
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            value = ""
+    return Secret(value) if value else None

@@ -1,0 +1,1 @@
+"""The Agent WebSocket protocol: typed messages and the sans-I/O conversation rules."""

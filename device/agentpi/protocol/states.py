@@ -1,0 +1,56 @@
+"""The device's states and the transitions allowed between them.
+
+Written down as a table so that an impossible transition is an error you can see, not a silent
+glitch in the LEDs.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class DeviceState(str, Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LISTENING = "listening"
+    USER_SPEAKING = "user_speaking"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    ENDING = "ending"
+    ERROR = "error"
+
+
+_IN_CONVERSATION = {
+    DeviceState.LISTENING,
+    DeviceState.USER_SPEAKING,
+    DeviceState.THINKING,
+    DeviceState.SPEAKING,
+}
+
+ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
+    DeviceState.IDLE: frozenset({DeviceState.CONNECTING, DeviceState.ERROR}),
+    DeviceState.CONNECTING: frozenset(
+        {DeviceState.LISTENING, DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
+    ),
+    **{
+        state: frozenset(
+            (_IN_CONVERSATION - {state})
+            | {DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
+        )
+        for state in _IN_CONVERSATION
+    },
+    DeviceState.ENDING: frozenset({DeviceState.IDLE, DeviceState.ERROR}),
+    DeviceState.ERROR: frozenset({DeviceState.IDLE, DeviceState.CONNECTING}),
+}
+
+
+class InvalidTransition(RuntimeError):
+    def __init__(self, old: DeviceState, new: DeviceState) -> None:
+        super().__init__(f"device state cannot go from {old.value} to {new.value}")
+        self.old = old
+        self.new = new
+
+
+def check_transition(old: DeviceState, new: DeviceState) -> None:
+    if new not in ALLOWED_TRANSITIONS[old]:
+        raise InvalidTransition(old, new)
