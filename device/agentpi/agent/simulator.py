@@ -131,6 +131,7 @@ class _Conversation:
         self.next_event_id = 1
         self.user_turns = 0
         self.speech_started_at = 0.0
+        self.user_event_id = 0
         self.last_vad_score_at = 0.0
         self.last_tentative_at = 0.0
         self.last_input_at = time.monotonic()
@@ -248,6 +249,7 @@ class _Conversation:
         speaking = self.vad.process(samples)
         if speaking and not was_speaking:
             self.speech_started_at = now
+            self.user_event_id = self.take_event_id()
             self.record.note("user speech started")
             self.barge_in(now)
         if speaking and now - self.last_vad_score_at >= self.settings.vad_score_interval_s:
@@ -255,12 +257,14 @@ class _Conversation:
             await self.send(VadScore(round(self.vad.score, 3)))
         if speaking and now - self.last_tentative_at >= 0.5:
             self.last_tentative_at = now
-            await self.send(TentativeUserTranscript(self.transcript_so_far(now)))
+            await self.send(
+                TentativeUserTranscript(self.transcript_so_far(now), self.user_event_id)
+            )
         if was_speaking and not speaking:
             self.record.note("user speech ended")
             await self.send(VadScore(round(self.vad.score, 3)))
             transcript = self.scripted_transcript(now)
-            await self.send(UserTranscript(transcript, self.take_event_id()))
+            await self.send(UserTranscript(transcript, self.user_event_id))
             self.queue_user_turn(transcript, now)
 
     def upcoming_turn(self) -> TurnScript:

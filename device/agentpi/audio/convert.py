@@ -19,11 +19,10 @@ from agentpi.audio.formats import AudioFormat
 Int16Array = npt.NDArray[np.int16]
 
 _ULAW_BIAS = 0x84
-_ULAW_CLIP = 32635
-# floor(log2(i)) for i in 0..255, the segment lookup of the G.711 reference encoder.
-_ULAW_SEGMENT = np.array(
-    [0] + [int(np.floor(np.log2(i))) for i in range(1, 256)], dtype=np.int32
-)
+# Segment ends of the G.711 reference encoder (Sun's g711.c, which audioop also used), which
+# works on 14-bit magnitudes.
+_ULAW_SEGMENT_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+_ULAW_CLIP_14 = 8159
 
 
 def pcm16_from_bytes(data: bytes) -> Int16Array:
@@ -31,13 +30,13 @@ def pcm16_from_bytes(data: bytes) -> Int16Array:
 
 
 def ulaw_encode(samples: Int16Array) -> bytes:
-    x = samples.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0).astype(np.int32)
-    magnitude = np.minimum(np.abs(x), _ULAW_CLIP) + _ULAW_BIAS
-    exponent = _ULAW_SEGMENT[(magnitude >> 7) & 0xFF]
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    encoded = ~(sign | (exponent << 4) | mantissa) & 0xFF
-    return encoded.astype(np.uint8).tobytes()
+    x = samples.astype(np.int32) >> 2
+    mask = np.where(x < 0, 0x7F, 0xFF)
+    magnitude = np.minimum(np.abs(x), _ULAW_CLIP_14) + (_ULAW_BIAS >> 2)
+    segment = np.searchsorted(_ULAW_SEGMENT_END, magnitude, side="left")
+    encoded = (segment << 4) | ((magnitude >> (segment + 1)) & 0x0F)
+    encoded = np.where(segment >= len(_ULAW_SEGMENT_END), 0x7F, encoded)  # beyond the last segment
+    return (encoded ^ mask).astype(np.uint8).tobytes()
 
 
 def ulaw_decode(data: bytes) -> Int16Array:
@@ -64,14 +63,18 @@ def decode_wire(data: bytes, fmt: AudioFormat) -> Int16Array:
 
 
 class Resampler:
-    """Streaming int16 mono resampler; a pass-through when the rates match."""
+    """Streaming int16 mono resampler; a pass-through when the rates match.
+
+    soxr's "LQ" quality, not "HQ": measured here, HQ holds back 21-128 ms of audio in the stream
+    (48 kHz -> 8 kHz is the worst) where LQ holds back 6-34 ms, and LQ's pass band is ample for
+    speech. On a voice path those milliseconds are response time."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._stream = (
             None if in_rate == out_rate
-            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="LQ")
         )
 
     def process(self, samples: Int16Array, last: bool = False) -> Int16Array:

@@ -1,0 +1,96 @@
+"""Running the real device against the real simulator, on files, inside one test."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentpi.agent.script import SimulatorScript
+from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.app import Device
+from agentpi.audio.convert import write_wav
+from agentpi.audio.file import FileSink, FileSource
+from agentpi.cli import bundled
+from agentpi.config import (
+    AgentConfig,
+    AudioConfig,
+    Config,
+    ConversationConfig,
+    Secret,
+    TriggerConfig,
+)
+from agentpi.events import Event, EventBus
+
+HELLO_WAV = bundled("hello.wav")
+
+
+@dataclass
+class Run:
+    exit_code: int
+    events: list[Event]
+    simulator: AgentSimulator
+    output: Path
+    sink: FileSink
+    source: FileSource
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def record(self) -> ConversationRecord:
+        return self.simulator.conversations[0]
+
+    def kinds(self) -> list[str]:
+        return [event["event"] for event in self.events]
+
+    def of_kind(self, kind: str) -> list[Event]:
+        return [event for event in self.events if event["event"] == kind]
+
+    def states(self) -> list[str]:
+        return [event["state"] for event in self.of_kind("state")]
+
+
+def silence_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    write_wav(path, np.zeros(int(rate * seconds), dtype=np.int16), rate)
+    return path
+
+
+def run_conversation(
+    tmp_path: Path,
+    script: SimulatorScript | None = None,
+    input_wav: Path = HELLO_WAV,
+    api_key: str | None = None,
+    simulator_api_key: str | None = None,
+    silence_close_s: float = 1.0,
+    metadata_timeout_s: float = 10.0,
+    chunk_ms: int = 40,
+    timeout: float = 60.0,
+) -> Run:
+    output = tmp_path / "speaker.wav"
+
+    async def scenario() -> Run:
+        async with AgentSimulator(script, api_key=simulator_api_key) as sim:
+            config = Config(
+                agent=AgentConfig(agent_id="test-agent", url=sim.url, connect_timeout_s=5),
+                trigger=TriggerConfig(mode="immediate"),
+                audio=AudioConfig(input=f"file:{input_wav}", output=f"file:{output}",
+                                  chunk_ms=chunk_ms),
+                conversation=ConversationConfig(
+                    silence_close_s=silence_close_s, metadata_timeout_s=metadata_timeout_s
+                ),
+            )
+            events: list[Event] = []
+            bus = EventBus()
+            bus.subscribe(events.append)
+            source = FileSource(input_wav, chunk_ms=chunk_ms)
+            sink = FileSink(output)
+            device = Device(config, source, sink, events=bus,
+                            api_key=Secret(api_key) if api_key else None)
+            code = await asyncio.wait_for(device.run(once=True), timeout)
+            if sim.conversations:
+                await sim.wait_for_conversations(len(sim.conversations), timeout=10)
+            return Run(code, events, sim, output, sink, source)
+
+    return asyncio.run(scenario())

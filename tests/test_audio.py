@@ -1,0 +1,207 @@
+"""Format conversion and the file backends' sound-card timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.audio.convert import (
+    WireDecoder,
+    WireEncoder,
+    read_wav,
+    to_mono_int16,
+    ulaw_decode,
+    ulaw_encode,
+    write_wav,
+)
+from agentpi.audio.file import FileSink, FileSource
+from agentpi.audio.formats import AudioFormat
+from agentpi.audio.vad import EnergyVad
+
+ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
+
+
+def tone(rate: int, seconds: float, freq: float = 440.0, level: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype(np.int16)
+
+
+def test_ulaw_matches_the_g711_reference_for_every_sample() -> None:
+    audioop = pytest.importorskip("audioop")  # the stdlib reference, present up to 3.12
+    assert ulaw_encode(ALL_INT16) == audioop.lin2ulaw(ALL_INT16.tobytes(), 2)
+    codes = bytes(range(256))
+    assert ulaw_decode(codes).tobytes() == audioop.ulaw2lin(codes, 2)
+
+
+def test_ulaw_round_trip_error_is_within_the_codec_step() -> None:
+    decoded = ulaw_decode(ulaw_encode(ALL_INT16)).astype(np.int32)
+    error = np.abs(decoded - ALL_INT16.astype(np.int32))
+    # G.711 mu-law: the quantisation step grows with magnitude, at most 1/16 of it.
+    assert np.all(error <= np.abs(ALL_INT16.astype(np.int32)) // 16 + 8)
+
+
+@pytest.mark.parametrize("wire", ["pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000",
+                                  "pcm_44100", "pcm_48000", "ulaw_8000"])
+def test_capture_to_wire_and_back_keeps_length_and_pitch(wire: str) -> None:
+    fmt = AudioFormat.parse(wire)
+    capture_rate = 48000
+    source = tone(capture_rate, 1.0, freq=300)
+    encoder = WireEncoder(capture_rate, fmt)
+    chunks = [encoder.encode(source[i : i + 1920]) for i in range(0, len(source), 1920)]
+    wire_bytes = b"".join(chunks)
+    # The streaming resampler holds back a few ms (at most 34 ms measured); the rest has arrived.
+    assert -0.04 < fmt.duration_s(len(wire_bytes)) - 1.0 <= 0
+    decoded = WireDecoder(fmt, 16000).decode(wire_bytes)
+    spectrum = np.abs(np.fft.rfft(decoded.astype(np.float64)))
+    peak_hz = np.argmax(spectrum) * 16000 / len(decoded)
+    assert abs(peak_hz - 300) < 5
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_wav_of_any_width_and_channels_reads_as_mono_int16(
+    tmp_path: Path, width: int, channels: int
+) -> None:
+    samples = tone(8000, 0.1)
+    scaled = samples.astype(np.int64) << (8 * (width - 2)) if width >= 2 else (
+        (samples.astype(np.int64) >> 8) + 128
+    )
+    dtype = {1: "u1", 2: "<i2", 4: "<i4"}.get(width)
+    if width == 3:
+        as32 = scaled.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+        frames = np.repeat(as32, channels, axis=0).tobytes()
+    else:
+        frames = np.repeat(scaled.astype(dtype), channels).tobytes()
+    path = tmp_path / "in.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(width)
+        wav.setframerate(8000)
+        wav.writeframes(frames)
+    mono, rate = read_wav(path)
+    assert rate == 8000 and len(mono) == len(samples)
+    tolerance = 256 if width == 1 else 1
+    assert np.max(np.abs(mono.astype(np.int32) - samples.astype(np.int32))) <= tolerance
+
+
+def test_stereo_is_averaged() -> None:
+    frames = np.array([1000, 3000, -2000, -4000], dtype="<i2").tobytes()
+    assert to_mono_int16(frames, 2, 2).tolist() == [2000, -3000]
+
+
+def test_bad_input_files_give_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AudioDeviceError, match="missing.wav"):
+        open_source(f"file:{tmp_path / 'missing.wav'}")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not a wav at all")
+    with pytest.raises(AudioDeviceError, match="not a PCM WAV"):
+        open_source(f"file:{junk}")
+    with pytest.raises(AudioDeviceError, match="only file:PATH"):
+        open_sink("USB speaker")
+
+
+def test_vad_detects_speech_with_onset_and_hangover() -> None:
+    vad = EnergyVad(16000, threshold_dbfs=-40, onset_s=0.06, hangover_s=0.3)
+    loud, quiet = tone(16000, 0.02), np.zeros(320, dtype=np.int16)
+    verdicts = [vad.process(loud) for _ in range(5)] + [vad.process(quiet) for _ in range(20)]
+    assert verdicts[:2] == [False, False] and verdicts[2] is True  # 60 ms of onset
+    assert verdicts.index(False, 3) == 5 + 15 - 1  # speech until 300 ms of quiet
+
+
+async def read_for(source: FileSource, seconds: float) -> list[tuple[float, np.ndarray]]:
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        chunk = await source.read()
+        out.append((time.monotonic(), chunk))
+    return out
+
+
+def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
+    path = tmp_path / "mic.wav"
+    samples = tone(16000, 0.5)
+    write_wav(path, samples, 16000)
+    source = FileSource(path, chunk_ms=20)
+
+    async def scenario() -> list[tuple[float, np.ndarray]]:
+        await source.start()
+        start = time.monotonic()
+        got = await read_for(source, 0.7)
+        return [(t - start, chunk) for t, chunk in got]
+
+    got = asyncio.run(scenario())
+    for index, (at, chunk) in enumerate(got):
+        assert len(chunk) == 320
+        assert at >= (index + 1) * 0.02 - 0.002  # never before it was "captured"
+    delivered = np.concatenate([chunk for _, chunk in got])
+    assert np.array_equal(delivered[: len(samples)], samples)
+    assert not delivered[len(samples) :].any()  # silence after the end of the file
+    assert source.exhausted
+
+
+def test_file_source_discards_what_was_captured_before_the_trigger(tmp_path: Path) -> None:
+    path = tmp_path / "mic.wav"
+    write_wav(path, np.arange(16000, dtype=np.int16), 16000)
+    source = FileSource(path, chunk_ms=20)
+
+    async def scenario() -> tuple[int, np.ndarray]:
+        await source.start()
+        await asyncio.sleep(0.2)
+        dropped = source.discard_buffered()
+        return dropped, await source.read()
+
+    dropped, chunk = asyncio.run(scenario())
+    assert 9 * 320 <= dropped <= 11 * 320
+    assert int(chunk[0]) == dropped  # the next chunk starts exactly where discarding stopped
+
+
+def test_file_sink_plays_in_real_time_and_flush_cuts_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    sink = FileSink(path, period_s=0.01)
+    drained: list[float] = []
+    reply = np.full(16000, 1000, dtype=np.int16)  # one second of "agent audio"
+
+    async def scenario() -> float:
+        await sink.start(16000, lambda: drained.append(time.monotonic()))
+        sink.write(reply)
+        await asyncio.sleep(0.3)
+        flushed_at = time.monotonic()
+        dropped = sink.flush()
+        assert 0.6 * 16000 <= dropped <= 0.72 * 16000
+        await asyncio.sleep(0.2)
+        await sink.close()
+        return flushed_at
+
+    asyncio.run(scenario())
+    played, rate = read_wav(path)
+    assert rate == 16000
+    audible = int(np.count_nonzero(played))
+    assert 0.28 * 16000 <= audible <= 0.35 * 16000  # what was heard before the flush, no more
+    assert len(played) >= 0.45 * 16000  # and the speaker kept running, silent, afterwards
+    assert drained == []  # a flush is not a drain
+
+
+def test_file_sink_reports_drained_after_the_last_sample(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "out.wav", period_s=0.01)
+    drained: list[float] = []
+
+    async def scenario() -> float:
+        await sink.start(16000, lambda: drained.append(time.monotonic()))
+        started = time.monotonic()
+        sink.write(np.full(3200, 500, dtype=np.int16))  # 200 ms
+        for _ in range(100):
+            if drained:
+                break
+            await asyncio.sleep(0.01)
+        await sink.close()
+        return started
+
+    started = asyncio.run(scenario())
+    assert len(drained) == 1
+    assert 0.19 <= drained[0] - started <= 0.35

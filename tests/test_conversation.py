@@ -1,0 +1,238 @@
+"""Whole conversations: the real device against the real simulator over loopback WebSockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentpi.agent.script import (
+    CloseScript,
+    ErrorScript,
+    SimulatorScript,
+    SimulatorSettings,
+    ToolCallScript,
+    TurnScript,
+)
+from agentpi.audio.convert import Resampler, decode_wire, read_wav
+from agentpi.audio.formats import AudioFormat
+from agentpi.protocol import messages as m
+from tests.helpers import HELLO_WAV, run_conversation, silence_wav
+from tests.schema import validate_frame
+
+LONG_REPLY = " ".join(["This reply goes on and on so that it can be cut off."] * 4)
+
+
+def test_every_input_sample_reaches_the_agent_once_and_in_order(tmp_path: Path) -> None:
+    run = run_conversation(tmp_path)
+    assert run.exit_code == 0
+    spoken, rate = read_wav(HELLO_WAV)
+    assert rate == 16000
+    received = np.frombuffer(bytes(run.record.user_audio), dtype="<i2")
+    assert len(received) >= len(spoken)
+    assert np.array_equal(received[: len(spoken)], spoken)  # no gap, no duplicate, no reorder
+    assert not received[len(spoken) :].any()  # after the clip: the quiet room, nothing else
+    # and the conversation went the whole way
+    assert "Hello! What can you tell me" not in json.dumps(run.events)  # default transcript
+    kinds = run.kinds()
+    for kind in ("connecting", "conversation_started", "user_transcript", "agent_response",
+                 "agent_response_complete", "disconnected", "conversation_ended"):
+        assert kind in kinds, kind
+    ended = run.of_kind("conversation_ended")[0]
+    assert ended["reason"] == "user silent after the agent's turn" and ended["code"] == 1000
+    assert run.record.close_code == 1000 and run.record.closed_by == "client"
+
+
+def test_states_follow_the_conversation(tmp_path: Path) -> None:
+    run = run_conversation(tmp_path)
+    states = run.states()
+    assert states[0] == "idle" and states[1] == "connecting" and states[-1] == "idle"
+    assert states[states.index("connecting") + 1] == "listening"
+    for expected in ("speaking", "user_speaking", "thinking", "ending"):
+        assert expected in states
+    # the user spoke after the greeting, and the agent thought before answering
+    assert states.index("user_speaking") < states.index("thinking")
+    assert states.index("thinking") < len(states) - 1 - states[::-1].index("speaking")
+
+
+def test_init_first_pongs_and_user_activity(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(ping_interval_s=0.25))
+    run = run_conversation(tmp_path, script)
+    record = run.record
+    assert isinstance(record.messages[0][1], m.ConversationInitiationClientData)
+    assert record.pings_sent >= 10
+    assert record.pongs_received >= record.pings_sent - 1  # the last may cross the close
+    assert record.missing_pongs == 0
+    activity = [t for t, msg in record.messages if isinstance(msg, m.UserActivity)]
+    speech = [t for t, note in record.notes if note == "user speech started"]
+    assert activity and speech
+    assert abs(activity[0] - speech[0]) < 0.5  # sent while the user speaks
+
+
+def test_interruption_cuts_playback_within_100_ms(tmp_path: Path) -> None:
+    script = SimulatorScript(first_turn=TurnScript(response=LONG_REPLY, interrupt_after_s=1.0))
+    run = run_conversation(tmp_path, script, input_wav=silence_wav(tmp_path / "q.wav", 3.0))
+    turn = run.record.turns[0]
+    assert turn.interrupted_at is not None and turn.first_audio_at is not None
+    full_reply_s = turn.audio_samples / 16000
+    assert full_reply_s > 5  # there was much more to say
+    heard, rate = read_wav(run.output)
+    heard_s = np.count_nonzero(heard) / rate  # agent audio never has a zero sample
+    allowed_s = turn.interrupted_at - turn.first_audio_at + 0.100
+    assert 0.8 < heard_s <= allowed_s, (heard_s, allowed_s)
+    assert "interruption" in run.kinds() and "playback_flushed" in run.kinds()
+    assert run.of_kind("agent_response_correction")[0]["corrected"] != LONG_REPLY
+
+
+def test_user_barge_in_is_detected_and_stops_the_agent(tmp_path: Path) -> None:
+    # The user starts talking 2.5 s in, while this long greeting is still playing.
+    script = SimulatorScript(first_turn=TurnScript(response=LONG_REPLY))
+    run = run_conversation(tmp_path, script)
+    assert any("barge-in" in note for _, note in run.record.notes)
+    assert run.record.turns[0].interrupted_at is not None
+    flush = run.of_kind("playback_flushed")[0]
+    assert flush["dropped_samples"] > 0
+
+
+@pytest.mark.parametrize(("user_format", "agent_format"),
+                         [("ulaw_8000", "pcm_44100"), ("pcm_48000", "ulaw_8000"),
+                          ("pcm_22050", "pcm_24000")])
+def test_negotiated_formats_are_honoured(tmp_path: Path, user_format: str, agent_format: str) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(
+        user_input_audio_format=user_format, agent_output_audio_format=agent_format))
+    run = run_conversation(tmp_path, script)
+    assert run.exit_code == 0
+    user_fmt = AudioFormat.parse(user_format)
+    received = decode_wire(bytes(run.record.user_audio), user_fmt)
+    spoken, rate = read_wav(HELLO_WAV)
+    expected = Resampler(rate, user_fmt.sample_rate).process(spoken, last=True)
+    # The same speech arrived, at the agent's rate: compare loudness envelopes in 50 ms frames.
+    frame = user_fmt.sample_rate // 20
+    def envelope(x: np.ndarray) -> np.ndarray:
+        n = len(x) // frame
+        return np.sqrt(np.mean(x[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
+    got, want = envelope(received), envelope(expected)
+    n = len(want)
+    assert len(got) >= n
+    assert np.corrcoef(got[:n], want)[0, 1] > 0.95
+    heard, out_rate = read_wav(run.output)
+    assert out_rate == AudioFormat.parse(agent_format).sample_rate
+    assert np.count_nonzero(heard) > out_rate  # more than a second of agent speech came out
+
+
+def test_signed_url_is_fetched_with_the_api_key_and_used(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
+    run = run_conversation(tmp_path, script, api_key="sk_test_secret",
+                           simulator_api_key="sk_test_secret")
+    assert run.exit_code == 0
+    assert run.simulator.signed_url_requests == 1
+    assert "conversation_signature=" in run.record.path
+    assert "sk_test_secret" not in json.dumps(run.events)
+    assert "conversation_signature" not in json.dumps(run.events)  # a credential too
+
+
+def test_refused_api_key_is_reported_without_the_key(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
+    run = run_conversation(tmp_path, script, api_key="sk_wrong", simulator_api_key="sk_right")
+    assert run.exit_code == 1
+    failed = run.of_kind("connect_failed")
+    assert failed and "HTTP 401" in failed[0]["message"]
+    assert "check ELEVENLABS_API_KEY" in failed[0]["message"]
+    assert "sk_wrong" not in json.dumps(run.events)
+    assert run.states()[-2:] == ["error", "idle"]
+
+
+def test_unsigned_connection_to_a_private_agent_is_refused(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
+    run = run_conversation(tmp_path, script)
+    assert run.exit_code == 1
+    assert "HTTP 403" in run.of_kind("connect_failed")[0]["message"]
+
+
+@pytest.mark.parametrize("code", [1002, 1008, 1011])
+def test_server_error_and_close_code_end_the_conversation_with_the_reason(
+    tmp_path: Path, code: int
+) -> None:
+    script = SimulatorScript(turns=(TurnScript(
+        error=ErrorScript(code=code, error_type="llm_error", message="the model fell over")),))
+    run = run_conversation(tmp_path, script)
+    assert run.exit_code == 1
+    assert run.of_kind("server_error")[0]["error_type"] == "llm_error"
+    ended = run.of_kind("conversation_ended")[0]
+    assert ended["code"] == code and ended["closed_by"] == "server"
+    assert ended["error"] == "llm_error: the model fell over"
+    assert run.states()[-2:] == ["error", "idle"]
+
+
+def test_plain_server_close_with_1000_is_a_normal_end(tmp_path: Path) -> None:
+    script = SimulatorScript(turns=(TurnScript(close=CloseScript(1000, "bye")),))
+    run = run_conversation(tmp_path, script)
+    assert run.exit_code == 0
+    ended = run.of_kind("conversation_ended")[0]
+    assert (ended["code"], ended["closed_by"], ended["error"]) == (1000, "server", None)
+
+
+def test_malformed_frames_are_logged_once_each_and_the_conversation_goes_on(
+    tmp_path: Path,
+) -> None:
+    bad = ["{not json", '{"type": "audio", "audio_event": {"event_id": 3}}', "[]",
+           '{"type": "ping", "ping_event": {"event_id": "soon"}}']
+    script = SimulatorScript(turns=(TurnScript(malformed=tuple(bad), response="Still here."),))
+    run = run_conversation(tmp_path, script)
+    assert run.exit_code == 0
+    errors = [event["message"] for event in run.of_kind("protocol_error")]
+    assert len(errors) == len(bad)
+    assert "not valid JSON" in errors[0] and "audio_base_64: missing" in errors[1]
+    assert "Still here." in [event["text"] for event in run.of_kind("agent_response")]
+
+
+def test_silent_server_times_out_waiting_for_metadata(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(silent=True))
+    run = run_conversation(tmp_path, script, metadata_timeout_s=1.0)
+    assert run.exit_code == 1
+    ended = run.of_kind("conversation_ended")[0]
+    assert ended["error"] == "the agent sent no conversation metadata within 1 s"
+
+
+def test_slow_handshake_loses_no_audio(tmp_path: Path) -> None:
+    script = SimulatorScript(simulator=SimulatorSettings(handshake_delay_s=0.8))
+    run = run_conversation(tmp_path, script)
+    spoken, _ = read_wav(HELLO_WAV)
+    received = np.frombuffer(bytes(run.record.user_audio), dtype="<i2")
+    assert np.array_equal(received[: len(spoken)], spoken)
+
+
+def test_unknown_client_tool_gets_an_error_result_naming_it(tmp_path: Path) -> None:
+    script = SimulatorScript(turns=(TurnScript(
+        tool_call=ToolCallScript("open_garage", {"door": 2}), response="Tool said: {result}"),))
+    run = run_conversation(tmp_path, script)
+    results = list(run.record.tool_results.values())
+    assert len(results) == 1 and results[0].is_error
+    assert "open_garage" in results[0].result
+    assert run.of_kind("tool_call")[0]["tool_name"] == "open_garage"
+
+
+def test_agent_end_call_closes_after_the_goodbye(tmp_path: Path) -> None:
+    script = SimulatorScript(turns=(TurnScript(response="Goodbye!", end_call=True),))
+    run = run_conversation(tmp_path, script, silence_close_s=30)
+    assert run.exit_code == 0
+    assert run.of_kind("agent_tool_response")[0]["tool_name"] == "end_call"
+    assert run.of_kind("conversation_ended")[0]["code"] == 1000
+
+
+def test_every_frame_both_sides_sent_matches_the_contract(tmp_path: Path) -> None:
+    script = SimulatorScript(
+        simulator=SimulatorSettings(ping_interval_s=0.3),
+        first_turn=TurnScript(response=LONG_REPLY),  # barge-in: interruption + correction
+        turns=(TurnScript(tool_call=ToolCallScript("lookup", {"q": "x"}), response="{result}"),),
+    )
+    run = run_conversation(tmp_path, script)
+    client_types = {validate_frame(raw, "client") for _, raw in run.record.received}
+    server_types = {validate_frame(raw, "server") for _, raw in run.record.sent}
+    assert {"conversation_initiation_client_data", "user_audio_chunk", "pong", "user_activity",
+            "client_tool_result"} <= client_types
+    assert {"conversation_initiation_metadata", "ping", "audio", "agent_response",
+            "user_transcript", "tentative_user_transcript", "vad_score", "interruption",
+            "agent_response_correction", "client_tool_call"} <= server_types
