@@ -75,8 +75,9 @@ def run_conversation(
             config = Config(
                 agent=AgentConfig(agent_id="test-agent", url=sim.url, connect_timeout_s=5),
                 trigger=TriggerConfig(mode="immediate"),
-                audio=AudioConfig(input=f"file:{input_wav}", output=f"file:{output}",
-                                  chunk_ms=chunk_ms),
+                audio=AudioConfig(
+                    input=f"file:{input_wav}", output=f"file:{output}", chunk_ms=chunk_ms
+                ),
                 conversation=ConversationConfig(
                     silence_close_s=silence_close_s, metadata_timeout_s=metadata_timeout_s
                 ),
@@ -86,8 +87,9 @@ def run_conversation(
             bus.subscribe(events.append)
             source = FileSource(input_wav, chunk_ms=chunk_ms)
             sink = FileSink(output)
-            device = Device(config, source, sink, events=bus,
-                            api_key=Secret(api_key) if api_key else None)
+            device = Device(
+                config, source, sink, events=bus, api_key=Secret(api_key) if api_key else None
+            )
             code = await asyncio.wait_for(device.run(once=True), timeout)
             if sim.conversations:
                 await sim.wait_for_conversations(len(sim.conversations), timeout=10)

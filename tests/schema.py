@@ -48,7 +48,7 @@ def _contract() -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
 
 
 def message_kind(frame: dict[str, Any]) -> str:
-    return frame["type"] if "type" in frame else "user_audio_chunk"
+    return frame.get("type", "user_audio_chunk")
 
 
 def validate_frame(raw: str, direction: str) -> str:

@@ -46,8 +46,10 @@ def test_ulaw_round_trip_error_is_within_the_codec_step() -> None:
     assert np.all(error <= np.abs(ALL_INT16.astype(np.int32)) // 16 + 8)
 
 
-@pytest.mark.parametrize("wire", ["pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000",
-                                  "pcm_44100", "pcm_48000", "ulaw_8000"])
+@pytest.mark.parametrize(
+    "wire",
+    ["pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000", "ulaw_8000"],
+)
 def test_capture_to_wire_and_back_keeps_length_and_pitch(wire: str) -> None:
     fmt = AudioFormat.parse(wire)
     capture_rate = 48000
@@ -69,8 +71,10 @@ def test_wav_of_any_width_and_channels_reads_as_mono_int16(
     tmp_path: Path, width: int, channels: int
 ) -> None:
     samples = tone(8000, 0.1)
-    scaled = samples.astype(np.int64) << (8 * (width - 2)) if width >= 2 else (
-        (samples.astype(np.int64) >> 8) + 128
+    scaled = (
+        samples.astype(np.int64) << (8 * (width - 2))
+        if width >= 2
+        else ((samples.astype(np.int64) >> 8) + 128)
     )
     dtype = {1: "u1", 2: "<i2", 4: "<i4"}.get(width)
     if width == 3:
@@ -96,7 +100,7 @@ def test_stereo_is_averaged() -> None:
 
 
 def test_bad_input_files_give_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(AudioDeviceError, match="missing.wav"):
+    with pytest.raises(AudioDeviceError, match=r"missing\.wav"):
         open_source(f"file:{tmp_path / 'missing.wav'}")
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"not a wav at all")

@@ -37,8 +37,15 @@ def test_every_input_sample_reaches_the_agent_once_and_in_order(tmp_path: Path) 
     # and the conversation went the whole way
     assert "Hello! What can you tell me" not in json.dumps(run.events)  # default transcript
     kinds = run.kinds()
-    for kind in ("connecting", "conversation_started", "user_transcript", "agent_response",
-                 "agent_response_complete", "disconnected", "conversation_ended"):
+    for kind in (
+        "connecting",
+        "conversation_started",
+        "user_transcript",
+        "agent_response",
+        "agent_response_complete",
+        "disconnected",
+        "conversation_ended",
+    ):
         assert kind in kinds, kind
     ended = run.of_kind("conversation_ended")[0]
     assert ended["reason"] == "user silent after the agent's turn" and ended["code"] == 1000
@@ -96,12 +103,18 @@ def test_user_barge_in_is_detected_and_stops_the_agent(tmp_path: Path) -> None:
     assert flush["dropped_samples"] > 0
 
 
-@pytest.mark.parametrize(("user_format", "agent_format"),
-                         [("ulaw_8000", "pcm_44100"), ("pcm_48000", "ulaw_8000"),
-                          ("pcm_22050", "pcm_24000")])
-def test_negotiated_formats_are_honoured(tmp_path: Path, user_format: str, agent_format: str) -> None:
-    script = SimulatorScript(simulator=SimulatorSettings(
-        user_input_audio_format=user_format, agent_output_audio_format=agent_format))
+@pytest.mark.parametrize(
+    ("user_format", "agent_format"),
+    [("ulaw_8000", "pcm_44100"), ("pcm_48000", "ulaw_8000"), ("pcm_22050", "pcm_24000")],
+)
+def test_negotiated_formats_are_honoured(
+    tmp_path: Path, user_format: str, agent_format: str
+) -> None:
+    script = SimulatorScript(
+        simulator=SimulatorSettings(
+            user_input_audio_format=user_format, agent_output_audio_format=agent_format
+        )
+    )
     run = run_conversation(tmp_path, script)
     assert run.exit_code == 0
     user_fmt = AudioFormat.parse(user_format)
@@ -110,9 +123,11 @@ def test_negotiated_formats_are_honoured(tmp_path: Path, user_format: str, agent
     expected = Resampler(rate, user_fmt.sample_rate).process(spoken, last=True)
     # The same speech arrived, at the agent's rate: compare loudness envelopes in 50 ms frames.
     frame = user_fmt.sample_rate // 20
+
     def envelope(x: np.ndarray) -> np.ndarray:
         n = len(x) // frame
         return np.sqrt(np.mean(x[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
+
     got, want = envelope(received), envelope(expected)
     n = len(want)
     assert len(got) >= n
@@ -124,8 +139,9 @@ def test_negotiated_formats_are_honoured(tmp_path: Path, user_format: str, agent
 
 def test_signed_url_is_fetched_with_the_api_key_and_used(tmp_path: Path) -> None:
     script = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
-    run = run_conversation(tmp_path, script, api_key="sk_test_secret",
-                           simulator_api_key="sk_test_secret")
+    run = run_conversation(
+        tmp_path, script, api_key="sk_test_secret", simulator_api_key="sk_test_secret"
+    )
     assert run.exit_code == 0
     assert run.simulator.signed_url_requests == 1
     assert "conversation_signature=" in run.record.path
@@ -155,8 +171,13 @@ def test_unsigned_connection_to_a_private_agent_is_refused(tmp_path: Path) -> No
 def test_server_error_and_close_code_end_the_conversation_with_the_reason(
     tmp_path: Path, code: int
 ) -> None:
-    script = SimulatorScript(turns=(TurnScript(
-        error=ErrorScript(code=code, error_type="llm_error", message="the model fell over")),))
+    script = SimulatorScript(
+        turns=(
+            TurnScript(
+                error=ErrorScript(code=code, error_type="llm_error", message="the model fell over")
+            ),
+        )
+    )
     run = run_conversation(tmp_path, script)
     assert run.exit_code == 1
     assert run.of_kind("server_error")[0]["error_type"] == "llm_error"
@@ -177,8 +198,12 @@ def test_plain_server_close_with_1000_is_a_normal_end(tmp_path: Path) -> None:
 def test_malformed_frames_are_logged_once_each_and_the_conversation_goes_on(
     tmp_path: Path,
 ) -> None:
-    bad = ["{not json", '{"type": "audio", "audio_event": {"event_id": 3}}', "[]",
-           '{"type": "ping", "ping_event": {"event_id": "soon"}}']
+    bad = [
+        "{not json",
+        '{"type": "audio", "audio_event": {"event_id": 3}}',
+        "[]",
+        '{"type": "ping", "ping_event": {"event_id": "soon"}}',
+    ]
     script = SimulatorScript(turns=(TurnScript(malformed=tuple(bad), response="Still here."),))
     run = run_conversation(tmp_path, script)
     assert run.exit_code == 0
@@ -205,8 +230,13 @@ def test_slow_handshake_loses_no_audio(tmp_path: Path) -> None:
 
 
 def test_unknown_client_tool_gets_an_error_result_naming_it(tmp_path: Path) -> None:
-    script = SimulatorScript(turns=(TurnScript(
-        tool_call=ToolCallScript("open_garage", {"door": 2}), response="Tool said: {result}"),))
+    script = SimulatorScript(
+        turns=(
+            TurnScript(
+                tool_call=ToolCallScript("open_garage", {"door": 2}), response="Tool said: {result}"
+            ),
+        )
+    )
     run = run_conversation(tmp_path, script)
     results = list(run.record.tool_results.values())
     assert len(results) == 1 and results[0].is_error
@@ -231,8 +261,22 @@ def test_every_frame_both_sides_sent_matches_the_contract(tmp_path: Path) -> Non
     run = run_conversation(tmp_path, script)
     client_types = {validate_frame(raw, "client") for _, raw in run.record.received}
     server_types = {validate_frame(raw, "server") for _, raw in run.record.sent}
-    assert {"conversation_initiation_client_data", "user_audio_chunk", "pong", "user_activity",
-            "client_tool_result"} <= client_types
-    assert {"conversation_initiation_metadata", "ping", "audio", "agent_response",
-            "user_transcript", "tentative_user_transcript", "vad_score", "interruption",
-            "agent_response_correction", "client_tool_call"} <= server_types
+    assert {
+        "conversation_initiation_client_data",
+        "user_audio_chunk",
+        "pong",
+        "user_activity",
+        "client_tool_result",
+    } <= client_types
+    assert {
+        "conversation_initiation_metadata",
+        "ping",
+        "audio",
+        "agent_response",
+        "user_transcript",
+        "tentative_user_transcript",
+        "vad_score",
+        "interruption",
+        "agent_response_correction",
+        "client_tool_call",
+    } <= server_types

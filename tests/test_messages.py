@@ -40,8 +40,11 @@ SERVER_EVENTS: list[m.ServerEvent] = [
     m.AgentResponse("Hi, how can I help?", 6),
     m.AgentResponseCorrection("Let me tell you the whole story", "Let me tell you", 6),
     m.Audio(b"\x00\x01" * 100, 6),
-    m.Audio(b"\x00\x01", 7, alignment={"chars": ["H"], "char_start_times_ms": [0],
-                                        "char_durations_ms": [80]}),
+    m.Audio(
+        b"\x00\x01",
+        7,
+        alignment={"chars": ["H"], "char_start_times_ms": [0], "char_durations_ms": [80]},
+    ),
     m.Interruption(6),
     m.Ping(12, 50),
     m.Ping(13, None),
@@ -71,18 +74,38 @@ def test_server_event_round_trips_and_matches_contract(event: m.ServerEvent) -> 
 
 
 def test_every_required_type_is_modelled() -> None:
-    client_types = {json.loads(m.encode(msg)).get("type", "user_audio_chunk")
-                    for msg in CLIENT_MESSAGES}
-    server_types = {type(ev).type for ev in SERVER_EVENTS}
+    client_types = {
+        json.loads(m.encode(msg)).get("type", "user_audio_chunk") for msg in CLIENT_MESSAGES
+    }
+    server_types = {json.loads(m.encode(ev))["type"] for ev in SERVER_EVENTS}
     assert client_types == {
-        "user_audio_chunk", "pong", "conversation_initiation_client_data", "client_tool_result",
-        "contextual_update", "user_message", "user_activity", "multimodal_message", "feedback",
+        "user_audio_chunk",
+        "pong",
+        "conversation_initiation_client_data",
+        "client_tool_result",
+        "contextual_update",
+        "user_message",
+        "user_activity",
+        "multimodal_message",
+        "feedback",
     }
     assert server_types >= {
-        "conversation_initiation_metadata", "user_transcript", "tentative_user_transcript",
-        "agent_response", "agent_response_correction", "audio", "interruption", "ping",
-        "client_tool_call", "contextual_update", "vad_score", "internal_tentative_agent_response",
-        "agent_response_complete", "agent_chat_response_part", "agent_tool_response", "error",
+        "conversation_initiation_metadata",
+        "user_transcript",
+        "tentative_user_transcript",
+        "agent_response",
+        "agent_response_correction",
+        "audio",
+        "interruption",
+        "ping",
+        "client_tool_call",
+        "contextual_update",
+        "vad_score",
+        "internal_tentative_agent_response",
+        "agent_response_complete",
+        "agent_chat_response_part",
+        "agent_tool_response",
+        "error",
     }
     # The contract check itself is real: it knows these types.
     assert {"pong", "user_audio_chunk", "multimodal_message"} <= contract_types("client")
@@ -120,17 +143,25 @@ def test_unknown_server_type_keeps_the_raw_dict() -> None:
         ('{"type": "ping"}', "ping.ping_event: missing"),
         ('{"type": "ping", "ping_event": {"event_id": "x"}}', "ping.ping_event.event_id"),
         ('{"type": "ping", "ping_event": {"event_id": true}}', "ping.ping_event.event_id"),
-        ('{"type": "audio", "audio_event": {"audio_base_64": "!!", "event_id": 1}}',
-         "audio.audio_event.audio_base_64"),
-        ('{"type": "audio", "audio_event": {"audio_base_64": "AAA="}}',
-         "audio.audio_event.event_id: missing"),
+        (
+            '{"type": "audio", "audio_event": {"audio_base_64": "!!", "event_id": 1}}',
+            "audio.audio_event.audio_base_64",
+        ),
+        (
+            '{"type": "audio", "audio_event": {"audio_base_64": "AAA="}}',
+            "audio.audio_event.event_id: missing",
+        ),
         ('{"type": "vad_score", "vad_score_event": {"vad_score": 3}}', "vad_score"),
         ('{"type": "interruption", "interruption_event": []}', "interruption.interruption_event"),
-        ('{"type": "client_tool_call", "client_tool_call": {"tool_name": "x"}}',
-         "client_tool_call.client_tool_call.tool_call_id"),
-        ('{"type": "conversation_initiation_metadata", '
-         '"conversation_initiation_metadata_event": {"conversation_id": 1}}',
-         "conversation_id"),
+        (
+            '{"type": "client_tool_call", "client_tool_call": {"tool_name": "x"}}',
+            "client_tool_call.client_tool_call.tool_call_id",
+        ),
+        (
+            '{"type": "conversation_initiation_metadata", '
+            '"conversation_initiation_metadata_event": {"conversation_id": 1}}',
+            "conversation_id",
+        ),
     ],
 )
 def test_malformed_server_frames_raise_protocol_error_naming_the_field(
@@ -153,7 +184,9 @@ def test_unconfirmed_shapes_are_parsed_defensively() -> None:
         '"error_name": "net"}}'
     )
     assert client_error == m.ErrorEvent("x", 1002, "net")
-    complete = m.decode_server('{"type": "agent_response_complete", "other_event": {"event_id": "4"}}')
+    complete = m.decode_server(
+        '{"type": "agent_response_complete", "other_event": {"event_id": "4"}}'
+    )
     assert complete == m.AgentResponseComplete(4)
 
 

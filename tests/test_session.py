@@ -293,8 +293,11 @@ def test_server_error_without_close_is_closed_after_a_grace_period() -> None:
 def test_abnormal_server_close_is_an_error(code: int) -> None:
     session = started()
     end = session.connection_closed(code, "bad", 1.0)
-    ended = [a for a in end if isinstance(a, ConversationEnded)][0]
-    assert ended.closed_by == "server" and ended.error == f"server closed the connection with {code} (bad)"
+    ended = next(a for a in end if isinstance(a, ConversationEnded))
+    assert (
+        ended.closed_by == "server"
+        and ended.error == f"server closed the connection with {code} (bad)"
+    )
 
 
 def test_normal_server_close_is_not_an_error() -> None:
@@ -340,19 +343,33 @@ def test_unknown_events_are_reported_not_fatal() -> None:
 def test_every_observable_event_becomes_a_notification() -> None:
     session = started()
     kinds = []
-    for event in [
-        m.UserTranscript("hi", 1), m.TentativeUserTranscript("h", 1), m.AgentResponse("yo", 2),
-        m.AgentResponseCorrection("yo there", "yo", 2), m.VadScore(0.4),
-        m.InternalTentativeAgentResponse("y"), m.AgentChatResponsePart("y", "delta", 2),
-        m.AgentToolResponse("lookup", "t", "webhook", False), m.ContextualUpdate("ctx"),
-        m.AgentResponseComplete(2), m.Interruption(2),
-    ]:
+    events: list[m.ServerEvent] = [
+        m.UserTranscript("hi", 1),
+        m.TentativeUserTranscript("h", 1),
+        m.AgentResponse("yo", 2),
+        m.AgentResponseCorrection("yo there", "yo", 2),
+        m.VadScore(0.4),
+        m.InternalTentativeAgentResponse("y"),
+        m.AgentChatResponsePart("y", "delta", 2),
+        m.AgentToolResponse("lookup", "t", "webhook", False),
+        m.ContextualUpdate("ctx"),
+        m.AgentResponseComplete(2),
+        m.Interruption(2),
+    ]
+    for event in events:
         kinds += [a.kind for a in session.receive(event, 1.0) if isinstance(a, Notify)]
     assert kinds == [
-        "user_transcript", "tentative_user_transcript", "agent_response",
-        "agent_response_correction", "vad_score", "tentative_agent_response",
-        "agent_chat_response_part", "agent_tool_response", "contextual_update",
-        "agent_response_complete", "interruption",
+        "user_transcript",
+        "tentative_user_transcript",
+        "agent_response",
+        "agent_response_correction",
+        "vad_score",
+        "tentative_agent_response",
+        "agent_chat_response_part",
+        "agent_tool_response",
+        "contextual_update",
+        "agent_response_complete",
+        "interruption",
     ]
 
 

@@ -166,9 +166,7 @@ class _ConversationRun:
                 idle_close_s=conv.idle_close_s,
             )
         )
-        self.ended: asyncio.Future[ConversationEnded] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
         self.audio_ready = asyncio.Event()
         self.decoder: WireDecoder | None = None
         self.tasks: set[asyncio.Task[None]] = set()

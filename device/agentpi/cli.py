@@ -98,7 +98,7 @@ def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBu
         stream = sys.stdout
     else:
         try:
-            stream = stack.enter_context(open(path, "a", encoding="utf-8"))
+            stream = stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115
         except OSError as exc:
             raise ConfigError(f"--events {path}: {exc.strerror or exc}") from None
     bus.subscribe(JsonLinesWriter(stream))

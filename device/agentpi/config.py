@@ -75,7 +75,7 @@ class Config:
 def load_config(path: str | Path) -> Config:
     data = load_toml(path)
     if "agent" not in data:
-        raise ConfigError("missing [agent] section: add [agent] with agent_id = \"<your agent id>\"")
+        raise ConfigError('missing [agent] section: add [agent] with agent_id = "<your agent id>"')
     config = build_dataclass(Config, data, "")
     validate(config)
     return config

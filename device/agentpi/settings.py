@@ -40,8 +40,7 @@ def build_dataclass(cls: type[T], data: Any, where: str) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise SettingsError(
-            f"unknown key {_join(where, unknown[0])}; known keys in [{label}]: "
-            f"{', '.join(fields)}"
+            f"unknown key {_join(where, unknown[0])}; known keys in [{label}]: {', '.join(fields)}"
         )
     values: dict[str, Any] = {}
     for name, value in data.items():

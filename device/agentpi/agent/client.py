@@ -7,6 +7,7 @@ Nothing here knows the conversation rules; it moves typed messages between ``web
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import urllib.error
@@ -112,10 +113,8 @@ class AgentConnection:
         return cls(ws)
 
     async def send(self, message: ClientMessage) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the receive side reports the close, once
             await self._ws.send(encode(message))
-        except ConnectionClosed:
-            pass  # the receive side reports the close, once
 
     async def receive(self) -> ServerEvent | ProtocolError | Closed:
         try:

@@ -1,20 +1,20 @@
 """What the agent simulator does, turn by turn: a typed script, loadable from TOML.
 
-    [simulator]
-    user_input_audio_format = "pcm_16000"
-    agent_output_audio_format = "ulaw_8000"
-    ping_interval_s = 2.0
+[simulator]
+user_input_audio_format = "pcm_16000"
+agent_output_audio_format = "ulaw_8000"
+ping_interval_s = 2.0
 
-    [first_turn]                # the agent's greeting; `silent = true` for none
-    response = "Hello! How can I help?"
-    interrupt_after_s = 1.0     # the server interrupts its own reply after this long
+[first_turn]                # the agent's greeting; `silent = true` for none
+response = "Hello! How can I help?"
+interrupt_after_s = 1.0     # the server interrupts its own reply after this long
 
-    [[turns]]                   # one per user turn, in order; echo replies after they run out
-    transcript = "what's the weather"
-    response = "Sunny."
-    tool_call = { name = "get_time", parameters = {} }
-    error = { code = 1011, error_type = "unknown", message = "boom" }
-    malformed = ["{not json"]
+[[turns]]                   # one per user turn, in order; echo replies after they run out
+transcript = "what's the weather"
+response = "Sunny."
+tool_call = { name = "get_time", parameters = {} }
+error = { code = 1011, error_type = "unknown", message = "boom" }
+malformed = ["{not json"]
 """
 
 from __future__ import annotations
@@ -102,9 +102,8 @@ class SimulatorSettings:
     def __post_init__(self) -> None:
         for key in ("user_input_audio_format", "agent_output_audio_format"):
             if getattr(self, key) not in WIRE_FORMATS:
-                raise SettingsError(
-                    f"simulator.{key}: {getattr(self, key)!r} is not one of {', '.join(WIRE_FORMATS)}"
-                )
+                value, choices = getattr(self, key), ", ".join(WIRE_FORMATS)
+                raise SettingsError(f"simulator.{key}: {value!r} is not one of {choices}")
 
 
 DEFAULT_GREETING = TurnScript(response="Hello! This is the agentpi simulator. How can I help?")

@@ -324,8 +324,9 @@ class _Conversation:
         text = text.replace("{result}", result_text)
         await self.speak(text, event_id, script)
         if script.end_call:
-            await self.send(AgentToolResponse("end_call", f"end_{event_id}", "system", False,
-                                              True, event_id))
+            await self.send(
+                AgentToolResponse("end_call", f"end_{event_id}", "system", False, True, event_id)
+            )
             await asyncio.sleep(max(0.0, self.playback_ends_at - time.monotonic()) + 0.2)
             await self.close(1000, "end_call")
 
@@ -335,8 +336,9 @@ class _Conversation:
         waiter: asyncio.Future[ClientToolResult] = asyncio.get_running_loop().create_future()
         self.tool_waiters[call_id] = waiter
         await self.send(
-            ClientToolCall(script.tool_call.name, call_id, dict(script.tool_call.parameters),
-                           event_id)
+            ClientToolCall(
+                script.tool_call.name, call_id, dict(script.tool_call.parameters), event_id
+            )
         )
         try:
             result = await asyncio.wait_for(waiter, script.tool_call.timeout_s)
@@ -523,17 +525,22 @@ class AgentSimulator:
         self.signed_url_requests += 1
         key = request.headers.get("xi-api-key", "")
         if not key or (self.api_key is not None and key != self.api_key):
-            return _json_response(connection, http.HTTPStatus.UNAUTHORIZED,
-                                  {"detail": {"status": "invalid_api_key"}})
+            return _json_response(
+                connection, http.HTTPStatus.UNAUTHORIZED, {"detail": {"status": "invalid_api_key"}}
+            )
         agent_id = (query.get("agent_id") or [""])[0]
         if not agent_id:
-            return _json_response(connection, http.HTTPStatus.UNPROCESSABLE_ENTITY,
-                                  {"detail": "agent_id is required"})
+            return _json_response(
+                connection, http.HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": "agent_id is required"}
+            )
         signature = secrets.token_urlsafe(16)
         self._signatures.add(signature)
         params = urlencode({"agent_id": agent_id, "conversation_signature": signature})
-        return _json_response(connection, http.HTTPStatus.OK,
-                              {"signed_url": f"{self.url}{CONVERSATION_PATH}?{params}"})
+        return _json_response(
+            connection,
+            http.HTTPStatus.OK,
+            {"signed_url": f"{self.url}{CONVERSATION_PATH}?{params}"},
+        )
 
     # ------------------------------------------------------------------ WebSocket side
 

@@ -73,7 +73,8 @@ class Resampler:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._stream = (
-            None if in_rate == out_rate
+            None
+            if in_rate == out_rate
             else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="LQ")
         )
 
@@ -122,7 +123,8 @@ def to_mono_int16(frames: bytes, sample_width: int, channels: int) -> Int16Array
         raise ValueError(f"unsupported sample width of {sample_width} bytes")
     if channels > 1:
         wide = wide[: len(wide) - len(wide) % channels].reshape(-1, channels).mean(axis=1)
-    return np.clip(wide, -32768, 32767).astype(np.int16)
+    mono: Int16Array = np.clip(wide, -32768, 32767).astype(np.int16)
+    return mono
 
 
 def read_wav(path: str | Path) -> tuple[Int16Array, int]:

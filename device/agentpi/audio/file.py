@@ -120,7 +120,7 @@ class FileSink:
         if self._wav is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._wav = wave.open(str(self.path), "wb")
+                self._wav = wave.open(str(self.path), "wb")  # noqa: SIM115 - open until close()
             except OSError as exc:
                 raise AudioDeviceError(f"audio output file:{self.path}: {exc}") from None
             self._wav.setnchannels(1)

@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
 JsonDict = dict[str, Any]
 
@@ -120,7 +120,7 @@ def _without_none(data: JsonDict) -> JsonDict:
 
 @dataclass(frozen=True)
 class UserAudioChunk:
-    """Microphone audio in the agent's ``user_input_audio_format``; the only message with no type."""
+    """Microphone audio in the agent's ``user_input_audio_format``; the one message with no type."""
 
     audio: bytes
 
@@ -290,7 +290,9 @@ class Feedback:
 
     def __post_init__(self) -> None:
         if self.score not in ("like", "dislike", None):
-            raise ProtocolError(f"feedback.score: expected like, dislike or null, got {self.score!r}")
+            raise ProtocolError(
+                f"feedback.score: expected like, dislike or null, got {self.score!r}"
+            )
 
     def to_json(self) -> JsonDict:
         return {"type": self.type, "event_id": self.event_id, "score": self.score}
@@ -300,17 +302,17 @@ class Feedback:
         return cls(_int(data, "event_id", cls.type), _opt_str(data, "score", cls.type))
 
 
-ClientMessage = Union[
-    UserAudioChunk,
-    Pong,
-    ConversationInitiationClientData,
-    ClientToolResult,
-    ContextualUpdate,
-    UserMessage,
-    UserActivity,
-    MultimodalMessage,
-    Feedback,
-]
+ClientMessage = (
+    UserAudioChunk
+    | Pong
+    | ConversationInitiationClientData
+    | ClientToolResult
+    | ContextualUpdate
+    | UserMessage
+    | UserActivity
+    | MultimodalMessage
+    | Feedback
+)
 
 # --------------------------------------------------------------------------- server -> client
 
@@ -464,7 +466,10 @@ class Ping:
     ping_ms: int | None = None
 
     def to_json(self) -> JsonDict:
-        return {"type": self.type, self.wrapper: {"event_id": self.event_id, "ping_ms": self.ping_ms}}
+        return {
+            "type": self.type,
+            self.wrapper: {"event_id": self.event_id, "ping_ms": self.ping_ms},
+        }
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> Ping:
@@ -648,47 +653,47 @@ class UnknownEvent:
         return dict(self.raw)
 
 
-ServerEvent = Union[
-    ConversationInitiationMetadata,
-    UserTranscript,
-    TentativeUserTranscript,
-    AgentResponse,
-    AgentResponseCorrection,
-    Audio,
-    Interruption,
-    Ping,
-    ClientToolCall,
-    ContextualUpdate,
-    VadScore,
-    InternalTentativeAgentResponse,
-    AgentResponseComplete,
-    AgentChatResponsePart,
-    AgentToolResponse,
-    ErrorEvent,
-    UnknownEvent,
-]
+ServerEvent = (
+    ConversationInitiationMetadata
+    | UserTranscript
+    | TentativeUserTranscript
+    | AgentResponse
+    | AgentResponseCorrection
+    | Audio
+    | Interruption
+    | Ping
+    | ClientToolCall
+    | ContextualUpdate
+    | VadScore
+    | InternalTentativeAgentResponse
+    | AgentResponseComplete
+    | AgentChatResponsePart
+    | AgentToolResponse
+    | ErrorEvent
+    | UnknownEvent
+)
 
-Message = Union[ClientMessage, ServerEvent]
+Message = ClientMessage | ServerEvent
 
 # --------------------------------------------------------------------------- decode / encode
 
-_WrappedEvent = Union[
-    ConversationInitiationMetadata,
-    UserTranscript,
-    TentativeUserTranscript,
-    AgentResponse,
-    AgentResponseCorrection,
-    Audio,
-    Interruption,
-    Ping,
-    ClientToolCall,
-    VadScore,
-    InternalTentativeAgentResponse,
-    AgentResponseComplete,
-    AgentChatResponsePart,
-    AgentToolResponse,
-    ErrorEvent,
-]
+_WrappedEvent = (
+    ConversationInitiationMetadata
+    | UserTranscript
+    | TentativeUserTranscript
+    | AgentResponse
+    | AgentResponseCorrection
+    | Audio
+    | Interruption
+    | Ping
+    | ClientToolCall
+    | VadScore
+    | InternalTentativeAgentResponse
+    | AgentResponseComplete
+    | AgentChatResponsePart
+    | AgentToolResponse
+    | ErrorEvent
+)
 
 _WRAPPED_EVENTS: dict[str, type[_WrappedEvent]] = {
     cls.type: cls

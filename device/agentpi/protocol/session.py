@@ -20,7 +20,7 @@ The rules it owns:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from agentpi.audio.formats import AudioFormat
 from agentpi.protocol.messages import (
@@ -69,9 +69,7 @@ class SessionSettings:
     """Close when neither side has done anything for this long (an agent that never answers)."""
     error_close_grace_s: float = 2.0
     """After a server ``error``, how long to wait for the server's own close before closing."""
-    init: ConversationInitiationClientData = field(
-        default_factory=ConversationInitiationClientData
-    )
+    init: ConversationInitiationClientData = field(default_factory=ConversationInitiationClientData)
 
 
 # --------------------------------------------------------------------------- actions
@@ -127,8 +125,16 @@ class ConversationEnded:
     error: str | None = None
 
 
-Action = Union[Send, PlayAudio, FlushPlayback, SetState, Notify, RunTool, CloseConnection,
-               ConversationEnded]
+Action = (
+    Send
+    | PlayAudio
+    | FlushPlayback
+    | SetState
+    | Notify
+    | RunTool
+    | CloseConnection
+    | ConversationEnded
+)
 
 
 # --------------------------------------------------------------------------- the session
@@ -239,9 +245,7 @@ class ConversationSession:
         self._last_activity_at = now
         actions: list[Action] = []
         if self.state is DeviceState.SPEAKING:
-            next_state = (
-                DeviceState.USER_SPEAKING if self._user_speaking else DeviceState.LISTENING
-            )
+            next_state = DeviceState.USER_SPEAKING if self._user_speaking else DeviceState.LISTENING
             self._set_state(next_state, actions)
         if self._hangup_after_playback:
             actions += self._close(NORMAL_CLOSE, "agent ended the call")
@@ -305,8 +309,10 @@ class ConversationSession:
             error = f"{err.error_type or 'error'}: {err.message or err.reason or 'no message'}"
         elif error is None and closed_by == "server" and code != NORMAL_CLOSE:
             error = (
-                f"connection lost: {reason}" if code is None
-                else f"server closed the connection with {code}" + (f" ({reason})" if reason else "")
+                f"connection lost: {reason}"
+                if code is None
+                else f"server closed the connection with {code}"
+                + (f" ({reason})" if reason else "")
             )
         actions: list[Action] = []
         if self._playing and error is not None:
@@ -391,7 +397,9 @@ class ConversationSession:
             self._agent_active(now)
             self._response_at = now
             self.turns += 1
-            actions.append(Notify("agent_response", {"text": event.text, "event_id": event.event_id}))
+            actions.append(
+                Notify("agent_response", {"text": event.text, "event_id": event.event_id})
+            )
         elif isinstance(event, AgentResponseComplete):
             self._complete_at = now
             self._last_activity_at = now
@@ -401,7 +409,9 @@ class ConversationSession:
             self._complete_at = None
             self._response_at = None
             self._last_activity_at = now
-            actions.append(Notify("user_transcript", {"text": event.text, "event_id": event.event_id}))
+            actions.append(
+                Notify("user_transcript", {"text": event.text, "event_id": event.event_id})
+            )
             if self.state in (DeviceState.LISTENING, DeviceState.USER_SPEAKING):
                 self._set_state(DeviceState.THINKING, actions)
         elif isinstance(event, TentativeUserTranscript):
@@ -411,8 +421,11 @@ class ConversationSession:
             actions.append(
                 Notify(
                     "agent_response_correction",
-                    {"original": event.original, "corrected": event.corrected,
-                     "event_id": event.event_id},
+                    {
+                        "original": event.original,
+                        "corrected": event.corrected,
+                        "event_id": event.event_id,
+                    },
                 )
             )
         elif isinstance(event, ClientToolCall):
@@ -421,8 +434,11 @@ class ConversationSession:
             actions.append(
                 Notify(
                     "tool_call",
-                    {"tool_name": event.tool_name, "tool_call_id": event.tool_call_id,
-                     "parameters": event.parameters},
+                    {
+                        "tool_name": event.tool_name,
+                        "tool_call_id": event.tool_call_id,
+                        "parameters": event.parameters,
+                    },
                 )
             )
             actions.append(RunTool(event))
@@ -438,8 +454,11 @@ class ConversationSession:
             actions.append(
                 Notify(
                     "agent_tool_response",
-                    {"tool_name": event.tool_name, "tool_type": event.tool_type,
-                     "is_error": event.is_error},
+                    {
+                        "tool_name": event.tool_name,
+                        "tool_type": event.tool_type,
+                        "is_error": event.is_error,
+                    },
                 )
             )
             if event.tool_name == "end_call":

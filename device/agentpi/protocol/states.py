@@ -6,10 +6,10 @@ glitch in the LEDs.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class DeviceState(str, Enum):
+class DeviceState(StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
     LISTENING = "listening"
@@ -34,8 +34,7 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
     ),
     **{
         state: frozenset(
-            (_IN_CONVERSATION - {state})
-            | {DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
+            (_IN_CONVERSATION - {state}) | {DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
         )
         for state in _IN_CONVERSATION
     },

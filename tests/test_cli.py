@@ -1,0 +1,170 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentpi.audio.convert import read_wav
+from agentpi.config import read_api_key
+from tests.helpers import HELLO_WAV
+
+AGENTPI = [sys.executable, "-m", "agentpi"]
+
+
+def agentpi(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGENTPI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    return path
+
+
+GOOD = """
+[agent]
+agent_id = "agent_123"
+url = "{url}"
+[trigger]
+mode = "immediate"
+[audio]
+input = "file:{wav}"
+output = "file:{out}"
+[conversation]
+silence_close_s = 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[trigger]\nmode = 'immediate'\n", "missing [agent] section"),
+        ("[agent]\nurl = 'wss://api.elevenlabs.io'\n", "missing agent.agent_id"),
+        ("[agent]\nagent_id = 'a'\n[audio]\ninptu = 'x'\n", "unknown key audio.inptu"),
+        ("[agent]\nagent_id = 'a'\nurl = 'https://api.elevenlabs.io'\n", "use wss://HOST"),
+        ("[agent]\nagent_id = 'a'\nurl = 'ws://api.example.com'\n", "only allowed to this machine"),
+        (
+            "[agent]\nagent_id = 'a'\n[trigger]\nmode = 'clap'\n",
+            "trigger.mode = 'clap' is not allowed",
+        ),
+        (
+            "[agent]\nagent_id = 'a'\n[conversation]\nsilence_close_s = 'long'\n",
+            "conversation.silence_close_s must be a number",
+        ),
+        ("[agent\nagent_id = 'a'\n", "is not valid TOML"),
+        ("[agent]\nagent_id = 'a'\n[audio]\nchunk_ms = 1000\n", "audio.chunk_ms = 1000"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, body: str, expected: str) -> None:
+    result = agentpi("run", "--config", str(write_config(tmp_path, body)), "--once")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    result = agentpi("run", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"agentpi: cannot read {tmp_path / 'nope.toml'}: No such file or directory"
+    )
+
+
+def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        GOOD.format(url="ws://127.0.0.1:9", wav=tmp_path / "no.wav", out=tmp_path / "o.wav"),
+    )
+    result = agentpi("run", "--config", str(config))
+    assert result.returncode == 2 and "no.wav" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    process = subprocess.Popen(
+        [*AGENTPI, "simulate", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on" in line, line
+        yield line.split()[-1]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_run_against_a_simulator_process_writes_event_lines(
+    tmp_path: Path, simulator_process: str
+) -> None:
+    out = tmp_path / "reply.wav"
+    config = write_config(tmp_path, GOOD.format(url=simulator_process, wav=HELLO_WAV, out=out))
+    secret = "sk_never_printed_123"
+    result = agentpi(
+        "-v",
+        "run",
+        "--config",
+        str(config),
+        "--once",
+        "--events",
+        "-",
+        env={"ELEVENLABS_API_KEY": secret},
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "state" and kinds[-1] == "conversation_ended"
+    assert all(isinstance(event["t"], float) for event in events)
+    times = [event["t"] for event in events]
+    assert times == sorted(times)  # monotonic
+    assert {"user_transcript", "agent_response", "connecting", "disconnected"} <= set(kinds)
+    assert secret not in result.stdout + result.stderr  # not in events, not in debug logs
+    heard, _ = read_wav(out)
+    assert np.count_nonzero(heard) > 16000
+
+
+def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
+    env = {"ELEVENLABS_API_KEY": "", "ELEVENLABS_AGENT_ID": ""}
+    result = agentpi("demo", "--out", str(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "bundled agent simulator" in result.stdout
+    assert "you:   Hello! What can you tell me about the Raspberry Pi?" in result.stdout
+    assert "agent: The Raspberry Pi is a small, cheap computer." in result.stdout
+    heard, rate = read_wav(tmp_path / "agent-reply.wav")
+    assert rate == 16000 and np.count_nonzero(heard) > 3 * rate
+
+
+def test_api_key_from_environment_or_systemd_credential(tmp_path: Path) -> None:
+    assert read_api_key({}) is None
+    key = read_api_key({"ELEVENLABS_API_KEY": " sk_env \n"})
+    assert key is not None and key.reveal() == "sk_env"
+    assert "sk_env" not in repr(key) and "sk_env" not in f"{key}"
+    (tmp_path / "elevenlabs_api_key").write_text("sk_cred\n")
+    from_credential = read_api_key({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert from_credential is not None and from_credential.reveal() == "sk_cred"
+
+
+def test_there_is_no_way_to_pass_the_key_in_argv() -> None:
+    result = agentpi("run", "--api-key", "sk_x", "--config", "x.toml")
+    assert result.returncode == 2 and "unrecognized arguments" in result.stderr
