@@ -18,6 +18,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check device tests benchmarks
+	$(BIN)/ruff format --check device tests benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)
