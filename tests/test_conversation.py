@@ -280,3 +280,51 @@ def test_every_frame_both_sides_sent_matches_the_contract(tmp_path: Path) -> Non
         "agent_response_correction",
         "client_tool_call",
     } <= server_types
+
+
+def test_simulator_notices_missing_pongs_and_can_close_for_them(tmp_path: Path) -> None:
+    import asyncio
+    import contextlib
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from agentpi.agent.simulator import AgentSimulator
+
+    script = SimulatorScript(
+        simulator=SimulatorSettings(
+            ping_interval_s=0.1, pong_timeout_s=0.25, close_on_missing_pong=True
+        )
+    )
+
+    async def deaf_client() -> tuple[int, int | None]:
+        async with AgentSimulator(script) as sim:
+            url = f"{sim.url}/v1/convai/conversation?agent_id=deaf"
+            async with connect(url) as ws:
+                await ws.send(m.encode(m.ConversationInitiationClientData()))
+                with contextlib.suppress(ConnectionClosed):
+                    async for _ in ws:  # read everything, answer nothing
+                        pass
+                code = ws.close_code
+            await sim.wait_for_conversations(1, timeout=5)
+            return sim.conversations[0].missing_pongs, code
+
+    missing, code = asyncio.run(asyncio.wait_for(deaf_client(), 20))
+    assert missing >= 1
+    assert code == 1002
+
+
+def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
+    from agentpi.agent.script import load_script
+    from agentpi.settings import SettingsError
+
+    script = tmp_path / "s.toml"
+    script.write_text('[simulator]\nagent_output_audio_format = "mp3_44100"\n')
+    with pytest.raises(SettingsError, match=r"simulator\.agent_output_audio_format"):
+        load_script(script)
+    script.write_text("[[turns]]\nrespnse = 'typo'\n")
+    with pytest.raises(SettingsError, match=r"unknown key turns\[0\]\.respnse"):
+        load_script(script)
+    script.write_text("[[turns]]\nerror = { code = 4000 }\n")
+    with pytest.raises(SettingsError, match="4000"):
+        load_script(script)
