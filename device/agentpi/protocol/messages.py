@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 JsonDict = dict[str, Any]
 
@@ -345,51 +345,43 @@ class ConversationInitiationMetadata:
 
 
 @dataclass(frozen=True)
-class UserTranscript:
+class _TextEvent:
+    """The shape shared by the transcript and response events: a text and a turn's event_id."""
+
+    type: ClassVar[str]
+    wrapper: ClassVar[str]
+    text_key: ClassVar[str]
+    text: str
+    event_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = _without_none({self.text_key: self.text, "event_id": self.event_id})
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> Self:
+        return cls(_str(body, cls.text_key, path), _opt_int(body, "event_id", path))
+
+
+@dataclass(frozen=True)
+class UserTranscript(_TextEvent):
     type: ClassVar[str] = "user_transcript"
     wrapper: ClassVar[str] = "user_transcription_event"
-    text: str
-    event_id: int | None = None
-
-    def to_json(self) -> JsonDict:
-        body = _without_none({"user_transcript": self.text, "event_id": self.event_id})
-        return {"type": self.type, self.wrapper: body}
-
-    @classmethod
-    def from_body(cls, body: JsonDict, path: str) -> UserTranscript:
-        return cls(_str(body, "user_transcript", path), _opt_int(body, "event_id", path))
+    text_key: ClassVar[str] = "user_transcript"
 
 
 @dataclass(frozen=True)
-class TentativeUserTranscript:
+class TentativeUserTranscript(_TextEvent):
     type: ClassVar[str] = "tentative_user_transcript"
     wrapper: ClassVar[str] = "tentative_user_transcription_event"
-    text: str
-    event_id: int | None = None
-
-    def to_json(self) -> JsonDict:
-        body = _without_none({"user_transcript": self.text, "event_id": self.event_id})
-        return {"type": self.type, self.wrapper: body}
-
-    @classmethod
-    def from_body(cls, body: JsonDict, path: str) -> TentativeUserTranscript:
-        return cls(_str(body, "user_transcript", path), _opt_int(body, "event_id", path))
+    text_key: ClassVar[str] = "user_transcript"
 
 
 @dataclass(frozen=True)
-class AgentResponse:
+class AgentResponse(_TextEvent):
     type: ClassVar[str] = "agent_response"
     wrapper: ClassVar[str] = "agent_response_event"
-    text: str
-    event_id: int | None = None
-
-    def to_json(self) -> JsonDict:
-        body = _without_none({"agent_response": self.text, "event_id": self.event_id})
-        return {"type": self.type, self.wrapper: body}
-
-    @classmethod
-    def from_body(cls, body: JsonDict, path: str) -> AgentResponse:
-        return cls(_str(body, "agent_response", path), _opt_int(body, "event_id", path))
+    text_key: ClassVar[str] = "agent_response"
 
 
 @dataclass(frozen=True)
