@@ -7,6 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := portaudio19-dev python3-dev python3-venv gcc
+# On a Raspberry Pi, gpiozero drives the pins through lgpio, which ships as a Debian package
+# (PyPI has no aarch64 wheel), so the venv sees the system site-packages there.
+ON_PI := $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo yes)
+ifeq ($(ON_PI),yes)
+APT_PACKAGES += python3-lgpio python3-spidev
+VENV_FLAGS := --system-site-packages
+endif
 
 .PHONY: demo test lint bench system-deps clean
 
@@ -33,7 +40,7 @@ system-deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 $(STAMP): pyproject.toml | system-deps
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)

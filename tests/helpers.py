@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,10 @@ from agentpi.config import (
     TriggerConfig,
 )
 from agentpi.events import Event, EventBus
+from agentpi.leds.driver import LedController
 
 HELLO_WAV = bundled("hello.wav")
+AGENTPI = [sys.executable, "-m", "agentpi"]
 
 
 @dataclass
@@ -67,6 +71,7 @@ def run_conversation(
     metadata_timeout_s: float = 10.0,
     chunk_ms: int = 40,
     timeout: float = 60.0,
+    leds: Callable[[FileSink], LedController] | None = None,
 ) -> Run:
     output = tmp_path / "speaker.wav"
 
@@ -88,7 +93,12 @@ def run_conversation(
             source = FileSource(input_wav, chunk_ms=chunk_ms)
             sink = FileSink(output)
             device = Device(
-                config, source, sink, events=bus, api_key=Secret(api_key) if api_key else None
+                config,
+                source,
+                sink,
+                events=bus,
+                api_key=Secret(api_key) if api_key else None,
+                leds=leds(sink) if leds else None,
             )
             code = await asyncio.wait_for(device.run(once=True), timeout)
             if sim.conversations:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +12,7 @@ import pytest
 
 from agentpi.audio.convert import read_wav
 from agentpi.config import read_api_key
-from tests.helpers import HELLO_WAV
-
-AGENTPI = [sys.executable, "-m", "agentpi"]
+from tests.helpers import AGENTPI, HELLO_WAV
 
 
 def agentpi(
@@ -95,24 +91,6 @@ def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     result = agentpi("run", "--config", str(config))
     assert result.returncode == 2 and "no.wav" in result.stderr and "Traceback" not in result.stderr
-
-
-@pytest.fixture
-def simulator_process() -> Iterator[str]:
-    process = subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening on" in line, line
-        yield line.split()[-1]
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_run_against_a_simulator_process_writes_event_lines(

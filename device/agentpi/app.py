@@ -25,6 +25,7 @@ from agentpi.audio.convert import WireDecoder, WireEncoder
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
 from agentpi.events import EventBus
+from agentpi.leds.driver import LedController
 from agentpi.protocol.messages import ProtocolError
 from agentpi.protocol.session import (
     Action,
@@ -67,6 +68,7 @@ class Device:
         events: EventBus | None = None,
         api_key: Secret | None = None,
         tools: ToolRegistry | None = None,
+        leds: LedController | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -74,6 +76,9 @@ class Device:
         self.events = events or EventBus()
         self.api_key = api_key
         self.tools = tools or ToolRegistry()
+        self.leds = leds
+        if leds is not None:
+            leds.attach(self.events)
         self.state = DeviceState.IDLE
         self.conversations = 0
 
@@ -93,6 +98,8 @@ class Device:
                 'use [trigger] mode = "immediate"'
             )
         await self.source.start()
+        if self.leds is not None:
+            self.leds.start()
         self.events.emit("state", state=self.state.value)
         outcome = Outcome(True, "not started")
         try:
@@ -103,6 +110,8 @@ class Device:
                     break
                 await asyncio.sleep(self.config.trigger.restart_pause_s)
         finally:
+            if self.leds is not None:
+                self.leds.stop()
             await self.sink.close()
             await self.source.close()
         return 0 if outcome.ok else 1

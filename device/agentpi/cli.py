@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -22,7 +24,7 @@ from agentpi import __version__
 from agentpi.agent.script import SimulatorScript, load_script
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
-from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.audio.backend import AudioDeviceError, AudioSink, open_sink, open_source
 from agentpi.config import (
     AgentConfig,
     AudioConfig,
@@ -30,9 +32,16 @@ from agentpi.config import (
     ConfigError,
     TriggerConfig,
     load_config,
+    load_profile,
+    merge,
     read_api_key,
 )
 from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
+from agentpi.gpio import GpioError
+from agentpi.leds.driver import LedController, LedSettings, open_leds
+from agentpi.leds.patterns import LedAnimator
+from agentpi.protocol.states import DeviceState
+from agentpi.settings import build_dataclass, load_toml
 
 log = logging.getLogger("agentpi")
 
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
-    except (ConfigError, AudioDeviceError) as exc:
+    except (ConfigError, AudioDeviceError, GpioError) as exc:
         print(f"agentpi: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -85,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", help="folder for the agent's audio")
     demo.add_argument("--events", metavar="PATH|-", help="also write JSON event lines")
     demo.set_defaults(handler=_cmd_demo)
+
+    leds = commands.add_parser("leds", help="cycle through every state's LED pattern")
+    leds.add_argument("--config", help="TOML config whose [hardware] and [leds] to use")
+    leds.add_argument("--profile", help="a hardware profile name, instead of a config")
+    leds.add_argument("--seconds", type=float, default=3.0, help="time per state")
+    leds.set_defaults(handler=_cmd_leds)
     return parser
 
 
@@ -105,10 +120,23 @@ def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBu
     return bus, path == "-"
 
 
+def build_leds(settings: LedSettings, sink: AudioSink | None) -> LedController | None:
+    output = open_leds(settings)
+    if output is None:
+        return None
+    return LedController(
+        output,
+        LedAnimator(settings.pattern_table()),
+        fps=settings.fps,
+        level_source=(lambda: sink.output_level) if sink is not None else None,
+    )
+
+
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     source = open_source(config.audio.input, config.audio.chunk_ms)
     sink = open_sink(config.audio.output)
-    device = Device(config, source, sink, events=events, api_key=read_api_key())
+    leds = build_leds(config.leds, sink)
+    device = Device(config, source, sink, events=events, api_key=read_api_key(), leds=leds)
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,3 +220,37 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
         sink = open_sink(config.audio.output)
         device = Device(config, source, sink, events=events, api_key=None)
         return await device.run(once=True)
+
+
+def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
+    data = load_toml(config_path) if config_path else {}
+    hardware = data.get("hardware")
+    profile = profile or (hardware.get("profile") if isinstance(hardware, dict) else None)
+    if profile:
+        data = merge(load_profile(profile)[1], data)
+    return build_dataclass(LedSettings, data.get("leds", {}), "leds")
+
+
+def _cmd_leds(args: argparse.Namespace) -> int:
+    """Show each state's pattern for a while, with a made-up voice for vad and envelope."""
+    settings = _led_settings(args.config, args.profile)
+    if settings.type == "none":
+        raise ConfigError("no LEDs configured: give --profile NAME or a config with [leds]")
+    voice = {"level": 0.0}
+    controller = build_leds(settings, None)
+    assert controller is not None
+    controller.level_source = lambda: voice["level"]
+    controller.start()
+    try:
+        for state in DeviceState:
+            pattern = controller.animator.patterns[state]
+            print(f"{state.value:14} {pattern.effect:9} {pattern.color}", flush=True)
+            controller.animator.set_state(state, time.monotonic())
+            end = time.monotonic() + args.seconds
+            while (now := time.monotonic()) < end:
+                voice["level"] = 0.5 + 0.5 * math.sin(now * 5)
+                controller.animator.set_vad(voice["level"], now)
+                time.sleep(0.02)
+    finally:
+        controller.stop()
+    return 0

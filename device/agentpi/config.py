@@ -14,6 +14,18 @@
     [conversation]
     silence_close_s = 4.0
 
+    [hardware]
+    profile = "respeaker-2mic"              # a board profile from hardware/profiles/
+
+    [leds]                                  # any key here overrides the profile's
+    type = "board"                          # none | led | pwmled | rgbled | board | apa102
+    pins = [17, 27, 22]
+    colors = ["green", "blue", "red"]
+
+    [leds.patterns.listening]
+    effect = "vad"                          # off | on | blink | pulse | vad | envelope
+    color = "blue"
+
 The API key is never in this file: it comes from ``ELEVENLABS_API_KEY`` or the systemd
 credential ``elevenlabs_api_key``.
 """
@@ -24,9 +36,10 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from agentpi.leds.driver import LedSettings
 from agentpi.settings import SettingsError, build_dataclass, load_toml
 
 API_KEY_ENV = "ELEVENLABS_API_KEY"
@@ -65,17 +78,81 @@ class ConversationConfig:
 
 
 @dataclass(frozen=True)
+class ButtonConfig:
+    pin: int | None = None
+    """GPIO (BCM) of the button, wired to ground (pull-up on)."""
+    pull_up: bool = True
+    bounce_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    profile: str = ""
+    """A profile name from hardware/profiles/ (or a path to a .toml); its keys are defaults."""
+
+
+@dataclass(frozen=True)
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    leds: LedSettings = field(default_factory=LedSettings)
+    button: ButtonConfig = field(default_factory=ButtonConfig)
+
+
+PROFILE_DIR_ENV = "AGENTPI_HARDWARE_DIR"
+
+
+def profile_dirs() -> list[Path]:
+    dirs = [Path(os.environ[PROFILE_DIR_ENV])] if os.environ.get(PROFILE_DIR_ENV) else []
+    dirs.append(Path(__file__).resolve().parents[2] / "hardware" / "profiles")  # a checkout
+    dirs.append(Path("/usr/share/agentpi/hardware/profiles"))
+    return dirs
+
+
+def find_profile(name: str) -> Path:
+    if name.endswith(".toml"):
+        return Path(name)
+    for directory in profile_dirs():
+        if (directory / f"{name}.toml").is_file():
+            return directory / f"{name}.toml"
+    known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.toml")})
+    raise ConfigError(
+        f"hardware.profile = {name!r}: no such profile; known: {', '.join(known) or 'none'}"
+    )
+
+
+def load_profile(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A profile's description (its [profile] table) and its settings."""
+    data = load_toml(find_profile(name))
+    info = data.pop("profile", {})
+    for section in ("agent", "hardware"):
+        if section in data:
+            raise ConfigError(f"profile {name!r}: [{section}] does not belong in a profile")
+    return info, data
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, table by table."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_config(path: str | Path) -> Config:
     data = load_toml(path)
     if "agent" not in data:
         raise ConfigError('missing [agent] section: add [agent] with agent_id = "<your agent id>"')
+    hardware = data.get("hardware")
+    profile = hardware.get("profile") if isinstance(hardware, dict) else None
+    if isinstance(profile, str) and profile:
+        data = merge(load_profile(profile)[1], data)
     config = build_dataclass(Config, data, "")
     validate(config)
     return config

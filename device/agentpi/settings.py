@@ -95,7 +95,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise SettingsError(f"{key} must be a table, got {_kind(value)}")
-        return value
+        item = get_args(hint)[1]
+        return {name: _convert(item, v, f"{key}.{name}") for name, v in value.items()}
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(f"{key} must be a number, got {_kind(value)}")

@@ -42,6 +42,10 @@ class AudioSink(Protocol):
     @property
     def buffered_samples(self) -> int: ...
 
+    @property
+    def output_level(self) -> float:
+        """Loudness (0..1) of what is coming out of the speaker right now."""
+
     async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
         """Begin playing (silence until written to); returns the rate actually used.
         ``on_drained`` is called on the event loop each time queued audio has all been played."""

@@ -25,6 +25,7 @@ import numpy as np
 
 from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError
 from agentpi.audio.convert import Int16Array, Resampler, read_wav
+from agentpi.audio.vad import loudness
 
 
 class FileSource:
@@ -107,6 +108,7 @@ class FileSink:
         self._resampler: Resampler | None = None
         self.played_samples = 0  # real audio written, silence not counted
         self.written_samples = 0
+        self.output_level = 0.0  # loudness of the block played last, 0..1
 
     @property
     def sample_rate(self) -> int:
@@ -177,11 +179,13 @@ class FileSink:
             self.played_samples += filled
             self.written_samples += due
             self._wav.writeframes(out.astype("<i2").tobytes())
+            self.output_level = loudness(out)
             if had_audio and self._queued == 0:
                 self._on_drained()
 
     async def stop(self) -> None:
         self.flush()
+        self.output_level = 0.0
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,11 @@ def rms_dbfs(samples: Int16Array) -> float:
     return 20.0 * math.log10(max(rms, 1e-3) / 32768.0)
 
 
+def loudness(samples: Int16Array, floor_dbfs: float = -50.0, full_dbfs: float = -10.0) -> float:
+    """How loud a block is, 0..1 on a dB scale: what a level meter (or an LED) should show."""
+    return min(1.0, max(0.0, (rms_dbfs(samples) - floor_dbfs) / (full_dbfs - floor_dbfs)))
+
+
 class EnergyVad:
     """Speech once the level stays above the threshold for ``onset_s``; silence again after it
     stays below for ``hangover_s``. Feed consecutive chunks of one stream."""

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 class DeviceState(StrEnum):
     IDLE = "idle"
+    WAKE_DETECTED = "wake_detected"
     CONNECTING = "connecting"
     LISTENING = "listening"
     USER_SPEAKING = "user_speaking"
@@ -18,6 +19,7 @@ class DeviceState(StrEnum):
     SPEAKING = "speaking"
     ENDING = "ending"
     ERROR = "error"
+    OFFLINE = "offline"
 
 
 _IN_CONVERSATION = {
@@ -28,7 +30,12 @@ _IN_CONVERSATION = {
 }
 
 ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
-    DeviceState.IDLE: frozenset({DeviceState.CONNECTING, DeviceState.ERROR}),
+    DeviceState.IDLE: frozenset(
+        {DeviceState.WAKE_DETECTED, DeviceState.CONNECTING, DeviceState.ERROR, DeviceState.OFFLINE}
+    ),
+    DeviceState.WAKE_DETECTED: frozenset(
+        {DeviceState.CONNECTING, DeviceState.IDLE, DeviceState.ERROR}
+    ),
     DeviceState.CONNECTING: frozenset(
         {DeviceState.LISTENING, DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
     ),
@@ -39,7 +46,8 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
         for state in _IN_CONVERSATION
     },
     DeviceState.ENDING: frozenset({DeviceState.IDLE, DeviceState.ERROR}),
-    DeviceState.ERROR: frozenset({DeviceState.IDLE, DeviceState.CONNECTING}),
+    DeviceState.ERROR: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.OFFLINE}),
+    DeviceState.OFFLINE: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.ERROR}),
 }
 
 

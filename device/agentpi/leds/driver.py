@@ -1,0 +1,264 @@
+"""LED hardware behind one interface, and the render thread that drives it.
+
+``GpioLeds`` uses gpiozero (LED, PWMLED, RGBLED, LEDBoard; its mock pin factory in tests);
+``Apa102Leds`` drives an APA102 ring (ReSpeaker HATs) through the ``apa102-pi`` driver. Both only
+``show(color)``. ``LedController`` renders the animator on its own thread at a fixed rate and
+listens to the event stream; the event loop only ever sets a few numbers under a short lock, so
+the lights can never hold up audio.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from agentpi.events import Event, EventBus
+from agentpi.gpio import GpioError, gpio_errors
+from agentpi.leds.patterns import Color, LedAnimator, Pattern, parse_color
+from agentpi.protocol.states import DeviceState
+
+LedType = Literal["none", "led", "pwmled", "rgbled", "board", "apa102"]
+STEPS = 255  # brightness resolution written to the hardware; smaller changes are not written
+
+
+class LedSetupError(GpioError):
+    """The configured LEDs cannot be driven (no GPIO, pins in use, driver missing)."""
+
+
+@dataclass(frozen=True)
+class LedSettings:
+    type: LedType = "none"
+    pins: tuple[int, ...] = ()
+    """GPIO (BCM) numbers: one per LED; red, green, blue for rgbled."""
+    colors: tuple[str, ...] = ()
+    """The colour of each single-colour LED, so a pattern's colour lights the right one."""
+    active_high: bool = True
+    count: int = 3
+    """apa102: number of pixels."""
+    spi_bus: int = 0
+    enable_pin: int | None = None
+    """A pin driven high to power the LEDs (the ReSpeaker 4-Mic array needs GPIO5)."""
+    fps: float = 50.0
+    brightness: float = 1.0
+    patterns: dict[str, Pattern] = field(default_factory=dict)
+    """Per-state overrides of the default patterns, keyed by state name."""
+
+    def __post_init__(self) -> None:
+        names = {state.value for state in DeviceState}
+        for key in self.patterns:
+            if key not in names:
+                raise ValueError(f"leds.patterns.{key}: no such state; states: {', '.join(names)}")
+        needs = {"led": 1, "pwmled": 1, "rgbled": 3}
+        if self.type in needs and len(self.pins) != needs[self.type]:
+            raise ValueError(f"leds.type = {self.type!r} takes {needs[self.type]} pin(s) in pins")
+        if self.type == "board" and not self.pins:
+            raise ValueError('leds.type = "board" needs its pins')
+        if self.colors and len(self.colors) != len(self.pins):
+            raise ValueError("leds.colors needs one colour per pin")
+        for color in self.colors:
+            parse_color(color)
+        if not 0 < self.brightness <= 1 or self.fps <= 0:
+            raise ValueError("leds.brightness must be in (0, 1] and leds.fps more than 0")
+
+    def pattern_table(self) -> dict[DeviceState, Pattern]:
+        from agentpi.leds.patterns import DEFAULT_PATTERNS
+
+        table = dict(DEFAULT_PATTERNS)
+        table.update({DeviceState(name): pattern for name, pattern in self.patterns.items()})
+        return table
+
+
+class LedOutput(Protocol):
+    def show(self, color: Color) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _quantize(level: float) -> float:
+    return round(min(1.0, max(0.0, level)) * STEPS) / STEPS
+
+
+def _brightness_for(led_color: Color, color: Color) -> float:
+    """How bright a single-colour LED should be to stand for ``color``."""
+    norm = sum(channel * channel for channel in led_color)
+    return sum(a * b for a, b in zip(led_color, color, strict=True)) / norm if norm else 0.0
+
+
+class GpioLeds:
+    def __init__(self, settings: LedSettings, pin_factory: Any = None) -> None:
+        from gpiozero import LED, PWMLED, RGBLED, DigitalOutputDevice, LEDBoard
+
+        self.settings = settings
+        self._last: tuple[float, ...] | None = None
+        kwargs: dict[str, Any] = {"active_high": settings.active_high, "pin_factory": pin_factory}
+        self._led_colors = [parse_color(c) for c in settings.colors]
+        self._enable: Any = None
+        with gpio_errors(f"LEDs on GPIO {list(settings.pins)}"):
+            if settings.enable_pin is not None:
+                self._enable = DigitalOutputDevice(
+                    settings.enable_pin, initial_value=True, pin_factory=pin_factory
+                )
+            if settings.type == "led":
+                self.device: Any = LED(settings.pins[0], **kwargs)
+            elif settings.type == "pwmled":
+                self.device = PWMLED(settings.pins[0], **kwargs)
+            elif settings.type == "rgbled":
+                self.device = RGBLED(*settings.pins, pwm=True, **kwargs)
+            elif settings.type == "board":
+                self.device = LEDBoard(*settings.pins, pwm=True, **kwargs)
+            else:
+                raise LedSetupError(f"leds.type = {settings.type!r} is not a gpiozero device")
+
+    def levels(self, color: Color) -> tuple[float, ...]:
+        scale = self.settings.brightness
+        kind = self.settings.type
+        if kind == "rgbled":
+            return tuple(_quantize(channel * scale) for channel in color)
+        if self.settings.colors:
+            levels = [_quantize(_brightness_for(led, color) * scale) for led in self._led_colors]
+        else:  # LEDs of unknown colour show the pattern's brightness
+            levels = [_quantize(max(color) * scale)] * len(self.settings.pins)
+        if kind == "led":
+            # A plain LED cannot dim: lit whenever the pattern is, so it still tells a conversation
+            # (on), connecting or an error (blinking) and idle (off) apart.
+            return (1.0 if levels[0] > 0 else 0.0,)
+        return tuple(levels)
+
+    def show(self, color: Color) -> None:
+        levels = self.levels(color)
+        if levels == self._last:
+            return
+        self._last = levels
+        kind = self.settings.type
+        if kind == "rgbled":
+            self.device.color = levels
+        elif kind == "board":
+            self.device.value = levels
+        else:
+            self.device.value = levels[0]
+
+    def close(self) -> None:
+        self.device.close()
+        if self._enable is not None:
+            self._enable.close()
+
+
+class Apa102Leds:
+    """An APA102 strip or ring; ``strip`` is an ``apa102_pi`` APA102 (made here by default)."""
+
+    def __init__(self, settings: LedSettings, strip: Any = None) -> None:
+        self.settings = settings
+        self._last: tuple[int, int, int] | None = None
+        self._enable: Any = None
+        if strip is None:
+            try:
+                from apa102_pi.driver import apa102
+            except ImportError:
+                raise LedSetupError(
+                    'leds.type = "apa102" needs the driver: pip install "agentpi[apa102]"'
+                ) from None
+            try:
+                strip = apa102.APA102(
+                    num_led=settings.count, order="rgb", bus_method="spi", spi_bus=settings.spi_bus
+                )
+            except Exception as exc:  # the driver raises plain errors for a missing SPI bus
+                raise LedSetupError(f"APA102 LEDs on SPI bus {settings.spi_bus}: {exc}") from None
+            if settings.enable_pin is not None:
+                from gpiozero import DigitalOutputDevice
+
+                with gpio_errors(f"LED enable pin GPIO{settings.enable_pin}"):
+                    self._enable = DigitalOutputDevice(settings.enable_pin, initial_value=True)
+        self.strip = strip
+
+    def show(self, color: Color) -> None:
+        scale = self.settings.brightness * 255
+        rgb = (round(color[0] * scale), round(color[1] * scale), round(color[2] * scale))
+        if rgb == self._last:
+            return
+        self._last = rgb
+        for index in range(self.settings.count):
+            self.strip.set_pixel(index, *rgb, 100)
+        self.strip.show()
+
+    def close(self) -> None:
+        self.strip.clear_strip()
+        self.strip.cleanup()
+        if self._enable is not None:
+            self._enable.close()
+
+
+def open_leds(settings: LedSettings, pin_factory: Any = None) -> LedOutput | None:
+    if settings.type == "none":
+        return None
+    if settings.type == "apa102":
+        return Apa102Leds(settings)
+    return GpioLeds(settings, pin_factory)
+
+
+class LedController:
+    """Renders the animator onto an output, on a thread of its own."""
+
+    def __init__(
+        self,
+        output: LedOutput,
+        animator: LedAnimator,
+        fps: float = 50.0,
+        level_source: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.output = output
+        self.animator = animator
+        self.period_s = 1.0 / fps
+        self.level_source = level_source
+        self._clock = clock
+        self._bus: EventBus | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, bus: EventBus) -> None:
+        """Follow the device's event stream, and report pattern changes on it."""
+        self._bus = bus
+        bus.subscribe(self.on_event)
+
+    def on_event(self, event: Event) -> None:
+        kind = event["event"]
+        if kind == "state":
+            state = DeviceState(event["state"])
+            self.animator.set_state(state, self._clock())
+            pattern = self.animator.pattern
+            if self._bus is not None:
+                self._bus.emit("led", state=state.value, effect=pattern.effect, color=pattern.color)
+        elif kind == "vad_score":
+            self.animator.set_vad(float(event["score"]), self._clock())
+
+    def render(self, now: float | None = None) -> Color:
+        now = self._clock() if now is None else now
+        if self.level_source is not None:
+            self.animator.set_envelope(self.level_source(), now)
+        color = self.animator.frame(now)
+        self.output.show(color)
+        return color
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="leds", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        next_frame = self._clock()
+        while not self._stop.is_set():
+            self.render()
+            next_frame += self.period_s
+            self._stop.wait(max(0.0, next_frame - self._clock()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+        self.output.show((0.0, 0.0, 0.0))
+        self.output.close()
