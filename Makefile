@@ -15,7 +15,7 @@ APT_PACKAGES += python3-lgpio python3-spidev
 VENV_FLAGS := --system-site-packages
 endif
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench wiring system-deps clean
 
 demo: $(STAMP)
 	$(BIN)/agentpi demo
@@ -24,12 +24,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check device tests benchmarks
-	$(BIN)/ruff format --check device tests benchmarks
+	$(BIN)/ruff check device tests benchmarks hardware
+	$(BIN)/ruff format --check device tests benchmarks hardware
 	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Wiring diagrams and hardware/README.md, from hardware/profiles/*.toml.
+wiring: $(STAMP)
+	$(BIN)/python hardware/draw_wiring.py
 
 # Debian packages PyAudio needs to build; only those missing are installed.
 system-deps:

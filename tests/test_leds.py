@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -472,3 +476,32 @@ def test_run_events_show_the_led_sequence(tmp_path: Path, simulator_process: str
     assert shown == states
     assert shown[:3] == ["idle", "connecting", "listening"] and shown[-2:] == ["ending", "idle"]
     assert "speaking" in shown and "thinking" in shown
+
+
+# -- wiring diagrams ---------------------------------------------------------------------------
+
+HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
+
+
+def test_wiring_diagrams_and_hardware_readme_match_the_profiles() -> None:
+    result = subprocess.run(
+        [sys.executable, str(HARDWARE / "draw_wiring.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_diagram_draws_the_pins_of_its_profile() -> None:
+    spec = importlib.util.spec_from_file_location("draw_wiring", HARDWARE / "draw_wiring.py")
+    assert spec is not None and spec.loader is not None
+    drawing = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = drawing  # its dataclasses look themselves up there
+    spec.loader.exec_module(drawing)
+    settings = {"leds": {"type": "rgbled", "pins": [5, 6, 13]}, "button": {"pin": 26}}
+    svg = drawing.draw("custom", {"title": "Custom", "parts": []}, settings)
+    for label in ("GPIO5 (pin 29)", "GPIO6 (pin 31)", "GPIO13 (pin 33)", "GPIO26 (pin 37)"):
+        assert label in svg
+    assert "GND (pin 39)" in svg  # the rail joins the nearest ground on that side
+    ElementTree.fromstring(svg)  # well-formed
