@@ -27,6 +27,8 @@ from agentpi.config import (
 )
 from agentpi.events import Event, EventBus
 from agentpi.leds.driver import LedController
+from agentpi.triggers.button import ButtonInput
+from agentpi.wake.listener import WakeListener
 
 HELLO_WAV = bundled("hello.wav")
 AGENTPI = [sys.executable, "-m", "agentpi"]
@@ -72,6 +74,11 @@ def run_conversation(
     chunk_ms: int = 40,
     timeout: float = 60.0,
     leds: Callable[[FileSink], LedController] | None = None,
+    trigger: TriggerConfig | None = None,
+    wake: WakeListener | None = None,
+    button: ButtonInput | None = None,
+    once: bool = True,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Run:
     output = tmp_path / "speaker.wav"
 
@@ -79,7 +86,7 @@ def run_conversation(
         async with AgentSimulator(script, api_key=simulator_api_key) as sim:
             config = Config(
                 agent=AgentConfig(agent_id="test-agent", url=sim.url, connect_timeout_s=5),
-                trigger=TriggerConfig(mode="immediate"),
+                trigger=trigger or TriggerConfig(mode="immediate"),
                 audio=AudioConfig(
                     input=f"file:{input_wav}", output=f"file:{output}", chunk_ms=chunk_ms
                 ),
@@ -90,6 +97,8 @@ def run_conversation(
             events: list[Event] = []
             bus = EventBus()
             bus.subscribe(events.append)
+            if on_event is not None:
+                bus.subscribe(on_event)
             source = FileSource(input_wav, chunk_ms=chunk_ms)
             sink = FileSink(output)
             device = Device(
@@ -99,8 +108,10 @@ def run_conversation(
                 events=bus,
                 api_key=Secret(api_key) if api_key else None,
                 leds=leds(sink) if leds else None,
+                wake=wake,
+                button=button,
             )
-            code = await asyncio.wait_for(device.run(once=True), timeout)
+            code = await asyncio.wait_for(device.run(once=once), timeout)
             if sim.conversations:
                 await sim.wait_for_conversations(len(sim.conversations), timeout=10)
             return Run(code, events, sim, output, sink, source)

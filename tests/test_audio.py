@@ -6,8 +6,10 @@ import asyncio
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
@@ -27,7 +29,7 @@ from agentpi.audio.vad import EnergyVad
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
 
-def tone(rate: int, seconds: float, freq: float = 440.0, level: float = 0.5) -> np.ndarray:
+def tone(rate: int, seconds: float, freq: float = 440.0, level: float = 0.5) -> npt.NDArray[Any]:
     t = np.arange(int(rate * seconds)) / rate
     return (np.sin(2 * np.pi * freq * t) * level * 32767).astype(np.int16)
 
@@ -118,7 +120,7 @@ def test_vad_detects_speech_with_onset_and_hangover() -> None:
     assert verdicts.index(False, 3) == 5 + 15 - 1  # speech until 300 ms of quiet
 
 
-async def read_for(source: FileSource, seconds: float) -> list[tuple[float, np.ndarray]]:
+async def read_for(source: FileSource, seconds: float) -> list[tuple[float, npt.NDArray[Any]]]:
     out = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -133,7 +135,7 @@ def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
     write_wav(path, samples, 16000)
     source = FileSource(path, chunk_ms=20)
 
-    async def scenario() -> list[tuple[float, np.ndarray]]:
+    async def scenario() -> list[tuple[float, npt.NDArray[Any]]]:
         await source.start()
         start = time.monotonic()
         got = await read_for(source, 0.7)
@@ -154,7 +156,7 @@ def test_file_source_discards_what_was_captured_before_the_trigger(tmp_path: Pat
     write_wav(path, np.arange(16000, dtype=np.int16), 16000)
     source = FileSource(path, chunk_ms=20)
 
-    async def scenario() -> tuple[int, np.ndarray]:
+    async def scenario() -> tuple[int, npt.NDArray[Any]]:
         await source.start()
         await asyncio.sleep(0.2)
         dropped = source.discard_buffered()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agentpi.agent.script import (
@@ -124,7 +126,7 @@ def test_negotiated_formats_are_honoured(
     # The same speech arrived, at the agent's rate: compare loudness envelopes in 50 ms frames.
     frame = user_fmt.sample_rate // 20
 
-    def envelope(x: np.ndarray) -> np.ndarray:
+    def envelope(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
         n = len(x) // frame
         return np.sqrt(np.mean(x[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
 

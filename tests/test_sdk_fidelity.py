@@ -9,8 +9,10 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
@@ -55,7 +57,7 @@ class WavAudioInterface(conversation_module.AudioInterface):  # type: ignore[nam
 
     CHUNK = 4000  # what the SDK's own PyAudio interface uses: 250 ms at 16 kHz
 
-    def __init__(self, samples: np.ndarray) -> None:
+    def __init__(self, samples: npt.NDArray[Any]) -> None:
         self.samples = samples
         self.played = bytearray()
         self.interrupts = 0

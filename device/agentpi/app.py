@@ -10,7 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from agentpi.agent.client import (
     AgentConnectError,
@@ -21,7 +25,7 @@ from agentpi.agent.client import (
     redact_url,
 )
 from agentpi.audio.backend import AudioDeviceError, AudioSink, AudioSource
-from agentpi.audio.convert import WireDecoder, WireEncoder
+from agentpi.audio.convert import Int16Array, WireDecoder, WireEncoder
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
 from agentpi.events import EventBus
@@ -42,11 +46,23 @@ from agentpi.protocol.session import (
 )
 from agentpi.protocol.states import DeviceState, check_transition
 from agentpi.tools import ToolRegistry
+from agentpi.triggers.button import ButtonInput
+from agentpi.wake.listener import WakeListener
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 ERROR_HOLD_S = 1.0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started a conversation."""
+
+    source: str  # "wake" | "button" | "immediate"
+    detail: dict[str, Any] = field(default_factory=dict)
+    lead_in: Int16Array | None = None
+    """Audio already read past the trigger point (after the wake word): sent first."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class Device:
         api_key: Secret | None = None,
         tools: ToolRegistry | None = None,
         leds: LedController | None = None,
+        wake: WakeListener | None = None,
+        button: ButtonInput | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -79,8 +97,20 @@ class Device:
         self.leds = leds
         if leds is not None:
             leds.attach(self.events)
+        self.wake = wake
+        self.button = button
+        modes = config.trigger.modes
+        if "wake" in modes and wake is None:
+            raise ValueError('trigger "wake" needs a WakeListener')
+        if "button" in modes and button is None:
+            raise ValueError('trigger "button" needs a ButtonInput')
         self.state = DeviceState.IDLE
         self.conversations = 0
+        self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue()
+        self._run: _ConversationRun | None = None
+        self._immediate: asyncio.TimerHandle | None = None
+        # one worker: wake-word inference, in order, off the event loop
+        self._inference = ThreadPoolExecutor(1, thread_name_prefix="wake")
 
     def set_state(self, new: DeviceState) -> None:
         if new is self.state:
@@ -91,35 +121,104 @@ class Device:
 
     async def run(self, once: bool = False) -> int:
         """Run until done: after one conversation with ``once``, or when a file input ends."""
-        mode = self.config.trigger.mode
-        if mode != "immediate":
-            raise AudioDeviceError(
-                f"trigger mode {mode!r} is not available in this version; "
-                'use [trigger] mode = "immediate"'
-            )
+        modes = self.config.trigger.modes
+        loop = asyncio.get_running_loop()
+        if self.button is not None:
+            self.button.attach(loop, self._button_pressed, self._button_released)
         await self.source.start()
         if self.leds is not None:
             self.leds.start()
         self.events.emit("state", state=self.state.value)
+        if "wake" in modes and self.wake is not None:
+            self.events.emit("listening_for_wake_word", engine=self.wake.engine_name)
+        if "immediate" in modes:
+            self._triggers.put_nowait(Trigger("immediate"))
         outcome = Outcome(True, "not started")
         try:
             while True:
-                self.events.emit("trigger", source="immediate")
-                outcome = await self.converse()
-                if once or self.source.exhausted:
+                trigger = await self._next_trigger()
+                if trigger is None:
                     break
-                await asyncio.sleep(self.config.trigger.restart_pause_s)
+                self.events.emit("trigger", source=trigger.source, **trigger.detail)
+                outcome = await self.converse(trigger)
+                if once:
+                    break
+                if "immediate" in modes:
+                    if self.source.exhausted:
+                        break
+                    self._immediate = loop.call_later(
+                        self.config.trigger.restart_pause_s,
+                        self._triggers.put_nowait,
+                        Trigger("immediate"),
+                    )
         finally:
+            if self._immediate is not None:
+                self._immediate.cancel()
+            if self.button is not None:
+                self.button.close()
             if self.leds is not None:
                 self.leds.stop()
+            self._inference.shutdown(wait=False, cancel_futures=True)
             await self.sink.close()
             await self.source.close()
         return 0 if outcome.ok else 1
 
-    async def converse(self) -> Outcome:
+    async def _next_trigger(self) -> Trigger | None:
+        """Wait, listening for the wake word if it is on, until something starts a
+        conversation; None when a file input has ended with nothing left to do."""
+        listening = asyncio.create_task(self._listen()) if self.wake is not None else None
+        try:
+            return await self._triggers.get()
+        finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
+
+    async def _listen(self) -> None:
+        assert self.wake is not None
+        wake = self.wake
+        loop = asyncio.get_running_loop()
+        if self.conversations:
+            await loop.run_in_executor(self._inference, wake.reset)
+            self.source.discard_buffered()  # the end of the last conversation is not wake material
+        while True:
+            if self.source.exhausted:
+                self._triggers.put_nowait(None)
+                return
+            chunk = await self.source.read()
+            if not wake.accept(chunk):
+                continue
+            detection = await loop.run_in_executor(self._inference, wake.detect)
+            if detection is not None:
+                detail = {
+                    "model": detection.model,
+                    "score": round(detection.score, 3),
+                    "audio_s": round(detection.audio_s, 3),
+                }
+                self._triggers.put_nowait(Trigger("wake", detail, wake.after_detection()))
+                return
+
+    def _button_pressed(self) -> None:
+        if self._run is not None:
+            self._run.button_pressed()
+        elif self.state is DeviceState.IDLE:
+            self._triggers.put_nowait(Trigger("button"))
+        # connecting or showing an error: a press there would only queue a stale conversation
+
+    def _button_released(self) -> None:
+        if self._run is not None:
+            self._run.button_released()
+
+    async def converse(self, trigger: Trigger | None = None) -> Outcome:
         """One whole conversation, from the trigger to idle again."""
+        trigger = trigger or Trigger("immediate")
         self.conversations += 1
-        self.source.discard_buffered()  # only what is said from the trigger on reaches the agent
+        if trigger.source == "wake":
+            # the listener read up to the wake word; the rest is still in the source
+            self.set_state(DeviceState.WAKE_DETECTED)
+        else:
+            self.source.discard_buffered()  # only what is said from the trigger on
         self.set_state(DeviceState.CONNECTING)
         started = time.monotonic()
         try:
@@ -131,8 +230,12 @@ class Device:
             await self._show_error()
             return Outcome(False, "connect failed", error=str(exc))
         self.events.emit("connected")
-        run = _ConversationRun(self, connection)
-        ended = await run.run()
+        run = _ConversationRun(self, connection, trigger)
+        self._run = run
+        try:
+            ended = await run.run()
+        finally:
+            self._run = None
         self.events.emit(
             "conversation_ended",
             conversation_id=run.session.metadata.conversation_id if run.session.metadata else None,
@@ -164,9 +267,14 @@ class Device:
 class _ConversationRun:
     """The tasks of one open conversation, feeding one session."""
 
-    def __init__(self, device: Device, connection: AgentConnection) -> None:
+    def __init__(self, device: Device, connection: AgentConnection, trigger: Trigger) -> None:
         self.device = device
         self.connection = connection
+        self.trigger = trigger
+        self.push_to_talk = device.button is not None and (
+            device.config.trigger.button_mode == "hold"
+        )
+        self.held = self.push_to_talk and device.button is not None and device.button.is_held
         conv = device.config.conversation
         self.session = ConversationSession(
             SessionSettings(
@@ -251,12 +359,36 @@ class _ConversationRun:
         vad = EnergyVad(
             source.sample_rate, threshold_dbfs=self.device.config.audio.vad_threshold_dbfs
         )
+        lead_in = self.trigger.lead_in
         while not self.ended.done():
-            chunk = await source.read()
+            if lead_in is not None:
+                chunk, lead_in = lead_in, None
+                if not len(chunk):
+                    continue
+            else:
+                chunk = await source.read()
             speaking = vad.process(chunk)
+            if self.push_to_talk:
+                # push-to-talk: the button, not the room, says when the user is talking
+                speaking = self.held
+                if not self.held:
+                    chunk = np.zeros_like(chunk)
             wire = encoder.encode(chunk)
             if wire:
                 await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
+
+    def button_pressed(self) -> None:
+        if self.push_to_talk:
+            self.held = True
+            self.device.events.emit("button", action="talk")
+        else:
+            self.device.events.emit("button", action="end")
+            self.spawn(self.execute(self.session.request_end("button pressed", time.monotonic())))
+
+    def button_released(self) -> None:
+        if self.push_to_talk and self.held:
+            self.held = False
+            self.device.events.emit("button", action="released")
 
     async def tick_loop(self) -> None:
         while not self.ended.done():

@@ -31,6 +31,7 @@ from agentpi.config import (
     Config,
     ConfigError,
     TriggerConfig,
+    WakeConfig,
     load_config,
     load_profile,
     merge,
@@ -42,6 +43,9 @@ from agentpi.leds.driver import LedController, LedSettings, open_leds
 from agentpi.leds.patterns import LedAnimator
 from agentpi.protocol.states import DeviceState
 from agentpi.settings import build_dataclass, load_toml
+from agentpi.triggers.button import ButtonInput
+from agentpi.wake.listener import open_listener
+from agentpi.wake.models import ModelError, download, model_dirs, resolve, user_models_dir
 
 log = logging.getLogger("agentpi")
 
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
-    except (ConfigError, AudioDeviceError, GpioError) as exc:
+    except (ConfigError, AudioDeviceError, GpioError, ModelError) as exc:
         print(f"agentpi: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -100,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     leds.add_argument("--profile", help="a hardware profile name, instead of a config")
     leds.add_argument("--seconds", type=float, default=3.0, help="time per state")
     leds.set_defaults(handler=_cmd_leds)
+
+    models = commands.add_parser("models", help="wake-word models: what is here, or fetch them")
+    models.add_argument("action", choices=["list", "download"], nargs="?", default="list")
+    models.add_argument("names", nargs="*", help="models to download (default: all)")
+    models.add_argument("--dir", help="where to put them (default: the user's data folder)")
+    models.add_argument("--config", help="TOML config whose [wake] to check")
+    models.set_defaults(handler=_cmd_models)
     return parser
 
 
@@ -135,8 +146,20 @@ def build_leds(settings: LedSettings, sink: AudioSink | None) -> LedController |
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     source = open_source(config.audio.input, config.audio.chunk_ms)
     sink = open_sink(config.audio.output)
+    modes = config.trigger.modes
+    wake = open_listener(config.wake, source.sample_rate) if "wake" in modes else None
+    button = ButtonInput(config.button) if "button" in modes else None
     leds = build_leds(config.leds, sink)
-    device = Device(config, source, sink, events=events, api_key=read_api_key(), leds=leds)
+    device = Device(
+        config,
+        source,
+        sink,
+        events=events,
+        api_key=read_api_key(),
+        leds=leds,
+        wake=wake,
+        button=button,
+    )
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,4 +276,23 @@ def _cmd_leds(args: argparse.Namespace) -> int:
                 time.sleep(0.02)
     finally:
         controller.stop()
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    wake = load_config(args.config).wake if args.config else WakeConfig()
+    if args.action == "download":
+        target = Path(args.dir) if args.dir else user_models_dir()
+        for path in download(list(args.names), target):
+            print(path)
+        return 0
+    print("looking in:")
+    for directory in model_dirs(wake.models_dir):
+        found = sorted(p.name for p in directory.glob("*") if p.suffix in (".tflite", ".onnx"))
+        print(f"  {directory}: {', '.join(found) if found else '(none)'}")
+    files = resolve(wake.models, wake.models_dir)
+    for name, path in files.wake.items():
+        print(f"wake model {name}: {path}")
+    listener = open_listener(wake, 16000)
+    print(f"engine: {listener.engine_name}")
     return 0

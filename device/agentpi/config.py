@@ -5,7 +5,8 @@
     url = "wss://api.elevenlabs.io"         # or ws://127.0.0.1:PORT for the simulator
 
     [trigger]
-    mode = "immediate"                      # "wake" | "button" | "immediate"
+    mode = ["wake", "button"]               # any of "wake", "button", "immediate"
+    button_mode = "toggle"                  # or "hold": push-to-talk
 
     [audio]
     input = "file:hello.wav"                # "file:PATH" or a sound-card device name
@@ -13,6 +14,10 @@
 
     [conversation]
     silence_close_s = 4.0
+
+    [wake]
+    models = ["hey_jarvis"]                 # names or .tflite/.onnx paths
+    threshold = 0.5
 
     [hardware]
     profile = "respeaker-2mic"              # a board profile from hardware/profiles/
@@ -41,6 +46,7 @@ from urllib.parse import urlsplit
 
 from agentpi.leds.driver import LedSettings
 from agentpi.settings import SettingsError, build_dataclass, load_toml
+from agentpi.wake.decider import WakeDecider
 
 API_KEY_ENV = "ELEVENLABS_API_KEY"
 API_KEY_CREDENTIAL = "elevenlabs_api_key"
@@ -55,11 +61,35 @@ class AgentConfig:
     connect_timeout_s: float = 10.0
 
 
+TriggerMode = Literal["wake", "button", "immediate"]
+
+
 @dataclass(frozen=True)
 class TriggerConfig:
-    mode: Literal["wake", "button", "immediate"] = "wake"
+    mode: TriggerMode | tuple[TriggerMode, ...] = "wake"
+    """One trigger or several together: "wake", ["wake", "button"], "immediate"."""
     restart_pause_s: float = 2.0
-    """With mode = "immediate": the pause before the next conversation starts."""
+    """With "immediate": the pause before the next conversation starts."""
+    button_mode: Literal["toggle", "hold"] = "toggle"
+    """toggle: a press starts a conversation and a press ends it. hold: push-to-talk, the mic
+    streams only while the button is held."""
+
+    @property
+    def modes(self) -> tuple[TriggerMode, ...]:
+        return (self.mode,) if isinstance(self.mode, str) else self.mode
+
+
+@dataclass(frozen=True)
+class WakeConfig:
+    models: tuple[str, ...] = ("hey_jarvis",)
+    """openWakeWord model names (hey_jarvis, alexa, hey_mycroft, ...) or .tflite/.onnx paths."""
+    threshold: float = 0.5
+    patience: int = 1
+    """Frames (80 ms each) in a row at or above the threshold before it fires."""
+    refractory_s: float = 2.0
+    """After a detection, no other for this long: one utterance, one trigger."""
+    engine: Literal["auto", "openwakeword", "pyopen-wakeword"] = "auto"
+    models_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,7 @@ class HardwareConfig:
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    wake: WakeConfig = field(default_factory=WakeConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
@@ -177,6 +208,20 @@ def validate(config: Config) -> None:
             raise ConfigError(f"audio.{name} = {spec!r}: give a path after file:")
     if config.conversation.silence_close_s <= 0:
         raise ConfigError("conversation.silence_close_s must be more than 0")
+    modes = config.trigger.modes
+    if not modes or len(set(modes)) != len(modes):
+        raise ConfigError(f"trigger.mode = {list(modes)}: name each trigger once")
+    if "button" in modes and config.button.pin is None:
+        raise ConfigError(
+            'trigger.mode includes "button" but no button pin: set [button] pin = N '
+            "or a [hardware] profile"
+        )
+    if "wake" in modes and not config.wake.models:
+        raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
+    try:
+        WakeDecider(config.wake.threshold, config.wake.patience, config.wake.refractory_s)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_agent_url(url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
 
@@ -19,7 +20,7 @@ WORD_GAP_S = 0.05
 
 def synthesize_speech(text: str, sample_rate: int, level: float = 0.3) -> Int16Array:
     rng = np.random.default_rng(zlib.crc32(text.encode()))
-    segments: list[np.ndarray] = []
+    segments: list[npt.NDArray[np.float64]] = []
     for word in text.split() or ["..."]:
         syllables = max(1, sum(ch in "aeiouyAEIOUY" for ch in word))
         n = int(sample_rate * SYLLABLE_S * syllables)
@@ -32,6 +33,6 @@ def synthesize_speech(text: str, sample_rate: int, level: float = 0.3) -> Int16A
         segments.append(0.01 * rng.standard_normal(int(sample_rate * WORD_GAP_S)))
     wave = np.concatenate(segments)
     wave = wave / max(1e-9, float(np.max(np.abs(wave)))) * level * 32767
-    samples = np.round(wave).astype(np.int16)
+    samples: Int16Array = np.round(wave).astype(np.int16)
     samples[samples == 0] = 1
     return samples

@@ -36,7 +36,7 @@ def ulaw_encode(samples: Int16Array) -> bytes:
     segment = np.searchsorted(_ULAW_SEGMENT_END, magnitude, side="left")
     encoded = (segment << 4) | ((magnitude >> (segment + 1)) & 0x0F)
     encoded = np.where(segment >= len(_ULAW_SEGMENT_END), 0x7F, encoded)  # beyond the last segment
-    return (encoded ^ mask).astype(np.uint8).tobytes()
+    return bytes((encoded ^ mask).astype(np.uint8).tobytes())
 
 
 def ulaw_decode(data: bytes) -> Int16Array:

@@ -1,0 +1,1 @@
+"""What starts a conversation: the wake word, a button, or the device itself."""

@@ -1,0 +1,1 @@
+"""Wake word detection: models, engines, and the rules that turn scores into one trigger."""
