@@ -35,7 +35,7 @@ bench: $(STAMP)
 wiring: $(STAMP)
 	$(BIN)/python hardware/draw_wiring.py
 
-# Debian packages PyAudio needs to build; only those missing are installed.
+# Debian packages: PyAudio's build needs, espeak-ng for the tests' speech; only missing ones install.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
