@@ -1,0 +1,194 @@
+"""The idle listener against openWakeWord's own bare ``Model.predict`` loop, same audio, same run.
+
+Ours is the device's real idle path (``Device._listen``: chunks from an audio source, framing on
+the event loop, inference on the worker thread) fed by a source that does not wait for real time,
+so the CPU it burns per second of audio can be measured quickly. The peer is the least any
+openWakeWord user writes: ``Model.predict`` on every 1280-sample frame. Rounds alternate; medians.
+Peak RSS compares an idle ``agentpi run`` process with a process running the bare loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.speech import NEGATIVES, RATE, SPEEDS, VOICES, join, save, silence, speak
+
+from agentpi.app import Device
+from agentpi.audio.convert import Int16Array
+from agentpi.audio.file import FileSink
+from agentpi.config import AgentConfig, Config, TriggerConfig, WakeConfig
+from agentpi.wake.framer import FRAME_SAMPLES
+from agentpi.wake.listener import open_listener
+from agentpi.wake.models import resolve
+
+ROUNDS = 3
+# Paced like a microphone (both sides wait for each frame, as a device does) and flat out.
+SPEEDUPS = (8.0, 0.0)
+CHUNK = RATE * 40 // 1000
+
+
+class MemorySource:
+    """A microphone running ``speed`` times faster than real time (0: no waiting at all)."""
+
+    sample_rate = RATE
+    chunk_samples = CHUNK
+
+    def __init__(self, audio: Int16Array, speed: float = 0.0) -> None:
+        self.audio = audio
+        self.position = 0
+        self.speed = speed
+        self.started = time.monotonic()
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position >= len(self.audio)
+
+    async def start(self) -> None:
+        self.position = 0
+        self.started = time.monotonic()
+
+    async def read(self) -> Int16Array:
+        if self.speed:
+            due = self.started + (self.position + CHUNK) / RATE / self.speed
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        chunk = self.audio[self.position : self.position + CHUNK]
+        self.position += CHUNK
+        return chunk
+
+    def discard_buffered(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        pass
+
+
+def negative_audio() -> Int16Array:
+    parts = []
+    for voice in VOICES:
+        for speed in SPEEDS:
+            for sentence in NEGATIVES:
+                parts += [speak(sentence, voice, speed), silence(0.5)]
+    return join(*parts)
+
+
+def ours(audio: Int16Array, folder: Path, speed: float) -> tuple[float, int]:
+    """CPU seconds for the device's idle path over ``audio``, and the triggers it fired."""
+    source = MemorySource(audio, speed)
+    config = Config(agent=AgentConfig(agent_id="bench"), trigger=TriggerConfig(mode="wake"))
+    device = Device(
+        config, source, FileSink(folder / "out.wav"), wake=open_listener(WakeConfig(), RATE)
+    )
+    fired = 0
+
+    async def listen() -> None:
+        nonlocal fired
+        while not source.exhausted:
+            await device._listen()
+            trigger = device._triggers.get_nowait()
+            fired += trigger is not None
+
+    start = time.process_time()
+    asyncio.run(listen())
+    return time.process_time() - start, fired
+
+
+def peer(audio: Int16Array, speed: float) -> tuple[float, int]:
+    from openwakeword.model import Model
+
+    files = resolve(("hey_jarvis",))
+    model = Model(
+        wakeword_models=[str(files.wake["hey_jarvis"])],
+        melspec_model_path=str(files.melspectrogram),
+        embedding_model_path=str(files.embedding),
+        inference_framework="tflite",
+    )
+    fired = 0
+    start, started = time.process_time(), time.monotonic()
+    for offset in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        if speed:  # the frame is there once it has been "captured"
+            due = started + (offset + FRAME_SAMPLES) / RATE / speed
+            time.sleep(max(0.0, due - time.monotonic()))
+        fired += model.predict(audio[offset : offset + FRAME_SAMPLES])["hey_jarvis"] >= 0.5
+    return time.process_time() - start, int(fired)
+
+
+PEER_PROCESS = """
+import sys, time, wave, numpy as np
+from openwakeword.model import Model
+from agentpi.wake.models import resolve
+files = resolve(("hey_jarvis",))
+model = Model(wakeword_models=[str(files.wake["hey_jarvis"])],
+              melspec_model_path=str(files.melspectrogram),
+              embedding_model_path=str(files.embedding), inference_framework="tflite")
+with wave.open(sys.argv[1]) as w:
+    audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+for i in range(0, len(audio) - 1279, 1280):
+    model.predict(audio[i:i + 1280])
+time.sleep(0.5)  # time for the parent to read the final VmHWM
+"""
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak RSS of a child process: its VmHWM, read while it runs. (wait4's ru_maxrss would
+    count the parent's pages the child had between fork and exec.)"""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status = Path(f"/proc/{process.pid}/status")
+    peak_kb = 0
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
+    return peak_kb / 1024
+
+
+def main() -> None:
+    if sys.version_info >= (3, 12):
+        print("openwakeword does not install on this Python; nothing to compare against")
+        return
+    audio = negative_audio()
+    seconds = len(audio) / RATE
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        cpu: dict[float, tuple[list[float], list[float]]] = {}
+        for speed in SPEEDUPS:
+            ours_cpu, peer_cpu = cpu.setdefault(speed, ([], []))
+            for _ in range(ROUNDS):
+                used, ours_fired = ours(audio, folder, speed)
+                ours_cpu.append(used / seconds)
+                used, peer_fired = peer(audio, speed)
+                peer_cpu.append(used / seconds)
+        idle = save(folder / "idle.wav", silence(20.0))
+        config = folder / "idle.toml"
+        config.write_text(
+            f'[agent]\nagent_id = "bench"\n[trigger]\nmode = "wake"\n'
+            f'[audio]\ninput = "file:{idle}"\noutput = "file:{folder / "o.wav"}"\n'
+        )
+        ours_rss = peak_rss_mb([sys.executable, "-m", "agentpi", "run", "--config", str(config)])
+        peer_rss = peak_rss_mb([sys.executable, "-c", PEER_PROCESS, str(idle)])
+    clips = len(VOICES) * len(SPEEDS) * len(NEGATIVES)
+    print(f"audio: {seconds:.0f} s of {clips} negative sentences (espeak-ng), medians of {ROUNDS}")
+    print(f"{'figure':48} {'agentpi':>10} {'bare oww':>10} {'ratio':>7}")
+    for speed, (ours_cpu, peer_cpu) in cpu.items():
+        ours_med, peer_med = statistics.median(ours_cpu), statistics.median(peer_cpu)
+        pace = f"{speed:g}x real time" if speed else "no pacing"
+        label = f"CPU ms per s of audio, {pace}"
+        print(
+            f"{label:48} {ours_med * 1e3:10.2f} {peer_med * 1e3:10.2f} {ours_med / peer_med:7.2f}"
+        )
+    print(
+        f"{'peak RSS MB (idle process, 20 s silence)':48} {ours_rss:10.1f} {peer_rss:10.1f} "
+        f"{ours_rss / peer_rss:7.2f}"
+    )
+    print(f"{'false triggers on the negative set':48} {ours_fired:10d} {peer_fired:10d}")
