@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from tests.helpers import AGENTPI
 
@@ -27,3 +28,11 @@ def simulator_process() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """gpiozero's mock pins, PWM-capable (PWMLED, RGBLED), reset after the test."""
+    pins = MockFactory(pin_class=MockPWMPin)
+    yield pins
+    pins.reset()

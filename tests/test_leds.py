@@ -9,13 +9,12 @@ import math
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
 from agentpi.config import ConfigError, load_config, load_profile, profile_dirs
 from agentpi.leds.driver import (
@@ -34,13 +33,6 @@ from tests.test_cli import GOOD, agentpi, write_config
 S = DeviceState
 BOARD = LedSettings(type="board", pins=(17, 27, 22), colors=("green", "blue", "red"))
 MOCK_ENV = {"GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    pins = MockFactory(pin_class=MockPWMPin)
-    yield pins
-    pins.reset()
 
 
 def pin_values(factory: MockFactory, pins: tuple[int, ...]) -> tuple[float, ...]:

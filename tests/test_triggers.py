@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,6 @@ from tests.helpers import run_conversation
 from tests.speech import POSITIVE, RATE, join, save, silence, speak
 
 PIN = 23
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    pins = MockFactory()
-    yield pins
-    pins.reset()
 
 
 def button_on(factory: MockFactory) -> ButtonInput:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from agentpi.wake.engines import ENGINES, open_engine
 from agentpi.wake.framer import FRAME_SAMPLES, Framer
 from agentpi.wake.listener import WakeListener, open_listener
 from agentpi.wake.models import ModelError, resolve
-from tests.helpers import HELLO_WAV, run_conversation
+from tests.helpers import HELLO_WAV, Run, run_conversation
 from tests.speech import (
     NEGATIVES,
     POSITIVE,
@@ -276,16 +277,21 @@ def test_trigger_mode_takes_one_or_several(tmp_path: Path) -> None:
 # -- the device, listening ---------------------------------------------------------------------
 
 
+def listen_for_wake_word(tmp_path: Path, audio: Int16Array, **options: Any) -> Run:
+    """The device in wake mode on ``audio`` as its microphone, against the simulator."""
+    return run_conversation(
+        tmp_path,
+        input_wav=save(tmp_path / "mic.wav", audio),
+        trigger=TriggerConfig(mode="wake"),
+        wake=open_listener(WakeConfig(), RATE),
+        **options,
+    )
+
+
 def test_wake_word_starts_a_conversation_and_nothing_after_it_is_lost(tmp_path: Path) -> None:
     question = speak("what time is it in london", "en-us")
     audio = join(silence(1.0), speak(POSITIVE), silence(0.4), question, silence(6.0))
-    wav = save(tmp_path / "mic.wav", audio)
-    run = run_conversation(
-        tmp_path,
-        input_wav=wav,
-        trigger=TriggerConfig(mode="wake"),
-        wake=open_listener(WakeConfig(), RATE),
-    )
+    run = listen_for_wake_word(tmp_path, audio)
     assert run.exit_code == 0
     trigger = run.of_kind("trigger")[0]
     assert trigger["source"] == "wake" and trigger["model"] == "hey_jarvis"
@@ -302,15 +308,7 @@ def test_wake_word_starts_a_conversation_and_nothing_after_it_is_lost(tmp_path: 
 def test_listening_resumes_after_a_conversation(tmp_path: Path) -> None:
     turn = join(speak(POSITIVE), silence(0.4), speak("tell me a joke"), silence(7.0))
     audio = join(silence(1.0), turn, turn, silence(1.0))
-    wav = save(tmp_path / "mic.wav", audio)
-    run = run_conversation(
-        tmp_path,
-        input_wav=wav,
-        trigger=TriggerConfig(mode="wake"),
-        wake=open_listener(WakeConfig(), RATE),
-        once=False,
-        timeout=90,
-    )
+    run = listen_for_wake_word(tmp_path, audio, once=False, timeout=90)
     triggers = run.of_kind("trigger")
     assert [t["source"] for t in triggers] == ["wake", "wake"]
     assert len(run.simulator.conversations) == 2

@@ -33,9 +33,8 @@ from agentpi.config import (
     TriggerConfig,
     WakeConfig,
     load_config,
-    load_profile,
-    merge,
     read_api_key,
+    with_profile,
 )
 from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
 from agentpi.gpio import GpioError
@@ -44,8 +43,8 @@ from agentpi.leds.patterns import LedAnimator
 from agentpi.protocol.states import DeviceState
 from agentpi.settings import build_dataclass, load_toml
 from agentpi.triggers.button import ButtonInput
-from agentpi.wake.listener import open_listener
-from agentpi.wake.models import ModelError, download, model_dirs, resolve, user_models_dir
+from agentpi.wake.listener import open_listener, open_models
+from agentpi.wake.models import ModelError, download, model_dirs, user_models_dir
 
 log = logging.getLogger("agentpi")
 
@@ -246,11 +245,7 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
 
 
 def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
-    data = load_toml(config_path) if config_path else {}
-    hardware = data.get("hardware")
-    profile = profile or (hardware.get("profile") if isinstance(hardware, dict) else None)
-    if profile:
-        data = merge(load_profile(profile)[1], data)
+    data = with_profile(load_toml(config_path) if config_path else {}, profile)
     return build_dataclass(LedSettings, data.get("leds", {}), "leds")
 
 
@@ -290,9 +285,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for directory in model_dirs(wake.models_dir):
         found = sorted(p.name for p in directory.glob("*") if p.suffix in (".tflite", ".onnx"))
         print(f"  {directory}: {', '.join(found) if found else '(none)'}")
-    files = resolve(wake.models, wake.models_dir)
+    files, engine = open_models(wake)
     for name, path in files.wake.items():
         print(f"wake model {name}: {path}")
-    listener = open_listener(wake, 16000)
-    print(f"engine: {listener.engine_name}")
+    print(f"engine: {engine.name}")
     return 0

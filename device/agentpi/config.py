@@ -176,15 +176,20 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def with_profile(data: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """The config ``data`` on top of its hardware profile (``profile``, else its own
+    ``[hardware] profile``); unchanged when it names none."""
+    hardware = data.get("hardware")
+    named = hardware.get("profile") if isinstance(hardware, dict) else None
+    profile = profile or (named if isinstance(named, str) else None)
+    return merge(load_profile(profile)[1], data) if profile else data
+
+
 def load_config(path: str | Path) -> Config:
     data = load_toml(path)
     if "agent" not in data:
         raise ConfigError('missing [agent] section: add [agent] with agent_id = "<your agent id>"')
-    hardware = data.get("hardware")
-    profile = hardware.get("profile") if isinstance(hardware, dict) else None
-    if isinstance(profile, str) and profile:
-        data = merge(load_profile(profile)[1], data)
-    config = build_dataclass(Config, data, "")
+    config = build_dataclass(Config, with_profile(data), "")
     validate(config)
     return config
 

@@ -36,7 +36,8 @@ def build_dataclass(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
         raise SettingsError(f"[{label}] must be a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # fields computed in __post_init__ (init=False) are not settings
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise SettingsError(

@@ -61,8 +61,10 @@ class Pattern:
     brightness: float = 1.0
     floor: float = 0.1
 
+    rgb: Color = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        parse_color(self.color)
+        object.__setattr__(self, "rgb", parse_color(self.color))
         if self.period_s <= 0:
             raise ValueError(f"period_s must be more than 0, got {self.period_s}")
         if not 0 <= self.floor <= self.brightness <= 1:
@@ -159,5 +161,5 @@ class LedAnimator:
 
     def frame(self, now: float) -> Color:
         level = self.level(now)
-        red, green, blue = parse_color(self.pattern.color)
+        red, green, blue = self.pattern.rgb
         return (red * level, green * level, blue * level)

@@ -15,7 +15,6 @@ class Framer:
         self.source_rate = source_rate
         self._resampler = Resampler(source_rate, MODEL_RATE)
         self._pending = np.zeros(0, dtype=np.int16)
-        self.frames_out = 0
 
     def push(self, chunk: Int16Array) -> list[Int16Array]:
         audio = self._resampler.process(chunk)
@@ -23,10 +22,4 @@ class Framer:
         count = len(pending) // FRAME_SAMPLES
         frames = [pending[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES] for i in range(count)]
         self._pending = pending[count * FRAME_SAMPLES :].copy()
-        self.frames_out += count
         return frames
-
-    @property
-    def audio_s(self) -> float:
-        """Stream time at the end of the last frame handed out."""
-        return self.frames_out * FRAME_SAMPLES / MODEL_RATE

@@ -16,7 +16,7 @@ from agentpi.config import WakeConfig
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
-from agentpi.wake.models import resolve
+from agentpi.wake.models import ModelFiles, resolve
 
 
 class WakeListener:
@@ -96,10 +96,15 @@ class WakeListener:
             self._recent_samples -= len(self._recent.popleft())
 
 
-def open_listener(config: WakeConfig, source_rate: int) -> WakeListener:
-    """Find the models, start an engine, and wrap them with the configured decision rules."""
+def open_models(config: WakeConfig) -> tuple[ModelFiles, WakeEngine]:
+    """Find the model files and start an engine on them (after a crash-safe trial load)."""
     files = resolve(config.models, config.models_dir)
     probe(config.engine, files)
-    engine = open_engine(config.engine, files)
+    return files, open_engine(config.engine, files)
+
+
+def open_listener(config: WakeConfig, source_rate: int) -> WakeListener:
+    """The models and an engine, wrapped with the configured decision rules."""
+    _, engine = open_models(config)
     decider = WakeDecider(config.threshold, config.patience, config.refractory_s)
     return WakeListener(engine, decider, source_rate)
