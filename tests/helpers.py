@@ -14,8 +14,11 @@ import numpy as np
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
 from agentpi.app import Device
+from agentpi.audio.capture import Microphone
 from agentpi.audio.convert import write_wav
+from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSink, FileSource
+from agentpi.audio.playback_log import Room
 from agentpi.cli import bundled
 from agentpi.config import (
     AgentConfig,
@@ -42,6 +45,8 @@ class Run:
     output: Path
     sink: FileSink
     source: FileSource
+    mic: Microphone
+    cues: Cues | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,7 +84,14 @@ def run_conversation(
     button: ButtonInput | None = None,
     once: bool = True,
     on_event: Callable[[Event], None] | None = None,
+    audio: dict[str, Any] | None = None,
+    room: Room | None = None,
+    cues: bool = False,
+    reopen: Callable[[], FileSource] | None = None,
 ) -> Run:
+    """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
+    what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
+    the microphone; ``reopen`` makes the microphone again after it failed."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
@@ -88,7 +100,14 @@ def run_conversation(
                 agent=AgentConfig(agent_id="test-agent", url=sim.url, connect_timeout_s=5),
                 trigger=trigger or TriggerConfig(mode="immediate"),
                 audio=AudioConfig(
-                    input=f"file:{input_wav}", output=f"file:{output}", chunk_ms=chunk_ms
+                    **{
+                        "input": f"file:{input_wav}",
+                        "output": f"file:{output}",
+                        "chunk_ms": chunk_ms,
+                        "echo": "off",
+                        "cues": cues,
+                        **(audio or {}),
+                    }
                 ),
                 conversation=ConversationConfig(
                     silence_close_s=silence_close_s, metadata_timeout_s=metadata_timeout_s
@@ -99,12 +118,18 @@ def run_conversation(
             bus.subscribe(events.append)
             if on_event is not None:
                 bus.subscribe(on_event)
-            source = FileSource(input_wav, chunk_ms=chunk_ms)
+            source = FileSource(input_wav, chunk_ms=chunk_ms, room=room)
             sink = FileSink(output)
+            if room is not None:
+                sink.playback_log = room.log
+            mic = Microphone(reopen or (lambda: source), preroll_s=config.audio.preroll_s)
+            mic.prepare(source)
+            sounds = Cues(volume=config.audio.cue_volume, enabled=cues)
             device = Device(
                 config,
-                source,
+                mic,
                 sink,
+                cues=sounds,
                 events=bus,
                 api_key=Secret(api_key) if api_key else None,
                 leds=leds(sink) if leds else None,
@@ -114,6 +139,6 @@ def run_conversation(
             code = await asyncio.wait_for(device.run(once=once), timeout)
             if sim.conversations:
                 await sim.wait_for_conversations(len(sim.conversations), timeout=10)
-            return Run(code, events, sim, output, sink, source)
+            return Run(code, events, sim, output, sink, source, mic, sounds)
 
     return asyncio.run(scenario())

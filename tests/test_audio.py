@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import (
     WireDecoder,
     WireEncoder,
@@ -108,7 +109,7 @@ def test_bad_input_files_give_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"not a wav at all")
     with pytest.raises(AudioDeviceError, match="not a PCM WAV"):
         open_source(f"file:{junk}")
-    with pytest.raises(AudioDeviceError, match="only file:PATH"):
+    with pytest.raises(AudioDeviceError, match="'USB speaker' not found; outputs present"):
         open_sink("USB speaker")
 
 
@@ -120,11 +121,11 @@ def test_vad_detects_speech_with_onset_and_hangover() -> None:
     assert verdicts.index(False, 3) == 5 + 15 - 1  # speech until 300 ms of quiet
 
 
-async def read_for(source: FileSource, seconds: float) -> list[tuple[float, npt.NDArray[Any]]]:
+async def read_for(reader: MicReader, seconds: float) -> list[tuple[float, npt.NDArray[Any]]]:
     out = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        chunk = await source.read()
+        chunk = await reader.read(320)
         out.append((time.monotonic(), chunk))
     return out
 
@@ -134,11 +135,16 @@ def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
     samples = tone(16000, 0.5)
     write_wav(path, samples, 16000)
     source = FileSource(path, chunk_ms=20)
+    mic = Microphone.of(source)
 
     async def scenario() -> list[tuple[float, npt.NDArray[Any]]]:
-        await source.start()
+        reader = mic.reader()
+        mic.open()
         start = time.monotonic()
-        got = await read_for(source, 0.7)
+        try:
+            got = await read_for(reader, 0.7)
+        finally:
+            mic.close()
         return [(t - start, chunk) for t, chunk in got]
 
     got = asyncio.run(scenario())
@@ -151,20 +157,36 @@ def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
     assert source.exhausted
 
 
-def test_file_source_discards_what_was_captured_before_the_trigger(tmp_path: Path) -> None:
+def test_microphone_readers_start_anywhere_in_the_preroll_and_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "mic.wav"
     write_wav(path, np.arange(16000, dtype=np.int16), 16000)
-    source = FileSource(path, chunk_ms=20)
+    mic = Microphone.of(FileSource(path, chunk_ms=20), preroll_s=0.1)
 
-    async def scenario() -> tuple[int, npt.NDArray[Any]]:
-        await source.start()
-        await asyncio.sleep(0.2)
-        dropped = source.discard_buffered()
-        return dropped, await source.read()
+    async def scenario() -> tuple[int, npt.NDArray[Any], npt.NDArray[Any], int]:
+        mic.open()
+        try:
+            await asyncio.sleep(0.3)
+            now = mic.position
+            # a reader from now on, one from 50 ms ago (inside the 100 ms pre-roll) and one
+            # from 250 ms ago, which the ring no longer holds
+            fresh, recent, stale = mic.reader(), mic.reader(now - 800), mic.reader(now - 4000)
+            first = await fresh.read(320)
+            held = recent.read_nowait(800)
+            stale.read_nowait(1)
+            # a reader holds what it has not read yet, beyond the pre-roll
+            await asyncio.sleep(0.3)
+            later = recent.read_nowait()
+            for reader in (fresh, recent, stale):
+                reader.close()
+            return now, first, np.concatenate([held, later]), stale.lost
+        finally:
+            mic.close()
 
-    dropped, chunk = asyncio.run(scenario())
-    assert 9 * 320 <= dropped <= 11 * 320
-    assert int(chunk[0]) == dropped  # the next chunk starts exactly where discarding stopped
+    now, first, recent, lost = asyncio.run(scenario())
+    assert int(first[0]) == now  # the next sample captured after the reader was made
+    assert np.array_equal(recent, np.arange(now - 800, now - 800 + len(recent)))
+    assert len(recent) >= 800 + 0.25 * 16000  # no gap, no duplicate, nothing evicted unread
+    assert 4000 - 1600 - 320 <= lost <= 4000 - 1600  # only what was older than the pre-roll
 
 
 def test_file_sink_plays_in_real_time_and_flush_cuts_at_once(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,12 @@ from agentpi.agent.client import (
     fetch_signed_url,
     redact_url,
 )
-from agentpi.audio.backend import AudioDeviceError, AudioSink, AudioSource
-from agentpi.audio.convert import Int16Array, WireDecoder, WireEncoder
+from agentpi.audio.backend import AudioDeviceError, AudioSink
+from agentpi.audio.capture import MicReader, Microphone
+from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
+from agentpi.audio.cues import Cues
+from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
+from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
 from agentpi.events import EventBus
@@ -47,12 +50,16 @@ from agentpi.protocol.session import (
 from agentpi.protocol.states import DeviceState, check_transition
 from agentpi.tools import ToolRegistry
 from agentpi.triggers.button import ButtonInput
+from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
+from agentpi.wake.runner import WakeRunner
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 ERROR_HOLD_S = 1.0
+AUDIO_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between attempts to reopen a microphone that went away; the last one repeats."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,8 @@ class Trigger:
 
     source: str  # "wake" | "button" | "immediate"
     detail: dict[str, Any] = field(default_factory=dict)
-    lead_in: Int16Array | None = None
-    """Audio already read past the trigger point (after the wake word): sent first."""
+    start: int | None = None
+    """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ class Device:
     def __init__(
         self,
         config: Config,
-        source: AudioSource,
+        mic: Microphone,
         sink: AudioSink,
         events: EventBus | None = None,
         api_key: Secret | None = None,
@@ -87,9 +94,10 @@ class Device:
         leds: LedController | None = None,
         wake: WakeListener | None = None,
         button: ButtonInput | None = None,
+        cues: Cues | None = None,
     ) -> None:
         self.config = config
-        self.source = source
+        self.mic = mic
         self.sink = sink
         self.events = events or EventBus()
         self.api_key = api_key
@@ -99,6 +107,7 @@ class Device:
             leds.attach(self.events)
         self.wake = wake
         self.button = button
+        self.cues = cues
         modes = config.trigger.modes
         if "wake" in modes and wake is None:
             raise ValueError('trigger "wake" needs a WakeListener')
@@ -109,8 +118,11 @@ class Device:
         self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue()
         self._run: _ConversationRun | None = None
         self._immediate: asyncio.TimerHandle | None = None
-        # one worker: wake-word inference, in order, off the event loop
-        self._inference = ThreadPoolExecutor(1, thread_name_prefix="wake")
+        self._runner: WakeRunner | None = None
+        self._audio_ok = asyncio.Event()
+        self._recovering: asyncio.Task[None] | None = None
+        self.gate: HalfDuplexGate | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def set_state(self, new: DeviceState) -> None:
         if new is self.state:
@@ -122,15 +134,24 @@ class Device:
     async def run(self, once: bool = False) -> int:
         """Run until done: after one conversation with ``once``, or when a file input ends."""
         modes = self.config.trigger.modes
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+
+        def mic_failed(exc: Exception) -> None:
+            loop.call_soon_threadsafe(self._audio_failed, exc)
+
+        self.mic.on_failure = mic_failed
+        await loop.run_in_executor(None, self.mic.open)
+        self._audio_ok.set()
+        self._set_up_echo()
         if self.button is not None:
             self.button.attach(loop, self._button_pressed, self._button_released)
-        await self.source.start()
+        if self.wake is not None:
+            self._runner = WakeRunner(self.wake, self.mic, self._wake_fired, self._input_ended)
         if self.leds is not None:
             self.leds.start()
         self.events.emit("state", state=self.state.value)
-        if "wake" in modes and self.wake is not None:
-            self.events.emit("listening_for_wake_word", engine=self.wake.engine_name)
+        if self._runner is not None:
+            self.events.emit("listening_for_wake_word", engine=self._runner.engine_name)
         if "immediate" in modes:
             self._triggers.put_nowait(Trigger("immediate"))
         outcome = Outcome(True, "not started")
@@ -144,7 +165,7 @@ class Device:
                 if once:
                     break
                 if "immediate" in modes:
-                    if self.source.exhausted:
+                    if self.mic.at_end(self.mic.position):
                         break
                     self._immediate = loop.call_later(
                         self.config.trigger.restart_pause_s,
@@ -154,55 +175,66 @@ class Device:
         finally:
             if self._immediate is not None:
                 self._immediate.cancel()
+            if self._recovering is not None:
+                self._recovering.cancel()
             if self.button is not None:
                 self.button.close()
             if self.leds is not None:
                 self.leds.stop()
-            self._inference.shutdown(wait=False, cancel_futures=True)
+            if self._runner is not None:
+                self._runner.stop()
             await self.sink.close()
-            await self.source.close()
+            await loop.run_in_executor(None, self.mic.close)
         return 0 if outcome.ok else 1
+
+    def _set_up_echo(self) -> None:
+        audio = self.config.audio
+        log = self.sink.playback_log
+        if log is None:
+            log = PlaybackLog(self.mic.sample_rate)
+            self.sink.playback_log = log
+        if audio.echo == "aec":
+            self.mic.processor = EchoCanceller(log)
+        elif audio.echo == "half_duplex":
+            self.gate = HalfDuplexGate(log, audio.echo_tail_ms / 1000)
 
     async def _next_trigger(self) -> Trigger | None:
         """Wait, listening for the wake word if it is on, until something starts a
         conversation; None when a file input has ended with nothing left to do."""
-        listening = asyncio.create_task(self._listen()) if self.wake is not None else None
+        await self._audio_ok.wait()
+        if self._runner is not None:
+            self._runner.listen()
         try:
             return await self._triggers.get()
         finally:
-            if listening is not None:
-                listening.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listening
+            if self._runner is not None:
+                self._runner.pause()
 
-    async def _listen(self) -> None:
-        assert self.wake is not None
-        wake = self.wake
-        loop = asyncio.get_running_loop()
-        if self.conversations:
-            await loop.run_in_executor(self._inference, wake.reset)
-            self.source.discard_buffered()  # the end of the last conversation is not wake material
-        while True:
-            if self.source.exhausted:
-                self._triggers.put_nowait(None)
-                return
-            chunk = await self.source.read()
-            if not wake.accept(chunk):
-                continue
-            detection = await loop.run_in_executor(self._inference, wake.detect)
-            if detection is not None:
-                detail = {
-                    "model": detection.model,
-                    "score": round(detection.score, 3),
-                    "audio_s": round(detection.audio_s, 3),
-                }
-                self._triggers.put_nowait(Trigger("wake", detail, wake.after_detection()))
-                return
+    def _wake_fired(self, detection: Detection, start: int) -> None:
+        """On the wake thread: hand the detection to the loop."""
+        detail = {
+            "model": detection.model,
+            "score": round(detection.score, 3),
+            "audio_s": round(detection.audio_s, 3),
+        }
+        if self.config.audio.send_wake_word:
+            start = max(
+                self.mic.oldest, start - int(self.config.audio.preroll_s * self.mic.sample_rate)
+            )
+        self._loop_put(Trigger("wake", detail, start))
+
+    def _input_ended(self) -> None:
+        self._loop_put(None)
+
+    def _loop_put(self, trigger: Trigger | None) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
+            self._loop.call_soon_threadsafe(self._triggers.put_nowait, trigger)
 
     def _button_pressed(self) -> None:
         if self._run is not None:
             self._run.button_pressed()
-        elif self.state is DeviceState.IDLE:
+        elif self.state is DeviceState.IDLE and self._audio_ok.is_set():
             self._triggers.put_nowait(Trigger("button"))
         # connecting or showing an error: a press there would only queue a stale conversation
 
@@ -210,15 +242,54 @@ class Device:
         if self._run is not None:
             self._run.button_released()
 
+    def _audio_failed(self, exc: Exception) -> None:
+        """The microphone went away (on the loop): end what runs, show it, get it back."""
+        if not self._audio_ok.is_set():
+            return
+        self._audio_ok.clear()
+        message = str(exc)
+        self.events.emit("audio_error", message=message)
+        if self._run is not None:
+            self._run.fail(message)
+        self._recovering = asyncio.get_running_loop().create_task(self._recover_audio())
+
+    async def _recover_audio(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._run is not None:  # let the conversation finish ending first
+            await asyncio.sleep(0.05)
+        self.set_state(DeviceState.ERROR)
+        await self._cue("error")
+        await loop.run_in_executor(None, self.mic.close)
+        attempt = 0
+        while True:
+            wait = AUDIO_RETRY_S[min(attempt, len(AUDIO_RETRY_S) - 1)]
+            await asyncio.sleep(wait)
+            attempt += 1
+            try:
+                await loop.run_in_executor(None, self.mic.open)
+            except AudioDeviceError as exc:
+                self.events.emit("audio_retry", attempt=attempt, message=str(exc))
+                continue
+            break
+        self.events.emit("audio_restored", attempts=attempt)
+        self.set_state(DeviceState.IDLE)
+        self._audio_ok.set()
+
     async def converse(self, trigger: Trigger | None = None) -> Outcome:
         """One whole conversation, from the trigger to idle again."""
         trigger = trigger or Trigger("immediate")
         self.conversations += 1
+        # from the trigger on (or where the wake word ended): held while the socket opens
+        reader = self.mic.reader(trigger.start)
+        try:
+            return await self._converse(trigger, reader)
+        finally:
+            reader.close()
+
+    async def _converse(self, trigger: Trigger, reader: MicReader) -> Outcome:
         if trigger.source == "wake":
-            # the listener read up to the wake word; the rest is still in the source
             self.set_state(DeviceState.WAKE_DETECTED)
-        else:
-            self.source.discard_buffered()  # only what is said from the trigger on
+            await self._cue("wake")
         self.set_state(DeviceState.CONNECTING)
         started = time.monotonic()
         try:
@@ -230,7 +301,7 @@ class Device:
             await self._show_error()
             return Outcome(False, "connect failed", error=str(exc))
         self.events.emit("connected")
-        run = _ConversationRun(self, connection, trigger)
+        run = _ConversationRun(self, connection, trigger, reader)
         self._run = run
         try:
             ended = await run.run()
@@ -247,7 +318,10 @@ class Device:
             turns=run.session.turns,
         )
         if ended.error:
-            await self._show_error()
+            if self._audio_ok.is_set():
+                await self._show_error()
+        else:
+            await self._cue("end")
         return Outcome(ended.error is None, ended.reason, ended.code, ended.error)
 
     async def _resolve_url(self) -> str:
@@ -260,17 +334,31 @@ class Device:
 
     async def _show_error(self) -> None:
         self.set_state(DeviceState.ERROR)
+        await self._cue("error")
         await asyncio.sleep(ERROR_HOLD_S)
         self.set_state(DeviceState.IDLE)
+
+    async def _cue(self, name: str) -> None:
+        """Play an earcon (if they are on) and wait until it has been heard."""
+        if self.cues is None or not self.cues.enabled:
+            return
+        try:
+            # the wake cue plays while the socket opens; the others are waited for
+            await self.cues.play(name, self.sink, wait=name != "wake")
+        except AudioDeviceError as exc:
+            self.events.emit("audio_error", message=str(exc))
 
 
 class _ConversationRun:
     """The tasks of one open conversation, feeding one session."""
 
-    def __init__(self, device: Device, connection: AgentConnection, trigger: Trigger) -> None:
+    def __init__(
+        self, device: Device, connection: AgentConnection, trigger: Trigger, reader: MicReader
+    ) -> None:
         self.device = device
         self.connection = connection
         self.trigger = trigger
+        self.reader = reader
         self.push_to_talk = device.button is not None and (
             device.config.trigger.button_mode == "hold"
         )
@@ -312,12 +400,15 @@ class _ConversationRun:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
+        if isinstance(exc, AudioDeviceError):
+            self.fail(str(exc))  # reported by the device's recovery
+            return
         log.error("conversation task failed: %r", exc)
+        self.fail(f"internal error: {exc}")
+
+    def fail(self, error: str) -> None:
+        """End the conversation now because the device failed (the agent is told)."""
         if not self.ended.done():
-            error = f"internal error: {exc}"
-            if isinstance(exc, AudioDeviceError):
-                error = str(exc)
-                self.device.events.emit("audio_error", message=error)
             self.ended.set_result(ConversationEnded(None, "device failure", "client", error))
             self.spawn(self.connection.close(1000, "device failure"))
 
@@ -354,25 +445,26 @@ class _ConversationRun:
     async def mic_loop(self) -> None:
         await self.audio_ready.wait()
         assert self.session.input_format is not None
-        source = self.device.source
-        encoder = WireEncoder(source.sample_rate, self.session.input_format)
-        vad = EnergyVad(
-            source.sample_rate, threshold_dbfs=self.device.config.audio.vad_threshold_dbfs
-        )
-        lead_in = self.trigger.lead_in
+        device = self.device
+        mic = device.mic
+        encoder = WireEncoder(mic.sample_rate, self.session.input_format)
+        vad = EnergyVad(mic.sample_rate, threshold_dbfs=device.config.audio.vad_threshold_dbfs)
+        reader = self.reader
+        lost = 0
         while not self.ended.done():
-            if lead_in is not None:
-                chunk, lead_in = lead_in, None
-                if not len(chunk):
-                    continue
-            else:
-                chunk = await source.read()
+            chunk = await reader.read(mic.chunk_samples)
+            if reader.lost != lost:
+                device.events.emit("audio_dropped", samples=reader.lost - lost)
+                lost = reader.lost
             speaking = vad.process(chunk)
             if self.push_to_talk:
                 # push-to-talk: the button, not the room, says when the user is talking
                 speaking = self.held
                 if not self.held:
                     chunk = np.zeros_like(chunk)
+            elif device.gate is not None and device.gate.muted(device.sink.buffered_samples):
+                speaking = False  # half duplex: the agent must not hear itself
+                chunk = np.zeros_like(chunk)
             wire = encoder.encode(chunk)
             if wire:
                 await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
@@ -409,7 +501,8 @@ class _ConversationRun:
                 await self.connection.send(action.message)
             elif isinstance(action, PlayAudio):
                 if self.decoder is not None:
-                    self.device.sink.write(self.decoder.decode(action.audio))
+                    audio = self.decoder.decode(action.audio)
+                    self.device.sink.write(apply_gain(audio, self.device.config.audio.volume))
             elif isinstance(action, FlushPlayback):
                 dropped = self.device.sink.flush()
                 events.emit("playback_flushed", dropped_samples=dropped)

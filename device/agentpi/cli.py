@@ -24,7 +24,15 @@ from agentpi import __version__
 from agentpi.agent.script import SimulatorScript, load_script
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
-from agentpi.audio.backend import AudioDeviceError, AudioSink, open_sink, open_source
+from agentpi.audio.backend import (
+    AudioDeviceError,
+    AudioSink,
+    CaptureStream,
+    open_sink,
+    open_source,
+)
+from agentpi.audio.capture import Microphone
+from agentpi.audio.cues import Cues
 from agentpi.config import (
     AgentConfig,
     AudioConfig,
@@ -142,22 +150,43 @@ def build_leds(settings: LedSettings, sink: AudioSink | None) -> LedController |
     )
 
 
+def open_microphone(audio: AudioConfig) -> Microphone:
+    """The configured microphone, opened once now so a bad name fails at start; reopened (with
+    PortAudio restarted, to see a replugged USB device) after it goes away."""
+
+    def reopen_stream() -> CaptureStream:
+        if not audio.input.startswith("file:"):
+            from agentpi.audio.soundcard import PortAudio
+
+            PortAudio.restart()
+        return open_source(audio.input, audio.chunk_ms)
+
+    mic = Microphone(reopen_stream, preroll_s=audio.preroll_s)
+    mic.prepare(open_source(audio.input, audio.chunk_ms))
+    return mic
+
+
+def open_cues(audio: AudioConfig) -> Cues:
+    return Cues(volume=audio.cue_volume, enabled=audio.cues)
+
+
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
-    source = open_source(config.audio.input, config.audio.chunk_ms)
-    sink = open_sink(config.audio.output)
+    mic = open_microphone(config.audio)
+    sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
     modes = config.trigger.modes
-    wake = open_listener(config.wake, source.sample_rate) if "wake" in modes else None
+    wake = open_listener(config.wake, mic.sample_rate) if "wake" in modes else None
     button = ButtonInput(config.button) if "button" in modes else None
     leds = build_leds(config.leds, sink)
     device = Device(
         config,
-        source,
+        mic,
         sink,
         events=events,
         api_key=read_api_key(),
         leds=leds,
         wake=wake,
         button=button,
+        cues=open_cues(config.audio),
     )
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()
@@ -238,9 +267,11 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
     script = load_script(bundled("demo-script.toml"))
     async with AgentSimulator(script) as sim:
         config = replace(config, agent=replace(config.agent, url=sim.url))
-        source = open_source(config.audio.input, config.audio.chunk_ms)
-        sink = open_sink(config.audio.output)
-        device = Device(config, source, sink, events=events, api_key=None)
+        mic = open_microphone(config.audio)
+        sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
+        device = Device(
+            config, mic, sink, events=events, api_key=None, cues=open_cues(config.audio)
+        )
         return await device.run(once=True)
 
 

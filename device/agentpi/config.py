@@ -9,8 +9,9 @@
     button_mode = "toggle"                  # or "hold": push-to-talk
 
     [audio]
-    input = "file:hello.wav"                # "file:PATH" or a sound-card device name
-    output = "file:reply.wav"
+    input = "USB PnP"                       # a sound card (index, name, part of it) or file:PATH
+    output = "default"
+    echo = "aec"                            # or "half_duplex" / "off"
 
     [conversation]
     silence_close_s = 4.0
@@ -95,9 +96,29 @@ class WakeConfig:
 @dataclass(frozen=True)
 class AudioConfig:
     input: str = "default"
+    """A sound card by index, exact name or part of its name ("USB PnP"), or "default";
+    "file:PATH" plays a WAV in as the microphone (tests, the demo)."""
     output: str = "default"
     chunk_ms: int = 40
+    """Microphone chunk: one user_audio_chunk per chunk (see the README for why 40)."""
     vad_threshold_dbfs: float = -40.0
+    preroll_s: float = 1.5
+    """Audio kept from before now: what is said right after the wake word, while the socket
+    opens, is sent in order and whole."""
+    send_wake_word: bool = False
+    """Send the pre-roll (with the wake word in it) ahead of what follows."""
+    echo: Literal["aec", "half_duplex", "off"] = "aec"
+    """aec: cancel the speaker's sound in the microphone; half_duplex: send silence while the
+    agent speaks (no voice barge-in); off: a headset or a far-away speaker."""
+    echo_tail_ms: int = 200
+    """half_duplex: keep muting this long after the speaker goes quiet (room reverb)."""
+    jitter_ms: int = 60
+    """Speaker jitter buffer: agent audio starts once this much is queued."""
+    volume: float = 1.0
+    """Software gain on the agent's voice (clipped, never wrapped)."""
+    cues: bool = True
+    """Earcons on the wake word, the end of a conversation and errors."""
+    cue_volume: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,21 @@ def validate(config: Config) -> None:
         raise ConfigError("agent.connect_timeout_s must be more than 0")
     if not 10 <= config.audio.chunk_ms <= 250:
         raise ConfigError(f"audio.chunk_ms = {config.audio.chunk_ms}: use 10 to 250 (ms)")
+    audio = config.audio
+    if audio.echo == "aec" and audio.chunk_ms % 10:
+        raise ConfigError(
+            f"audio.chunk_ms = {audio.chunk_ms}: the echo canceller works in 10 ms blocks; "
+            "use a multiple of 10"
+        )
+    if not 0 <= audio.preroll_s <= 10:
+        raise ConfigError(f"audio.preroll_s = {audio.preroll_s}: use 0 to 10 (seconds)")
+    if not 0 <= audio.jitter_ms <= 500:
+        raise ConfigError(f"audio.jitter_ms = {audio.jitter_ms}: use 0 to 500 (ms)")
+    if not 0 <= audio.echo_tail_ms <= 2000:
+        raise ConfigError(f"audio.echo_tail_ms = {audio.echo_tail_ms}: use 0 to 2000 (ms)")
+    for name in ("volume", "cue_volume"):
+        if not 0 <= getattr(audio, name) <= 4:
+            raise ConfigError(f"audio.{name} = {getattr(audio, name)}: use 0 to 4 (1 = as is)")
     for name in ("input", "output"):
         spec = getattr(config.audio, name)
         if spec.startswith("file:") and not spec.removeprefix("file:"):

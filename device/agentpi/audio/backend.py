@@ -1,7 +1,7 @@
 """The two small interfaces every audio backend implements, and the factory that picks one.
 
-A source is a microphone: it delivers fixed-size chunks of mono int16 PCM at its own rate, in
-capture order, and keeps what was captured while nobody was reading (a sound card's buffer).
+A capture stream is a microphone: from its own thread it delivers fixed-size chunks of mono int16
+PCM at its own rate, in capture order (``Microphone`` keeps them for whoever reads).
 A sink is a speaker: it takes PCM at the rate it chose, plays it at real-time pace, plays silence
 when it runs dry, and can drop everything queued at once (``flush``).
 """
@@ -12,30 +12,40 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agentpi.audio.convert import Int16Array
+from agentpi.audio.playback_log import PlaybackLog
 
 DEFAULT_CHUNK_MS = 40
 
 
-class AudioSource(Protocol):
-    sample_rate: int
-    chunk_samples: int
+Deliver = Callable[[Int16Array, float], None]
+"""(chunk, the monotonic time its last sample was captured)"""
+Failed = Callable[[Exception], None]
+
+
+class CaptureStream(Protocol):
+    """A microphone device: once started, calls ``deliver`` from its own thread with each chunk
+    of mono int16 PCM at ``sample_rate``, in capture order, and ``failed`` if the device fails."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def chunk_samples(self) -> int: ...
 
     @property
     def exhausted(self) -> bool:
-        """True once a finite source (a file) has delivered its last real sample."""
+        """True once a finite input (a file) has delivered its last real sample."""
 
-    async def start(self) -> None: ...
+    def start(self, deliver: Deliver, failed: Failed) -> None: ...
 
-    async def read(self) -> Int16Array:
-        """The next chunk, waiting for it to be captured if need be."""
-
-    def discard_buffered(self) -> int:
-        """Drop audio captured but not yet read (before a trigger); returns samples dropped."""
-
-    async def close(self) -> None: ...
+    def stop(self) -> None:
+        """Stop delivering (returns once no more ``deliver`` calls can come)."""
 
 
 class AudioSink(Protocol):
+    playback_log: PlaybackLog | None
+    """Told every block as it plays (the echo canceller's reference)."""
+
     @property
     def sample_rate(self) -> int: ...
 
@@ -66,24 +76,22 @@ class AudioDeviceError(RuntimeError):
     """An audio device could not be opened or went away."""
 
 
-def open_source(spec: str, chunk_ms: int = DEFAULT_CHUNK_MS) -> AudioSource:
-    """``file:PATH`` (a WAV) or a sound-card device name."""
-    from agentpi.audio.file import FileSource
-
+def open_source(spec: str, chunk_ms: int = DEFAULT_CHUNK_MS) -> CaptureStream:
+    """``file:PATH`` (a WAV) or a sound-card device: index, name, part of a name, "default"."""
     if spec.startswith("file:"):
+        from agentpi.audio.file import FileSource
+
         return FileSource(spec.removeprefix("file:"), chunk_ms=chunk_ms)
-    raise AudioDeviceError(
-        f"audio input {spec!r}: only file:PATH inputs are available in this version "
-        "(sound-card capture comes with the PyAudio backend)"
-    )
+    from agentpi.audio.soundcard import SoundCardSource
+
+    return SoundCardSource(spec, chunk_ms=chunk_ms)
 
 
-def open_sink(spec: str) -> AudioSink:
-    from agentpi.audio.file import FileSink
-
+def open_sink(spec: str, jitter_ms: int = 60) -> AudioSink:
     if spec.startswith("file:"):
+        from agentpi.audio.file import FileSink
+
         return FileSink(spec.removeprefix("file:"))
-    raise AudioDeviceError(
-        f"audio output {spec!r}: only file:PATH outputs are available in this version "
-        "(sound-card playback comes with the PyAudio backend)"
-    )
+    from agentpi.audio.soundcard import SoundCardSink
+
+    return SoundCardSink(spec, jitter_ms=jitter_ms)

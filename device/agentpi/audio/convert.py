@@ -107,6 +107,14 @@ class WireDecoder:
         return self._resampler.process(decode_wire(data, self.format))
 
 
+def apply_gain(samples: Int16Array, gain: float) -> Int16Array:
+    """Software volume, clipped instead of wrapping around."""
+    if gain == 1.0:
+        return samples
+    out: Int16Array = np.clip(samples.astype(np.float32) * gain, -32768, 32767).astype(np.int16)
+    return out
+
+
 def to_mono_int16(frames: bytes, sample_width: int, channels: int) -> Int16Array:
     """Interleaved integer PCM of any common width into mono int16."""
     if sample_width == 1:  # WAV 8-bit is unsigned

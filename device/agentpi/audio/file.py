@@ -1,9 +1,10 @@
 """File-backed audio that keeps a sound card's time.
 
-``FileSource`` plays a WAV into the device as if it were being spoken into a microphone: chunk k
-becomes readable only once its last sample would have been captured, so everything downstream
-(the socket, the simulator's VAD, latency figures) sees real-time audio. After the file ends it
-delivers silence, as a quiet room would.
+``FileSource`` plays a WAV into the device as if it were being spoken into a microphone: a thread
+delivers chunk k once its last sample would have been captured, so everything downstream (the
+wake word detector, the socket, the simulator's VAD, latency figures) sees real-time audio. After
+the file ends it delivers silence, as a quiet room would. Given a ``Room``, it also hears the
+speaker.
 
 ``FileSink`` is a speaker that records what it plays: every ``period_s`` it writes exactly the
 samples that real-time playback would have consumed, silence when it has nothing queued, into a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import wave
 from collections import deque
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError
+from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError, Deliver, Failed
 from agentpi.audio.convert import Int16Array, Resampler, read_wav
+from agentpi.audio.playback_log import PlaybackLog, Room
 from agentpi.audio.vad import loudness
 
 
@@ -33,60 +36,73 @@ class FileSource:
         self,
         path: str | Path,
         chunk_ms: int = DEFAULT_CHUNK_MS,
+        room: Room | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
-            self.samples, self.sample_rate = read_wav(path)
+            self.samples, self._rate = read_wav(path)
         except (OSError, ValueError) as exc:
             raise AudioDeviceError(f"audio input file:{path}: {exc}") from None
         self.path = Path(path)
-        self.chunk_samples = max(1, self.sample_rate * chunk_ms // 1000)
+        self._chunk_samples = max(1, self._rate * chunk_ms // 1000)
+        self.room = room
         self._clock = clock
-        self._started_at: float | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._next_chunk = 0
-        self._silence = np.zeros(self.chunk_samples, dtype=np.int16)
+        self.fail_at_s: float | None = None
+        """Fail like an unplugged USB device once this much audio has been delivered."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def chunk_samples(self) -> int:
+        return self._chunk_samples
 
     @property
     def exhausted(self) -> bool:
-        return self._next_chunk * self.chunk_samples >= len(self.samples)
+        return self._next_chunk * self._chunk_samples >= len(self.samples)
 
     @property
     def position_samples(self) -> int:
         """Samples delivered so far (the file's own samples first, then silence)."""
-        return self._next_chunk * self.chunk_samples
+        return self._next_chunk * self._chunk_samples
 
-    async def start(self) -> None:
-        self._started_at = self._clock()
+    def start(self, deliver: Deliver, failed: Failed) -> None:
+        self._stopping.clear()
         self._next_chunk = 0
+        self._thread = threading.Thread(
+            target=self._run, args=(deliver, failed), name="file-source", daemon=True
+        )
+        self._thread.start()
 
-    def _chunk_ready_at(self, index: int) -> float:
-        assert self._started_at is not None
-        return self._started_at + (index + 1) * self.chunk_samples / self.sample_rate
+    def _run(self, deliver: Deliver, failed: Failed) -> None:
+        started = self._clock()
+        size = self._chunk_samples
+        silence = np.zeros(size, dtype=np.int16)
+        while True:
+            index = self._next_chunk
+            ready_at = started + (index + 1) * size / self._rate
+            if self._stopping.wait(max(0.0, ready_at - self._clock())):
+                return
+            if self.fail_at_s is not None and index * size >= self.fail_at_s * self._rate:
+                failed(AudioDeviceError(f"audio input file:{self.path}: device went away"))
+                return
+            chunk = self.samples[index * size : (index + 1) * size]
+            if len(chunk) < size:
+                chunk = np.concatenate([chunk, silence[: size - len(chunk)]])
+            if self.room is not None:
+                chunk = self.room.mix(chunk, ready_at)
+            self._next_chunk = index + 1
+            deliver(chunk, ready_at)
 
-    async def read(self) -> Int16Array:
-        if self._started_at is None:
-            raise AudioDeviceError("audio input read before start")
-        index = self._next_chunk
-        delay = self._chunk_ready_at(index) - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self._next_chunk += 1
-        begin = index * self.chunk_samples
-        chunk = self.samples[begin : begin + self.chunk_samples]
-        if len(chunk) < self.chunk_samples:
-            chunk = np.concatenate([chunk, self._silence[: self.chunk_samples - len(chunk)]])
-        return chunk
-
-    def discard_buffered(self) -> int:
-        if self._started_at is None:
-            return 0
-        captured = int((self._clock() - self._started_at) * self.sample_rate) // self.chunk_samples
-        dropped = max(0, captured - self._next_chunk)
-        self._next_chunk += dropped
-        return dropped * self.chunk_samples
-
-    async def close(self) -> None:
-        self._started_at = None
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
 
 class FileSink:
@@ -109,6 +125,8 @@ class FileSink:
         self.played_samples = 0  # real audio written, silence not counted
         self.written_samples = 0
         self.output_level = 0.0  # loudness of the block played last, 0..1
+        self.playback_log: PlaybackLog | None = None
+        """Told every block as it plays (the echo canceller's reference, the test room)."""
 
     @property
     def sample_rate(self) -> int:
@@ -158,9 +176,8 @@ class FileSink:
         written_at_start = self.written_samples
         while True:
             await asyncio.sleep(self.period_s)
-            due = int((self._clock() - started) * self._rate) - (
-                self.written_samples - written_at_start
-            )
+            played_so_far = self.written_samples - written_at_start
+            due = int((self._clock() - started) * self._rate) - played_so_far
             if due <= 0:
                 continue
             had_audio = self._queued > 0
@@ -179,6 +196,8 @@ class FileSink:
             self.played_samples += filled
             self.written_samples += due
             self._wav.writeframes(out.astype("<i2").tobytes())
+            if self.playback_log is not None:
+                self.playback_log.played(out, self._rate, started + played_so_far / self._rate)
             self.output_level = loudness(out)
             if had_audio and self._queued == 0:
                 self._on_drained()

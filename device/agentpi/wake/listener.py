@@ -1,15 +1,13 @@
 """The idle listener: microphone chunks in, at most one Detection per utterance out.
 
-``feed`` does the heavy work (model inference) and is meant to run on a worker thread; it keeps
-the raw audio it has seen, so the caller can hand the conversation whatever came after the frame
-that fired, sample for sample.
+``feed`` does the heavy work (model inference) and is meant to run on a worker thread (see
+``WakeRunner``); ``consumed_samples`` says where the audio after the frame that fired begins, so
+the conversation can start there, sample for sample.
 """
 
 from __future__ import annotations
 
 from collections import deque
-
-import numpy as np
 
 from agentpi.audio.convert import Int16Array
 from agentpi.config import WakeConfig
@@ -25,9 +23,6 @@ class WakeListener:
         self.decider = decider
         self.source_rate = source_rate
         self.framer = Framer(source_rate)
-        self._recent: deque[Int16Array] = deque()
-        self._recent_samples = 0
-        self._read_samples = 0  # source samples fed since the last reset
         self._audio_before_reset_s = 0.0  # keeps the decider's clock running across resets
         self._frames: deque[Int16Array] = deque()
         self._scored = 0  # frames scored since the last reset
@@ -37,13 +32,12 @@ class WakeListener:
         return self.engine.name
 
     def accept(self, chunk: Int16Array) -> bool:
-        """Take a microphone chunk (cheap, on the event loop); True when frames await scoring."""
-        self._remember(chunk)
+        """Take a microphone chunk (cheap); True when frames await scoring."""
         self._frames.extend(self.framer.push(chunk))
         return bool(self._frames)
 
     def detect(self) -> Detection | None:
-        """Score the waiting frames (model inference: call it on a worker thread)."""
+        """Score the waiting frames (model inference)."""
         detection = None
         while self._frames:
             frame = self._frames.popleft()
@@ -56,7 +50,7 @@ class WakeListener:
         return detection
 
     def feed(self, chunk: Int16Array) -> Detection | None:
-        """``accept`` and ``detect`` in one call, for tests and benchmarks."""
+        """``accept`` and ``detect`` in one call."""
         return self.detect() if self.accept(chunk) else None
 
     @property
@@ -64,36 +58,21 @@ class WakeListener:
         """Seconds of audio scored since the listener was made."""
         return self._audio_before_reset_s + self._scored * FRAME_SAMPLES / MODEL_RATE
 
-    def after_detection(self) -> Int16Array:
-        """Source audio fed after the end of the last frame scored: the start of what the user
-        says next, which the conversation must not lose."""
-        framed = round(self._scored * FRAME_SAMPLES * self.source_rate / MODEL_RATE)
-        # the resampler holds a few samples back; those belong to what comes after, too
-        tail = max(0, self._read_samples - framed)
-        if tail == 0 or not self._recent:
-            return np.zeros(0, dtype=np.int16)
-        recent = np.concatenate(list(self._recent))
-        return recent[-tail:] if tail <= len(recent) else recent
+    @property
+    def consumed_samples(self) -> int:
+        """Source samples (since the last reset) that the frames scored so far were made of:
+        where the audio after the last scored frame begins."""
+        return round(self._scored * FRAME_SAMPLES * self.source_rate / MODEL_RATE)
 
-    def reset(self) -> None:
+    def reset(self, source_rate: int | None = None) -> None:
         """Start fresh after a conversation: no stale audio in the models or the decider."""
+        self.source_rate = source_rate or self.source_rate
         self.engine.reset()
         self.decider.reset()
         self._audio_before_reset_s = self.audio_s
         self.framer = Framer(self.source_rate)
         self._frames.clear()
         self._scored = 0
-        self._recent.clear()
-        self._recent_samples = 0
-        self._read_samples = 0
-
-    def _remember(self, chunk: Int16Array) -> None:
-        self._read_samples += len(chunk)
-        self._recent.append(chunk)
-        self._recent_samples += len(chunk)
-        keep = 2 * FRAME_SAMPLES * self.source_rate // MODEL_RATE + len(chunk)
-        while self._recent and self._recent_samples - len(self._recent[0]) >= keep:
-            self._recent_samples -= len(self._recent.popleft())
 
 
 def open_models(config: WakeConfig) -> tuple[ModelFiles, WakeEngine]:

@@ -1,0 +1,282 @@
+"""One microphone, many listeners: the capture stream's audio kept in a numbered ring.
+
+The sound card's thread hands every chunk to ``Microphone``, which numbers its samples (the first
+sample ever captured is 0) and keeps them in a ring: always the last ``preroll_s`` seconds, and
+everything a reader has not read yet (up to ``max_pending_s``). Readers start at any sample number
+still held, so a conversation can begin exactly where the wake word ended, or with the wake word
+itself, while the socket is still opening, and reads on in order with no gap and no duplicate.
+
+Readers come in two kinds on one class: a worker thread blocks in ``read_blocking`` (the wake word
+detector, so idle listening never wakes the event loop), and a coroutine awaits ``read`` (the
+conversation). The capture thread wakes a reader only when what it waits for has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from agentpi.audio.backend import AudioDeviceError, CaptureStream, Failed
+from agentpi.audio.convert import Int16Array
+
+log = logging.getLogger(__name__)
+
+ChunkProcessor = Callable[[Int16Array, float], Int16Array]
+
+
+class Microphone:
+    def __init__(
+        self,
+        open_stream: Callable[[], CaptureStream],
+        preroll_s: float = 1.5,
+        max_pending_s: float = 60.0,
+    ) -> None:
+        self._open_stream = open_stream
+        self.preroll_s = preroll_s
+        self.max_pending_s = max_pending_s
+        self.processor: ChunkProcessor | None = None
+        """Runs on every chunk on the capture thread before anyone sees it (echo cancelling)."""
+        self.on_failure: Failed | None = None
+        """Called on the capture thread when the device fails."""
+        self._lock = threading.Lock()
+        self._chunks: deque[tuple[int, Int16Array]] = deque()
+        self._held = 0
+        self._position = 0
+        self._readers: set[MicReader] = set()
+        self._stream: CaptureStream | None = None
+        self._prepared: CaptureStream | None = None
+        self._rate = 0
+        self._chunk_samples = 0
+        self._end: int | None = None
+        self.failure: Exception | None = None
+
+    @classmethod
+    def of(cls, stream: CaptureStream, preroll_s: float = 1.5) -> Microphone:
+        """A microphone on an already-made stream (reopening starts the same one again)."""
+        mic = cls(lambda: stream, preroll_s)
+        mic.prepare(stream)
+        return mic
+
+    def prepare(self, stream: CaptureStream) -> None:
+        """Use ``stream`` (made already, not started) at the next ``open``: a device that is
+        not there fails when the program starts, and the rate is known before then."""
+        self._prepared = stream
+        self._rate = stream.sample_rate
+        self._chunk_samples = stream.chunk_samples
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def chunk_samples(self) -> int:
+        return self._chunk_samples
+
+    @property
+    def position(self) -> int:
+        """The number of the next sample to be captured."""
+        with self._lock:
+            return self._position
+
+    @property
+    def oldest(self) -> int:
+        """The number of the oldest sample still held."""
+        with self._lock:
+            return self._chunks[0][0] if self._chunks else self._position
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream is not None
+
+    def open(self) -> None:
+        """Open and start the device; raises AudioDeviceError if it cannot be."""
+        if self._stream is not None:
+            return
+        stream, self._prepared = self._prepared or self._open_stream(), None
+        if self._rate and stream.sample_rate != self._rate:
+            # numbering stays continuous only at one rate; a device back at another rate starts
+            # a new count (nobody can be reading across the gap anyway)
+            with self._lock:
+                self._chunks.clear()
+                self._held = 0
+        self._rate = stream.sample_rate
+        self._chunk_samples = stream.chunk_samples
+        self.failure = None
+        self._end = None
+        self._stream = stream
+        stream.start(self._deliver, self._failed)
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop()
+
+    def at_end(self, position: int) -> bool:
+        """True once a finite input has ended and everything up to ``position`` is its last."""
+        if self._end is None and self._stream is not None and self._stream.exhausted:
+            with self._lock:
+                self._end = self._position
+        return self._end is not None and position >= self._end
+
+    def reader(self, start: int | None = None) -> MicReader:
+        """A reader from sample ``start`` (default: from now on). Close it when done."""
+        with self._lock:
+            reader = MicReader(self, self._position if start is None else start)
+            self._readers.add(reader)
+            return reader
+
+    def _deliver(self, chunk: Int16Array, captured_until: float) -> None:
+        if self.processor is not None:
+            chunk = self.processor(chunk, captured_until)
+        with self._lock:
+            self._chunks.append((self._position, chunk))
+            self._position += len(chunk)
+            self._held += len(chunk)
+            self._evict()
+            for reader in self._readers:
+                reader._captured(self._position)
+
+    def _evict(self) -> None:
+        keep = int(self.preroll_s * self._rate)
+        cap = int(self.max_pending_s * self._rate)
+        pinned = min((r.cursor for r in self._readers), default=self._position)
+        while self._chunks:
+            start, chunk = self._chunks[0]
+            if self._held - len(chunk) < keep:
+                break
+            if start + len(chunk) > pinned and self._held <= cap:
+                break  # a reader still needs it
+            self._chunks.popleft()
+            self._held -= len(chunk)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failure = exc
+        with self._lock:
+            for reader in self._readers:
+                reader._captured(self._position)
+        if self.on_failure is not None:
+            self.on_failure(exc)
+
+    def _take(self, reader: MicReader, max_samples: int) -> Int16Array:
+        """Everything held from ``reader.cursor`` on (at most ``max_samples``); lock held."""
+        if not self._chunks or reader.cursor >= self._position:
+            return _EMPTY
+        oldest = self._chunks[0][0]
+        if reader.cursor < oldest:
+            reader.lost += oldest - reader.cursor
+            reader.cursor = oldest
+        parts: list[Int16Array] = []
+        want = max_samples
+        index = _index_of(self._chunks, reader.cursor)
+        while want > 0 and index < len(self._chunks):
+            start, chunk = self._chunks[index]
+            piece = chunk[reader.cursor - start :][:want]
+            parts.append(piece)
+            reader.cursor += len(piece)
+            want -= len(piece)
+            index += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _forget(self, reader: MicReader) -> None:
+        with self._lock:
+            self._readers.discard(reader)
+
+
+def _index_of(chunks: deque[tuple[int, Int16Array]], sample: int) -> int:
+    """The index of the chunk holding ``sample``: readers are near the newest end, so look
+    from there."""
+    for index in range(len(chunks) - 1, -1, -1):
+        if chunks[index][0] <= sample:
+            return index
+    return 0
+
+
+_EMPTY = np.zeros(0, dtype=np.int16)
+
+
+class MicReader:
+    def __init__(self, mic: Microphone, start: int) -> None:
+        self.mic = mic
+        self.start = start
+        self.cursor = start
+        self.lost = 0
+        """Samples that were dropped before this reader got to them (it fell too far behind)."""
+        self._want = 0
+        self._ready = threading.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def _captured(self, position: int) -> None:
+        """Capture thread, lock held: wake whoever waits, if what they wait for is there."""
+        available = position - self.cursor
+        if self._want and (available >= self._want or self.mic.failure is not None):
+            self._want = 0
+            self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and self._loop is not None:
+            self._waiter = None
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    def _check(self) -> None:
+        if self.mic.failure is not None:
+            raise AudioDeviceError(f"audio input failed: {self.mic.failure}")
+        if self.closed:
+            raise AudioDeviceError("audio input reader is closed")
+
+    def read_nowait(self, max_samples: int = 1 << 30) -> Int16Array:
+        with self.mic._lock:
+            return self.mic._take(self, max_samples)
+
+    def read_blocking(self, min_samples: int, timeout: float | None = None) -> Int16Array | None:
+        """Wait (on a worker thread) until ``min_samples`` are there, then take all there is;
+        None on timeout."""
+        with self.mic._lock:
+            self._check()
+            if self.mic._position - self.cursor < min_samples:
+                self._want = min_samples
+                self._ready.clear()
+                wait = True
+            else:
+                wait = False
+        if wait and not self._ready.wait(timeout):
+            with self.mic._lock:
+                self._want = 0
+            return None
+        with self.mic._lock:
+            self._check()
+            return self.mic._take(self, 1 << 30)
+
+    async def read(self, max_samples: int) -> Int16Array:
+        """The next audio from the cursor on (1..``max_samples`` samples), waiting if need be."""
+        while True:
+            loop = asyncio.get_running_loop()
+            with self.mic._lock:
+                self._check()
+                chunk = self.mic._take(self, max_samples)
+                if len(chunk):
+                    return chunk
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiter, self._loop = waiter, loop
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.mic._forget(self)
+        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,443 @@
+"""Sound cards through PyAudio (PortAudio): the microphone and the speaker of a real device.
+
+Both streams are callback-driven: PortAudio's own thread calls us once per buffer, and nothing
+here blocks the event loop. A USB microphone that only does 48 kHz stereo is opened as such and
+mixed down to mono here; rates are converted later, where the agent's formats are known.
+
+A device is named by index (``"2"``), exact name, a piece of its name (``"USB PnP"``), or
+``"default"``. PortAudio learns which devices exist only when it starts, so after a device went
+away ``PortAudio.restart`` is what lets it be found again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agentpi.audio.backend import AudioDeviceError, Deliver, Failed
+from agentpi.audio.convert import Int16Array, Resampler, to_mono_int16
+from agentpi.audio.playback_log import PlaybackLog
+from agentpi.audio.vad import loudness
+
+log = logging.getLogger(__name__)
+
+COMMON_RATES = (16000, 48000, 44100, 32000, 24000, 22050, 8000)
+STALL_S = 2.0
+"""A capture stream that has not called back for this long has lost its device."""
+
+
+def _pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError as exc:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise AudioDeviceError(
+            f"PyAudio is not installed ({exc}); install portaudio19-dev and reinstall agentpi"
+        ) from None
+    return pyaudio
+
+
+class PortAudio:
+    """The process's one PortAudio session."""
+
+    _instance: Any = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> Any:
+        with cls._lock:
+            if cls._instance is None:
+                pyaudio = _pyaudio()
+                with _quiet_stderr():
+                    cls._instance = pyaudio.PyAudio()
+            return cls._instance
+
+    @classmethod
+    def restart(cls) -> Any:
+        """Start PortAudio afresh so it sees devices plugged in since (all streams must be
+        closed)."""
+        with cls._lock:
+            if cls._instance is not None:
+                cls._instance.terminate()
+                cls._instance = None
+        return cls.get()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """ALSA and JACK print probing noise on fd 2 while PortAudio starts; keep the log clean."""
+    import os
+
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass(frozen=True)
+class SoundDevice:
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_rate: int
+
+
+def devices() -> list[SoundDevice]:
+    pa = PortAudio.get()
+    found = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        found.append(
+            SoundDevice(
+                index,
+                str(info["name"]),
+                int(info["maxInputChannels"]),
+                int(info["maxOutputChannels"]),
+                int(info["defaultSampleRate"]),
+            )
+        )
+    return found
+
+
+def find_device(spec: str, kind: str) -> SoundDevice | None:
+    """The device ``spec`` names for ``kind`` ("input" or "output"); None means PortAudio's
+    default. Raises AudioDeviceError listing what there is when nothing matches."""
+    spec = spec.strip()
+    if spec in ("", "default"):
+        return None
+    candidates = [
+        d
+        for d in devices()
+        if (d.max_input_channels if kind == "input" else d.max_output_channels) > 0
+    ]
+    if spec.isdigit():
+        match = [d for d in candidates if d.index == int(spec)]
+    else:
+        match = [d for d in candidates if d.name == spec] or [
+            d for d in candidates if spec.lower() in d.name.lower()
+        ]
+    if not match:
+        have = ", ".join(f"{d.index}: {d.name}" for d in candidates) or "none at all"
+        raise AudioDeviceError(f"audio {kind} {spec!r} not found; {kind}s present: {have}")
+    return match[0]
+
+
+def _try_open(device: SoundDevice | None, kind: str, rate: int, channels: int) -> bool:
+    pa = PortAudio.get()
+    pyaudio = _pyaudio()
+    index = None if device is None else device.index
+    try:
+        with _quiet_stderr():
+            stream = pa.open(
+                rate=rate,
+                channels=channels,
+                format=pyaudio.paInt16,
+                input=kind == "input",
+                output=kind == "output",
+                input_device_index=index if kind == "input" else None,
+                output_device_index=index if kind == "output" else None,
+                start=False,
+            )
+            stream.close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def supported_formats(
+    device: SoundDevice | None, kind: str, rates: tuple[int, ...] = COMMON_RATES
+) -> list[tuple[int, int]]:
+    """(rate, channels) pairs the device really opens with: tried, not taken from its info."""
+    most = 2
+    if device is not None:
+        most = device.max_input_channels if kind == "input" else device.max_output_channels
+    found = []
+    for rate in rates:
+        for channels in sorted({1, min(2, most)}):
+            if _try_open(device, kind, rate, channels):
+                found.append((rate, channels))
+    return found
+
+
+def choose_format(device: SoundDevice | None, kind: str, preferred_rate: int) -> tuple[int, int]:
+    """The first (rate, channels) that opens: the preferred rate first, mono first."""
+    rates = (preferred_rate, *(r for r in COMMON_RATES if r != preferred_rate))
+    for rate, channels in supported_formats(device, kind, rates):
+        return rate, channels
+    label = "default" if device is None else device.name
+    raise AudioDeviceError(f"audio {kind} {label!r} opens at none of the rates {rates}")
+
+
+class SoundCardSource:
+    """A capture stream on a sound card (a CaptureStream)."""
+
+    def __init__(self, spec: str, chunk_ms: int = 40, preferred_rate: int = 16000) -> None:
+        self.spec = spec
+        self.device = find_device(spec, "input")
+        self._rate, self.channels = choose_format(self.device, "input", preferred_rate)
+        self._chunk_samples = self._rate * chunk_ms // 1000
+        self._stream: Any = None
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.last_callback_at = 0.0
+
+    @property
+    def label(self) -> str:
+        return "default" if self.device is None else self.device.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def chunk_samples(self) -> int:
+        return self._chunk_samples
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def start(self, deliver: Deliver, failed: Failed) -> None:
+        pyaudio = _pyaudio()
+        channels = self.channels
+        lost = threading.Event()
+
+        def callback(data: bytes | None, frames: int, timing: Any, status: int) -> tuple[None, int]:
+            now = time.monotonic()
+            self.last_callback_at = now
+            if lost.is_set() or data is None:
+                return None, pyaudio.paAbort
+            try:
+                deliver(to_mono_int16(data, 2, channels), now)
+            except Exception as exc:  # never let an exception die inside PortAudio's thread
+                log.exception("capture callback failed")
+                lost.set()
+                failed(exc)
+                return None, pyaudio.paAbort
+            return None, pyaudio.paContinue
+
+        try:
+            with _quiet_stderr():
+                self._stream = PortAudio.get().open(
+                    rate=self._rate,
+                    channels=channels,
+                    format=pyaudio.paInt16,
+                    input=True,
+                    input_device_index=None if self.device is None else self.device.index,
+                    frames_per_buffer=self._chunk_samples,
+                    stream_callback=callback,
+                )
+        except (OSError, ValueError) as exc:
+            raise AudioDeviceError(f"audio input {self.label!r} failed to open: {exc}") from None
+        self.last_callback_at = time.monotonic()
+        self._stopping.clear()
+
+        def watch() -> None:
+            # PortAudio stops calling back, without a word, when a USB device goes away
+            while not self._stopping.wait(STALL_S / 4):
+                stream = self._stream
+                silent_for = time.monotonic() - self.last_callback_at
+                if stream is None:
+                    return
+                if silent_for > STALL_S or not stream.is_active():
+                    lost.set()
+                    failed(
+                        AudioDeviceError(
+                            f"audio input {self.label!r} stopped delivering audio "
+                            f"(unplugged?) after {silent_for:.1f} s of silence from the device"
+                        )
+                    )
+                    return
+
+        self._watchdog = threading.Thread(target=watch, name="mic-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.stop_stream()
+            with contextlib.suppress(OSError):
+                stream.close()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join()
+
+
+class SoundCardSink:
+    """A speaker on a sound card (an AudioSink).
+
+    A small jitter buffer: a new stretch of agent audio starts playing once ``jitter_ms`` of it
+    is queued (or it has waited that long), so network jitter becomes a short delay instead of
+    crackles; when the queue runs dry the callback plays silence. ``flush`` empties the queue, so
+    sound stops after what PortAudio already holds (one buffer, ``period_ms``)."""
+
+    def __init__(self, spec: str, period_ms: int = 20, jitter_ms: int = 60) -> None:
+        self.spec = spec
+        self.device = find_device(spec, "output")
+        self.period_ms = period_ms
+        self.jitter_ms = jitter_ms
+        self._rate = 0
+        self._channels = 1
+        self._stream: Any = None
+        self._lock = threading.Lock()
+        self._queue: deque[Int16Array] = deque()
+        self._queued = 0
+        self._waiting_since: float | None = None  # queued audio not yet playing, since when
+        self._playing = False
+        self._resampler: Resampler | None = None
+        self._on_drained: Callable[[], None] = lambda: None
+        self.output_level = 0.0
+        self.playback_log: PlaybackLog | None = None
+        self.failure: Exception | None = None
+        self.on_failure: Failed | None = None
+
+    @property
+    def label(self) -> str:
+        return "default" if self.device is None else self.device.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def buffered_samples(self) -> int:
+        return self._queued
+
+    @property
+    def output_latency_s(self) -> float:
+        stream = self._stream
+        return float(stream.get_output_latency()) if stream is not None else 0.0
+
+    async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def drained() -> None:
+            loop.call_soon_threadsafe(on_drained)
+
+        self._on_drained = drained
+        if self._stream is None:
+            await loop.run_in_executor(None, self._open, preferred_rate)
+        self._resampler = (
+            Resampler(preferred_rate, self._rate) if preferred_rate != self._rate else None
+        )
+        return preferred_rate
+
+    def _open(self, preferred_rate: int) -> None:
+        pyaudio = _pyaudio()
+        self._rate, self._channels = choose_format(self.device, "output", preferred_rate)
+        frames = self._rate * self.period_ms // 1000
+        self.failure = None
+        try:
+            with _quiet_stderr():
+                self._stream = PortAudio.get().open(
+                    rate=self._rate,
+                    channels=self._channels,
+                    format=pyaudio.paInt16,
+                    output=True,
+                    output_device_index=None if self.device is None else self.device.index,
+                    frames_per_buffer=frames,
+                    stream_callback=self._callback,
+                )
+        except (OSError, ValueError) as exc:
+            raise AudioDeviceError(f"audio output {self.label!r} failed to open: {exc}") from None
+
+    def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
+        pyaudio = _pyaudio()
+        now = time.monotonic()
+        out = np.zeros(frames, dtype=np.int16)
+        drained = False
+        try:
+            with self._lock:
+                if not self._playing and self._queued:
+                    jitter = self.jitter_ms / 1000
+                    waited = now - (self._waiting_since or now)
+                    self._playing = self._queued >= jitter * self._rate or waited >= jitter
+                if self._playing:
+                    filled = 0
+                    while filled < frames and self._queue:
+                        head = self._queue[0]
+                        take = min(len(head), frames - filled)
+                        out[filled : filled + take] = head[:take]
+                        filled += take
+                        if take == len(head):
+                            self._queue.popleft()
+                        else:
+                            self._queue[0] = head[take:]
+                    self._queued -= filled
+                    if not self._queued:
+                        self._playing = False
+                        self._waiting_since = None
+                        drained = True
+            if self.playback_log is not None:
+                self.playback_log.played(out, self._rate, now + self.output_latency_s)
+            self.output_level = loudness(out)
+            if drained:
+                self._on_drained()
+        except Exception as exc:  # never let an exception die inside PortAudio's thread
+            log.exception("playback callback failed")
+            self.failure = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            return bytes(frames * 2 * self._channels), pyaudio.paAbort
+        if self._channels > 1:
+            out = np.repeat(out, self._channels)
+        return out.astype("<i2").tobytes(), pyaudio.paContinue
+
+    def write(self, samples: Int16Array) -> None:
+        if self._resampler is not None:
+            samples = self._resampler.process(samples)
+        if not len(samples):
+            return
+        with self._lock:
+            self._queue.append(samples)
+            self._queued += len(samples)
+            if self._waiting_since is None and not self._playing:
+                self._waiting_since = time.monotonic()
+
+    def flush(self) -> int:
+        with self._lock:
+            dropped = self._queued
+            self._queue.clear()
+            self._queued = 0
+            self._playing = False
+            self._waiting_since = None
+        return dropped
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self.flush()
+        self.output_level = 0.0
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _close_stream, stream)
+
+    async def close(self) -> None:
+        await self.stop()
+
+
+def _close_stream(stream: Any) -> None:
+    with contextlib.suppress(OSError):
+        stream.stop_stream()
+    with contextlib.suppress(OSError):
+        stream.close()
