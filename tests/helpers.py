@@ -88,10 +88,11 @@ def run_conversation(
     room: Room | None = None,
     cues: bool = False,
     reopen: Callable[[], FileSource] | None = None,
+    fail_at_s: float | None = None,
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
     what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
-    the microphone; ``reopen`` makes the microphone again after it failed."""
+    the microphone; ``fail_at_s`` unplugs the microphone that far in, and ``reopen`` makes it again."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
@@ -119,6 +120,7 @@ def run_conversation(
             if on_event is not None:
                 bus.subscribe(on_event)
             source = FileSource(input_wav, chunk_ms=chunk_ms, room=room)
+            source.fail_at_s = fail_at_s
             sink = FileSink(output)
             if room is not None:
                 sink.playback_log = room.log

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.audio.convert import Int16Array
 from agentpi.config import TriggerConfig, WakeConfig, load_config
 from agentpi.wake.decider import Detection, WakeDecider
@@ -277,11 +278,11 @@ def test_trigger_mode_takes_one_or_several(tmp_path: Path) -> None:
 # -- the device, listening ---------------------------------------------------------------------
 
 
-def listen_for_wake_word(tmp_path: Path, audio: Int16Array, **options: Any) -> Run:
-    """The device in wake mode on ``audio`` as its microphone, against the simulator."""
+def listen_for_wake_word(tmp_path: Path, mic_audio: Int16Array, **options: Any) -> Run:
+    """The device in wake mode on ``mic_audio`` as its microphone, against the simulator."""
     return run_conversation(
         tmp_path,
-        input_wav=save(tmp_path / "mic.wav", audio),
+        input_wav=save(tmp_path / "mic.wav", mic_audio),
         trigger=TriggerConfig(mode="wake"),
         wake=open_listener(WakeConfig(), RATE),
         **options,
@@ -314,3 +315,27 @@ def test_listening_resumes_after_a_conversation(tmp_path: Path) -> None:
     assert len(run.simulator.conversations) == 2
     assert triggers[1]["audio_s"] > triggers[0]["audio_s"]
     assert run.states().count("wake_detected") == 2 and run.states()[-1] == "idle"
+
+
+@pytest.mark.parametrize("send_wake_word", [False, True])
+def test_preroll_carries_speech_over_a_slow_handshake(tmp_path: Path, send_wake_word: bool) -> None:
+    # The user does not wait for the socket: the question starts 0.1 s after the wake word while
+    # the handshake takes 1.2 s more. All of it reaches the agent, in order, sample for sample.
+    question = speak("what time is it in london", "en-us")
+    audio = join(silence(1.0), speak(POSITIVE), silence(0.1), question, silence(6.0))
+    script = SimulatorScript(simulator=SimulatorSettings(handshake_delay_s=1.2))
+    run = listen_for_wake_word(
+        tmp_path, audio, script=script, audio={"send_wake_word": send_wake_word}
+    )
+    assert run.exit_code == 0
+    trigger = run.of_kind("trigger")[0]
+    connected = run.of_kind("connected")[0]["t"]
+    assert connected - trigger["t"] >= 1.2  # the handshake really was slow
+    fired_at = round(trigger["audio_s"] * RATE)
+    start = fired_at - int(1.5 * RATE) if send_wake_word else fired_at
+    received = np.frombuffer(bytes(run.record.user_audio), dtype="<i2")
+    assert len(received) > fired_at - start + len(question)
+    heard = min(len(received), len(audio) - start)
+    assert np.array_equal(received[:heard], audio[start : start + heard])
+    assert not received[heard:].any()  # then the quiet room after the file's end
+    assert "audio_dropped" not in run.kinds()

@@ -375,6 +375,7 @@ class _ConversationRun:
         self.audio_ready = asyncio.Event()
         self.decoder: WireDecoder | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.failed = False
 
     async def run(self) -> ConversationEnded:
         await self.execute(self.session.connection_opened(time.monotonic()))
@@ -388,6 +389,10 @@ class _ConversationRun:
             for task in list(self.tasks):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if self.failed:
+                # said goodbye here, not in a task: the tasks were all just cancelled
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.connection.close(1000, "device failure"), 2.0)
             await self.device.sink.stop()
 
     def spawn(self, coro: object) -> None:
@@ -409,8 +414,8 @@ class _ConversationRun:
     def fail(self, error: str) -> None:
         """End the conversation now because the device failed (the agent is told)."""
         if not self.ended.done():
+            self.failed = True
             self.ended.set_result(ConversationEnded(None, "device failure", "client", error))
-            self.spawn(self.connection.close(1000, "device failure"))
 
     async def receive_loop(self) -> None:
         while not self.ended.done():

@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--dir", help="where to put them (default: the user's data folder)")
     models.add_argument("--config", help="TOML config whose [wake] to check")
     models.set_defaults(handler=_cmd_models)
+
+    devices = commands.add_parser(
+        "devices", help="sound cards: inputs and outputs, and the formats they really open with"
+    )
+    devices.set_defaults(handler=_cmd_devices)
     return parser
 
 
@@ -320,4 +325,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name, path in files.wake.items():
         print(f"wake model {name}: {path}")
     print(f"engine: {engine.name}")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from agentpi.audio.soundcard import devices, supported_formats
+
+    found = devices()
+    if not found:
+        print("no sound devices found (is the USB microphone plugged in? is ALSA set up?)")
+        return 1
+    for kind in ("input", "output"):
+        print(f"{kind}s:")
+        for device in found:
+            channels = device.max_input_channels if kind == "input" else device.max_output_channels
+            if channels == 0:
+                continue
+            formats = supported_formats(device, kind)
+            rates = sorted({rate for rate, _ in formats})
+            mono = any(ch == 1 for _, ch in formats)
+            opens = ", ".join(str(rate) for rate in rates) if rates else "nothing (busy?)"
+            print(
+                f"  {device.index:3}  {device.name}  ({channels} ch max, "
+                f"{'mono' if mono else 'stereo only'}; opens at {opens} Hz)"
+            )
+    print('use the index, the name or a piece of it: [audio] input = "USB"')
     return 0
