@@ -92,7 +92,8 @@ def run_conversation(
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
     what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
-    the microphone; ``fail_at_s`` unplugs the microphone that far in, and ``reopen`` makes it again."""
+    the microphone; ``fail_at_s`` unplugs the microphone that far in, ``reopen`` makes it
+    again."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
