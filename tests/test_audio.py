@@ -139,8 +139,8 @@ def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
 
     async def scenario() -> list[tuple[float, npt.NDArray[Any]]]:
         reader = mic.reader()
+        start = time.monotonic()  # the capture clock starts inside open(), so after this
         mic.open()
-        start = time.monotonic()
         try:
             got = await read_for(reader, 0.7)
         finally:

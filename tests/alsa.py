@@ -1,0 +1,150 @@
+"""A sound card for machines that have none: ALSA's ``file`` plugin over named pipes.
+
+PortAudio sees two real ALSA devices, ``agentpi_in`` and ``agentpi_out`` (see
+../shared/testing.md). Their files are FIFOs: a thread here writes the microphone's audio into
+one at real-time pace (silence when nothing is queued), and another drains the speaker's at
+real-time pace, so the whole PyAudio path runs on a clock as it would on a Pi. A process that
+uses them needs ``env`` (ALSA reads its config once, when PortAudio starts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from agentpi.audio.convert import Int16Array
+
+F_SETPIPE_SZ = 1031
+PERIOD_S = 0.04
+
+
+class VirtualSoundCard:
+    def __init__(self, folder: Path, rate: int = 16000) -> None:
+        self.folder = folder
+        self.rate = rate
+        self.mic_fifo = folder / "mic.fifo"
+        self.speaker_fifo = folder / "speaker.fifo"
+        for fifo in (self.mic_fifo, self.speaker_fifo):
+            os.mkfifo(fifo)
+        self.asoundrc = folder / "asoundrc"
+        self.asoundrc.write_text(
+            f'pcm.agentpi_in {{ type file slave.pcm null file "/dev/null" '
+            f'infile "{self.mic_fifo}" format "raw" }}\n'
+            f'pcm.agentpi_out {{ type file slave.pcm null file "{self.speaker_fifo}" '
+            f'format "raw" }}\n'
+        )
+        self._queue: deque[Int16Array] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.mic_paused = threading.Event()
+        """Set: the microphone delivers nothing (reads block), as a device that went away."""
+        self.written: list[tuple[float, int]] = []
+        """(time, samples written so far) after each microphone write."""
+        self.fed_at: list[tuple[float, int]] = []
+        """(time, sample number) where each fed clip began in the microphone's stream."""
+        self.played: list[tuple[float, Int16Array]] = []
+        """(time read, samples) for everything the speaker played."""
+        self._threads = [
+            threading.Thread(target=self._feed_mic, daemon=True),
+            threading.Thread(target=self._drain_speaker, daemon=True),
+        ]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{self.asoundrc}"}
+
+    def __enter__(self) -> VirtualSoundCard:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def say(self, samples: Int16Array) -> None:
+        """Queue audio for the microphone (it follows whatever is queued already)."""
+        with self._lock:
+            self._queue.append(samples.astype(np.int16))
+
+    @property
+    def speaker_audio(self) -> Int16Array:
+        if not self.played:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([block for _, block in self.played])
+
+    def _next_mic_block(self, size: int) -> Int16Array:
+        out = np.zeros(size, dtype=np.int16)
+        filled = 0
+        with self._lock:
+            while filled < size and self._queue:
+                head = self._queue[0]
+                take = min(size - filled, len(head))
+                out[filled : filled + take] = head[:take]
+                filled += take
+                if take == len(head):
+                    self._queue.popleft()
+                else:
+                    self._queue[0] = head[take:]
+        return out
+
+    def _feed_mic(self) -> None:
+        size = int(self.rate * PERIOD_S)
+        total = 0
+        while not self._stop.is_set():
+            try:
+                fd = os.open(self.mic_fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: nobody has it open for reading yet
+                    raise
+                time.sleep(0.005)
+                continue
+            os.set_blocking(fd, True)
+            next_at = time.monotonic()
+            try:
+                while not self._stop.is_set():
+                    next_at += PERIOD_S
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    if self.mic_paused.is_set():
+                        continue
+                    block = self._next_mic_block(size)
+                    os.write(fd, block.astype("<i2").tobytes())
+                    total += size
+                    self.written.append((time.monotonic(), total))
+            except BrokenPipeError:
+                pass  # the reader closed (a probe, or the stream stopped): wait for the next
+            finally:
+                os.close(fd)
+
+    def _drain_speaker(self) -> None:
+        fd = os.open(self.speaker_fifo, os.O_RDONLY | os.O_NONBLOCK)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)  # a small pipe: little audio hides in it
+        size = int(self.rate * PERIOD_S) * 2
+        pending = b""
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                next_at += PERIOD_S
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                try:
+                    data = os.read(fd, size)
+                except BlockingIOError:
+                    data = b""
+                data = pending + data
+                whole = len(data) - len(data) % 2
+                pending = data[whole:]
+                if whole:
+                    block = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+                    self.played.append((time.monotonic(), block))
+        finally:
+            os.close(fd)

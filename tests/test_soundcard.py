@@ -1,0 +1,151 @@
+"""The real PyAudio/PortAudio path, through ALSA devices made of named pipes (tests/alsa.py).
+
+Each device process is a child (``agentpi run``): ALSA reads its configuration once, when
+PortAudio starts, so the virtual card has to be in the environment from the first moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agentpi.agent.simulator import AgentSimulator
+from agentpi.audio.convert import read_wav
+from tests.alsa import VirtualSoundCard
+from tests.helpers import AGENTPI, HELLO_WAV
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="ALSA is Linux only")
+
+Event = dict[str, Any]
+
+
+def device_config(folder: Path, url: str, **audio: str) -> Path:
+    path = folder / "agentpi.toml"
+    lines = [
+        f'[agent]\nagent_id = "test-agent"\nurl = "{url}"',
+        '[trigger]\nmode = "immediate"\nrestart_pause_s = 0.2',
+        "[conversation]\nsilence_close_s = 1.0",
+        '[audio]\ninput = "agentpi_in"\noutput = "agentpi_out"\necho = "off"\ncues = false',
+        *(f'{key} = "{value}"' for key, value in audio.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def run_device(
+    card: VirtualSoundCard,
+    config: Path,
+    on_event: Callable[[Event], bool],
+    once: bool = True,
+    timeout: float = 60,
+) -> list[Event]:
+    """``agentpi run`` on the virtual card until it exits, or ``on_event`` returns True."""
+    args = [*AGENTPI, "run", "--config", str(config), "--events", "-", *(["--once"] * once)]
+    process = await asyncio.create_subprocess_exec(
+        *args, env=card.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    events: list[Event] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while line := await process.stdout.readline():
+                event = json.loads(line)
+                events.append(event)
+                if on_event(event):
+                    process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return events
+
+
+def test_devices_lists_what_portaudio_really_opens(tmp_path: Path) -> None:
+    with VirtualSoundCard(tmp_path) as card:
+        listing = subprocess.run(
+            [*AGENTPI, "devices"], env=card.env, capture_output=True, text=True, timeout=60
+        )
+    assert listing.returncode == 0, listing.stderr
+    inputs, outputs = listing.stdout.split("outputs:")
+    assert "agentpi_in" in inputs and "16000" in inputs and "48000" in inputs
+    assert "agentpi_out" in outputs
+    assert "ALSA lib" not in listing.stdout + listing.stderr  # PortAudio's probing noise is muted
+
+
+def test_no_sound_card_is_said_plainly() -> None:
+    # this machine has no sound card: with ALSA's stock configuration PortAudio finds nothing
+    env = {key: value for key, value in os.environ.items() if key != "ALSA_CONFIG_PATH"}
+    listing = subprocess.run([*AGENTPI, "devices"], env=env, capture_output=True, text=True)
+    assert listing.returncode == 1
+    assert "no sound devices found" in listing.stdout
+
+
+def test_a_whole_conversation_through_portaudio(tmp_path: Path) -> None:
+    spoken, _ = read_wav(HELLO_WAV)
+
+    async def scenario() -> tuple[list[Event], AgentSimulator]:
+        with VirtualSoundCard(tmp_path) as card:
+            async with AgentSimulator() as sim:
+
+                def on_event(event: Event) -> bool:
+                    if event["event"] == "connected":
+                        card.say(spoken)
+                    return False
+
+                events = await run_device(card, device_config(tmp_path, sim.url), on_event)
+                await sim.wait_for_conversations(1, timeout=10)
+                tmp_path.joinpath("speaker.npy").write_bytes(card.speaker_audio.tobytes())
+                return events, sim
+
+    events, sim = asyncio.run(scenario())
+    kinds = [event["event"] for event in events]
+    assert "conversation_ended" in kinds and "audio_error" not in kinds
+    record = sim.conversations[0]
+    # the microphone's samples reach the agent exactly, in order, after the silence before them
+    received = np.frombuffer(bytes(record.user_audio), dtype="<i2")
+    start = int(np.flatnonzero(received)[0]) - int(np.flatnonzero(spoken)[0])
+    assert np.array_equal(received[start : start + len(spoken)], spoken)
+    # and every sample the agent sent came out of the speaker
+    played = np.frombuffer(tmp_path.joinpath("speaker.npy").read_bytes(), dtype=np.int16)
+    sent = sum(turn.audio_samples for turn in record.turns)
+    assert sent > 16000 and np.count_nonzero(played) == sent
+
+
+def test_a_microphone_that_stops_delivering_is_reopened(tmp_path: Path) -> None:
+    async def scenario() -> list[Event]:
+        with VirtualSoundCard(tmp_path) as card:
+            async with AgentSimulator() as sim:
+                started = 0
+
+                def on_event(event: Event) -> bool:
+                    nonlocal started
+                    if event["event"] == "conversation_started":
+                        started += 1
+                        if started == 1:
+                            card.mic_paused.set()  # the USB cable comes out mid-conversation
+                    if event["event"] == "audio_error":
+                        card.mic_paused.clear()  # and goes back in
+                    return started == 2
+
+                config = device_config(tmp_path, sim.url)
+                return await run_device(card, config, on_event, once=False)
+
+    events = asyncio.run(scenario())
+    kinds = [event["event"] for event in events]
+    error = events[kinds.index("audio_error")]
+    assert "stopped delivering" in error["message"]
+    assert kinds.index("audio_error") < kinds.index("audio_restored")
+    states = [event["state"] for event in events if event["event"] == "state"]
+    assert "error" in states and states[states.index("error") + 1] == "idle"
+    assert kinds.count("conversation_started") == 2  # it works again without a person
