@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import protocol, wake
+from benchmarks import protocol, soundcard, wake
 
 
 def main() -> int:
@@ -12,6 +12,8 @@ def main() -> int:
     protocol.main()
     print("\n== idle wake-word listener ==")
     wake.main()
+    print("\n== conversation through a sound card (PyAudio) ==")
+    soundcard.main()
     return 0
 
 

@@ -9,14 +9,17 @@ uses them needs ``env`` (ALSA reads its config once, when PortAudio starts).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import fcntl
 import os
+import termios
 import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +44,7 @@ class VirtualSoundCard:
             f'pcm.agentpi_out {{ type file slave.pcm null file "{self.speaker_fifo}" '
             f'format "raw" }}\n'
         )
-        self._queue: deque[Int16Array] = deque()
+        self._queue: deque[list[Any]] = deque()  # [samples, samples already taken]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.mic_paused = threading.Event()
@@ -52,6 +55,8 @@ class VirtualSoundCard:
         """(time, sample number) where each fed clip began in the microphone's stream."""
         self.played: list[tuple[float, Int16Array]] = []
         """(time read, samples) for everything the speaker played."""
+        self.pipe_held: list[tuple[float, int]] = []
+        """(time, samples still in the speaker's pipe after a read): the card's own buffer."""
         self._threads = [
             threading.Thread(target=self._feed_mic, daemon=True),
             threading.Thread(target=self._drain_speaker, daemon=True),
@@ -74,7 +79,7 @@ class VirtualSoundCard:
     def say(self, samples: Int16Array) -> None:
         """Queue audio for the microphone (it follows whatever is queued already)."""
         with self._lock:
-            self._queue.append(samples.astype(np.int16))
+            self._queue.append([samples.astype(np.int16), 0])
 
     @property
     def speaker_audio(self) -> Int16Array:
@@ -82,19 +87,22 @@ class VirtualSoundCard:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate([block for _, block in self.played])
 
-    def _next_mic_block(self, size: int) -> Int16Array:
+    def _next_mic_block(self, size: int, first: int) -> Int16Array:
+        """The next ``size`` samples for the microphone, whose first is stream sample ``first``."""
         out = np.zeros(size, dtype=np.int16)
         filled = 0
         with self._lock:
             while filled < size and self._queue:
                 head = self._queue[0]
-                take = min(size - filled, len(head))
-                out[filled : filled + take] = head[:take]
+                samples, taken = head
+                if taken == 0:
+                    self.fed_at.append((time.monotonic(), first + filled))
+                take = min(size - filled, len(samples) - taken)
+                out[filled : filled + take] = samples[taken : taken + take]
                 filled += take
-                if take == len(head):
+                head[1] = taken + take
+                if head[1] == len(samples):
                     self._queue.popleft()
-                else:
-                    self._queue[0] = head[take:]
         return out
 
     def _feed_mic(self) -> None:
@@ -116,7 +124,7 @@ class VirtualSoundCard:
                     time.sleep(max(0.0, next_at - time.monotonic()))
                     if self.mic_paused.is_set():
                         continue
-                    block = self._next_mic_block(size)
+                    block = self._next_mic_block(size, total)
                     os.write(fd, block.astype("<i2").tobytes())
                     total += size
                     self.written.append((time.monotonic(), total))
@@ -143,8 +151,13 @@ class VirtualSoundCard:
                 data = pending + data
                 whole = len(data) - len(data) % 2
                 pending = data[whole:]
+                now = time.monotonic()
                 if whole:
                     block = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
-                    self.played.append((time.monotonic(), block))
+                    self.played.append((now, block))
+                held = array.array("i", [0])
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(fd, termios.FIONREAD, held)
+                self.pipe_held.append((now, held[0] // 2))
         finally:
             os.close(fd)
