@@ -25,6 +25,7 @@ from agentpi.audio.convert import (
 )
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.audio.formats import AudioFormat
+from agentpi.audio.soundcard import SoundCardSink
 from agentpi.audio.vad import EnergyVad
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
@@ -233,3 +234,26 @@ def test_file_sink_reports_drained_after_the_last_sample(tmp_path: Path) -> None
     started = asyncio.run(scenario())
     assert len(drained) == 1
     assert 0.19 <= drained[0] - started <= 0.35
+
+
+def test_sound_card_sink_jitter_buffer_underrun_and_flush() -> None:
+    # PortAudio's callback, driven by hand: what the speaker would get, period by period
+    sink = SoundCardSink("default", period_ms=20, jitter_ms=60)
+    sink._rate = 16000
+    drained: list[bool] = []
+    sink._on_drained = lambda: drained.append(True)
+
+    def period() -> npt.NDArray[np.int16]:
+        data, _ = sink._callback(None, 320, None, 0)
+        return np.frombuffer(data, dtype="<i2")
+
+    sink.write(np.full(640, 7, dtype=np.int16))  # 40 ms queued: less than the jitter buffer
+    assert not period().any()  # waits for more instead of starting and stuttering
+    sink.write(np.full(640, 9, dtype=np.int16))  # 80 ms now: it starts
+    assert (period() == 7).all() and (period() == 7).all() and (period() == 9).all()
+    assert (period() == 9).all() and drained == [True]
+    assert not period().any()  # ran dry: silence, not a repeated or torn buffer
+    sink.write(np.full(1600, 5, dtype=np.int16))
+    assert (period() == 5).all()
+    assert sink.flush() == 1600 - 320
+    assert not period().any()  # the next period after an interruption is silent
