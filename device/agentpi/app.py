@@ -123,6 +123,7 @@ class Device:
         self._recovering: asyncio.Task[None] | None = None
         self.gate: HalfDuplexGate | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_generation = 0
 
     def set_state(self, new: DeviceState) -> None:
         if new is self.state:
@@ -209,9 +210,11 @@ class Device:
         finally:
             if self._runner is not None:
                 self._runner.pause()
+                self._wake_generation += 1  # a detection still in flight is stale now
 
     def _wake_fired(self, detection: Detection, start: int) -> None:
         """On the wake thread: hand the detection to the loop."""
+        generation = self._wake_generation
         detail = {
             "model": detection.model,
             "score": round(detection.score, 3),
@@ -221,15 +224,20 @@ class Device:
             start = max(
                 self.mic.oldest, start - int(self.config.audio.preroll_s * self.mic.sample_rate)
             )
-        self._loop_put(Trigger("wake", detail, start))
+        self._loop_put(Trigger("wake", detail, start), generation)
 
     def _input_ended(self) -> None:
-        self._loop_put(None)
+        self._loop_put(None, self._wake_generation)
 
-    def _loop_put(self, trigger: Trigger | None) -> None:
+    def _loop_put(self, trigger: Trigger | None, generation: int) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._triggers.put_nowait, trigger)
+            self._loop.call_soon_threadsafe(self._wake_result, trigger, generation)
+
+    def _wake_result(self, trigger: Trigger | None, generation: int) -> None:
+        # something else (the button) started a conversation while this frame was scored
+        if generation == self._wake_generation:
+            self._triggers.put_nowait(trigger)
 
     def _button_pressed(self) -> None:
         if self._run is not None:

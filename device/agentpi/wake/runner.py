@@ -97,6 +97,8 @@ class WakeRunner:
                     continue
                 detection = listener.feed(chunk)
                 if detection is not None:
+                    if not self._go.is_set():
+                        return  # paused while this frame was scored: nobody wants it now
                     self._go.clear()
                     self.on_detection(detection, reader.start + listener.consumed_samples)
                     return
