@@ -49,6 +49,8 @@ class VirtualSoundCard:
         self._stop = threading.Event()
         self.mic_paused = threading.Event()
         """Set: the microphone delivers nothing (reads block), as a device that went away."""
+        self.speaker_paused = threading.Event()
+        """Set: the speaker takes nothing (writes into it block), as a device that went away."""
         self.written: list[tuple[float, int]] = []
         """(time, samples written so far) after each microphone write."""
         self.fed_at: list[tuple[float, int]] = []
@@ -144,6 +146,8 @@ class VirtualSoundCard:
             while not self._stop.is_set():
                 next_at += PERIOD_S
                 time.sleep(max(0.0, next_at - time.monotonic()))
+                if self.speaker_paused.is_set():
+                    continue
                 try:
                     data = os.read(fd, size)
                 except BlockingIOError:

@@ -149,3 +149,39 @@ def test_a_microphone_that_stops_delivering_is_reopened(tmp_path: Path) -> None:
     states = [event["state"] for event in events if event["event"] == "state"]
     assert "error" in states and states[states.index("error") + 1] == "idle"
     assert kinds.count("conversation_started") == 2  # it works again without a person
+
+
+def test_a_speaker_that_stops_playing_ends_the_conversation_and_is_reopened(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[Event], int]:
+        with VirtualSoundCard(tmp_path) as card:
+            async with AgentSimulator() as sim:
+                started = 0
+                played_before = 0
+
+                def on_event(event: Event) -> bool:
+                    nonlocal started, played_before
+                    if event["event"] == "agent_response" and started == 1:
+                        card.speaker_paused.set()  # the USB speaker goes away mid-reply
+                    if event["event"] == "audio_error":
+                        card.speaker_paused.clear()
+                    if event["event"] == "conversation_started":
+                        started += 1
+                        played_before = len(card.played)
+                    # stop once the second conversation's greeting has come out of the speaker
+                    return started == 2 and event["event"] == "agent_response_complete"
+
+                config = device_config(tmp_path, sim.url)
+                events = await run_device(card, config, on_event, once=False)
+                audible = sum(bool(block.any()) for _, block in card.played[played_before:])
+                return events, audible
+
+    events, audible_after = asyncio.run(scenario())
+    kinds = [event["event"] for event in events]
+    error = events[kinds.index("audio_error")]
+    assert "audio output 'agentpi_out' stopped delivering" in error["message"]
+    first_end = events[kinds.index("conversation_ended")]
+    assert first_end["reason"] == "device failure"
+    assert kinds.count("conversation_started") == 2
+    assert audible_after > 0  # the second greeting was heard: the speaker works again

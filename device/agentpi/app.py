@@ -141,6 +141,11 @@ class Device:
             loop.call_soon_threadsafe(self._audio_failed, exc)
 
         self.mic.on_failure = mic_failed
+
+        def speaker_failed(exc: Exception) -> None:
+            loop.call_soon_threadsafe(self._speaker_failed, exc)
+
+        self.sink.on_failure = speaker_failed
         await loop.run_in_executor(None, self.mic.open)
         self._audio_ok.set()
         self._set_up_echo()
@@ -260,6 +265,13 @@ class Device:
         if self._run is not None:
             self._run.fail(message)
         self._recovering = asyncio.get_running_loop().create_task(self._recover_audio())
+
+    def _speaker_failed(self, exc: Exception) -> None:
+        """The speaker went away mid-conversation: end it; the next one opens the speaker anew."""
+        message = str(exc)
+        self.events.emit("audio_error", message=message)
+        if self._run is not None:
+            self._run.fail(message)
 
     async def _recover_audio(self) -> None:
         loop = asyncio.get_running_loop()
@@ -414,7 +426,9 @@ class _ConversationRun:
             return
         exc = task.exception()
         if isinstance(exc, AudioDeviceError):
-            self.fail(str(exc))  # reported by the device's recovery
+            if self.device._audio_ok.is_set():  # not the microphone, whose recovery reports it
+                self.device.events.emit("audio_error", message=str(exc))
+            self.fail(str(exc))
             return
         log.error("conversation task failed: %r", exc)
         self.fail(f"internal error: {exc}")

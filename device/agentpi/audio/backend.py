@@ -45,6 +45,8 @@ class CaptureStream(Protocol):
 class AudioSink(Protocol):
     playback_log: PlaybackLog | None
     """Told every block as it plays (the echo canceller's reference)."""
+    on_failure: Failed | None
+    """Called (from any thread) when the speaker fails while playing."""
 
     @property
     def sample_rate(self) -> int: ...

@@ -127,6 +127,7 @@ class FileSink:
         self.output_level = 0.0  # loudness of the block played last, 0..1
         self.playback_log: PlaybackLog | None = None
         """Told every block as it plays (the echo canceller's reference, the test room)."""
+        self.on_failure: Failed | None = None  # a file does not go away while it is written
 
     @property
     def sample_rate(self) -> int:

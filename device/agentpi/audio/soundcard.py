@@ -184,6 +184,48 @@ def choose_format(device: SoundDevice | None, kind: str, preferred_rate: int) ->
     raise AudioDeviceError(f"audio {kind} {label!r} opens at none of the rates {rates}")
 
 
+class StallWatch:
+    """PortAudio stops calling back, without a word, when a USB device goes away: a thread that
+    notices (no callback for ``STALL_S``, or the stream no longer active) and says so once."""
+
+    def __init__(self, what: str, failed: Failed) -> None:
+        self.what = what
+        self.failed = failed
+        self.lost = threading.Event()
+        self.last_callback_at = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def called_back(self) -> None:
+        self.last_callback_at = time.monotonic()
+
+    def start(self, stream: Any) -> None:
+        self.last_callback_at = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._watch, args=(stream,), name=f"{self.what}-watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self, stream: Any) -> None:
+        while not self._stopping.wait(STALL_S / 4):
+            silent_for = time.monotonic() - self.last_callback_at
+            if silent_for > STALL_S or not stream.is_active():
+                self.lost.set()
+                self.failed(
+                    AudioDeviceError(
+                        f"{self.what} stopped delivering audio (unplugged?) after "
+                        f"{silent_for:.1f} s of silence from the device"
+                    )
+                )
+                return
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
 class SoundCardSource:
     """A capture stream on a sound card (a CaptureStream)."""
 
@@ -193,9 +235,7 @@ class SoundCardSource:
         self._rate, self.channels = choose_format(self.device, "input", preferred_rate)
         self._chunk_samples = self._rate * chunk_ms // 1000
         self._stream: Any = None
-        self._watchdog: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self.last_callback_at = 0.0
+        self._watch: StallWatch | None = None
 
     @property
     def label(self) -> str:
@@ -216,18 +256,17 @@ class SoundCardSource:
     def start(self, deliver: Deliver, failed: Failed) -> None:
         pyaudio = _pyaudio()
         channels = self.channels
-        lost = threading.Event()
+        watch = self._watch = StallWatch(f"audio input {self.label!r}", failed)
 
         def callback(data: bytes | None, frames: int, timing: Any, status: int) -> tuple[None, int]:
-            now = time.monotonic()
-            self.last_callback_at = now
-            if lost.is_set() or data is None:
+            watch.called_back()
+            if watch.lost.is_set() or data is None:
                 return None, pyaudio.paAbort
             try:
-                deliver(to_mono_int16(data, 2, channels), now)
+                deliver(to_mono_int16(data, 2, channels), time.monotonic())
             except Exception as exc:  # never let an exception die inside PortAudio's thread
                 log.exception("capture callback failed")
-                lost.set()
+                watch.lost.set()
                 failed(exc)
                 return None, pyaudio.paAbort
             return None, pyaudio.paContinue
@@ -245,40 +284,14 @@ class SoundCardSource:
                 )
         except (OSError, ValueError) as exc:
             raise AudioDeviceError(f"audio input {self.label!r} failed to open: {exc}") from None
-        self.last_callback_at = time.monotonic()
-        self._stopping.clear()
-
-        def watch() -> None:
-            # PortAudio stops calling back, without a word, when a USB device goes away
-            while not self._stopping.wait(STALL_S / 4):
-                stream = self._stream
-                silent_for = time.monotonic() - self.last_callback_at
-                if stream is None:
-                    return
-                if silent_for > STALL_S or not stream.is_active():
-                    lost.set()
-                    failed(
-                        AudioDeviceError(
-                            f"audio input {self.label!r} stopped delivering audio "
-                            f"(unplugged?) after {silent_for:.1f} s of silence from the device"
-                        )
-                    )
-                    return
-
-        self._watchdog = threading.Thread(target=watch, name="mic-watchdog", daemon=True)
-        self._watchdog.start()
+        watch.start(self._stream)
 
     def stop(self) -> None:
-        self._stopping.set()
+        if self._watch is not None:
+            self._watch.stop()
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.stop_stream()
-            with contextlib.suppress(OSError):
-                stream.close()
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None and watchdog is not threading.current_thread():
-            watchdog.join()
+            _close_stream(stream)
 
 
 class SoundCardSink:
@@ -308,6 +321,8 @@ class SoundCardSink:
         self.playback_log: PlaybackLog | None = None
         self.failure: Exception | None = None
         self.on_failure: Failed | None = None
+        """Called (on PortAudio's or the watchdog's thread) when the speaker fails."""
+        self._watch: StallWatch | None = None
 
     @property
     def label(self) -> str:
@@ -360,10 +375,19 @@ class SoundCardSink:
                 )
         except (OSError, ValueError) as exc:
             raise AudioDeviceError(f"audio output {self.label!r} failed to open: {exc}") from None
+        self._watch = StallWatch(f"audio output {self.label!r}", self._failed)
+        self._watch.start(self._stream)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failure = exc
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
         pyaudio = _pyaudio()
         now = time.monotonic()
+        if self._watch is not None:
+            self._watch.called_back()
         out = np.zeros(frames, dtype=np.int16)
         drained = False
         try:
@@ -395,9 +419,9 @@ class SoundCardSink:
                 self._on_drained()
         except Exception as exc:  # never let an exception die inside PortAudio's thread
             log.exception("playback callback failed")
-            self.failure = exc
-            if self.on_failure is not None:
-                self.on_failure(exc)
+            if self._watch is not None:
+                self._watch.lost.set()
+            self._failed(exc)
             return bytes(frames * 2 * self._channels), pyaudio.paAbort
         if self._channels > 1:
             out = np.repeat(out, self._channels)
@@ -428,9 +452,13 @@ class SoundCardSink:
 
         self.flush()
         self.output_level = 0.0
+        watch, self._watch = self._watch, None
         stream, self._stream = self._stream, None
         if stream is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _close_stream, stream)
+            loop = asyncio.get_running_loop()
+            if watch is not None:
+                await loop.run_in_executor(None, watch.stop)
+            await loop.run_in_executor(None, _close_stream, stream)
 
     async def close(self) -> None:
         await self.stop()
