@@ -48,6 +48,7 @@ from agentpi.protocol.session import (
     SetState,
 )
 from agentpi.protocol.states import DeviceState, check_transition
+from agentpi.service import SystemdNotifier
 from agentpi.tools import ToolRegistry
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
@@ -95,6 +96,7 @@ class Device:
         wake: WakeListener | None = None,
         button: ButtonInput | None = None,
         cues: Cues | None = None,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.config = config
         self.mic = mic
@@ -108,6 +110,7 @@ class Device:
         self.wake = wake
         self.button = button
         self.cues = cues
+        self.notifier = notifier or SystemdNotifier({})
         modes = config.trigger.modes
         if "wake" in modes and wake is None:
             raise ValueError('trigger "wake" needs a WakeListener')
@@ -131,6 +134,7 @@ class Device:
         check_transition(self.state, new)
         self.state = new
         self.events.emit("state", state=new.value)
+        self.notifier.status(new.value)
 
     async def run(self, once: bool = False) -> int:
         """Run until done: after one conversation with ``once``, or when a file input ends."""
@@ -160,6 +164,9 @@ class Device:
             self.events.emit("listening_for_wake_word", engine=self._runner.engine_name)
         if "immediate" in modes:
             self._triggers.put_nowait(Trigger("immediate"))
+        # microphone open, models loaded: from here on the device does its job
+        self.notifier.ready(f"listening ({', '.join(modes)})")
+        watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
         outcome = Outcome(True, "not started")
         try:
             while True:
@@ -179,6 +186,8 @@ class Device:
                         Trigger("immediate"),
                     )
         finally:
+            self.notifier.stopping()
+            watchdog.cancel()
             if self._immediate is not None:
                 self._immediate.cancel()
             if self._recovering is not None:

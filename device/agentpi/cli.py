@@ -49,6 +49,7 @@ from agentpi.gpio import GpioError
 from agentpi.leds.driver import LedController, LedSettings, open_leds
 from agentpi.leds.patterns import LedAnimator
 from agentpi.protocol.states import DeviceState
+from agentpi.service import SystemdNotifier
 from agentpi.settings import build_dataclass, load_toml
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener, open_models
@@ -123,6 +124,15 @@ def _parser() -> argparse.ArgumentParser:
         "devices", help="sound cards: inputs and outputs, and the formats they really open with"
     )
     devices.set_defaults(handler=_cmd_devices)
+
+    install = commands.add_parser(
+        "install-service", help="install, enable and start the boot service (as root)"
+    )
+    install.add_argument("--uninstall", action="store_true", help="stop and remove the service")
+    install.add_argument("--root", default="/", help="stage the files under this directory")
+    install.add_argument("--venv", help="install agentpi into this venv (e.g. /opt/agentpi)")
+    install.add_argument("--no-start", action="store_true", help="enable, but do not start now")
+    install.set_defaults(handler=_cmd_install_service)
     return parser
 
 
@@ -192,6 +202,7 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         wake=wake,
         button=button,
         cues=open_cues(config.audio),
+        notifier=SystemdNotifier(),
     )
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()
@@ -350,4 +361,19 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 f"{'mono' if mono else 'stereo only'}; opens at {opens} Hz)"
             )
     print('use the index, the name or a piece of it: [audio] input = "USB"')
+    return 0
+
+
+def _cmd_install_service(args: argparse.Namespace) -> int:
+    from agentpi.install import Installer
+
+    installer = Installer(
+        root=Path(args.root),
+        start=not args.no_start,
+        venv=Path(args.venv) if args.venv else None,
+    )
+    if args.uninstall:
+        installer.uninstall()
+    else:
+        installer.install()
     return 0

@@ -1,0 +1,143 @@
+"""The boot service: the unit's sandbox score, install-service, and systemd's notify protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agentpi.service import SystemdNotifier
+from tests.speech import save, silence
+from tests.test_cli import agentpi, write_config
+
+
+def install(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    result = agentpi("install-service", "--root", str(root), *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_install_service_stages_everything_and_twice_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = install(root)
+    unit = root / "etc/systemd/system/agentpi.service"
+    config = root / "etc/agentpi/config.toml"
+    assert "ExecStart=" in unit.read_text() and "/usr/local/bin" not in unit.read_text()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert "written from the template" in first.stdout
+    assert 'agent_id = ""' in config.read_text()
+    config.write_text(config.read_text().replace('agent_id = ""', 'agent_id = "mine"'))
+    second = install(root)
+    assert "kept as it is" in second.stdout and "up to date" in second.stdout
+    assert 'agent_id = "mine"' in config.read_text()  # the user's edits survive
+    gone = install(root, "--uninstall")
+    assert not unit.exists() and config.exists()
+    assert "kept" in gone.stdout
+
+
+def test_install_service_writes_the_key_from_the_environment_privately(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = agentpi(
+        "install-service", "--root", str(root), env={"ELEVENLABS_API_KEY": "sk-test-secret"}
+    )
+    assert result.returncode == 0, result.stderr
+    key = root / "etc/agentpi/api_key"
+    assert key.read_text().strip() == "sk-test-secret"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "sk-test-secret" not in result.stdout + result.stderr
+
+
+def test_install_service_without_root_says_so(tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root")
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         *agentpi_argv(), "install-service"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "needs root" in result.stderr
+
+
+def agentpi_argv() -> list[str]:
+    from tests.helpers import AGENTPI
+
+    return AGENTPI
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_unit_sandbox_exposure_is_at_most_2(tmp_path: Path) -> None:
+    install(tmp_path / "root")
+    unit = tmp_path / "root/etc/systemd/system/agentpi.service"
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for agentpi\.service: ([0-9.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= 2.0
+
+
+def test_ready_after_the_models_load_then_watchdog_pings(tmp_path: Path) -> None:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(0.1)
+    mic = save(tmp_path / "quiet.wav", silence(3.0))
+    config = write_config(
+        tmp_path,
+        '[agent]\nagent_id = "a"\nurl = "ws://127.0.0.1:9"\n[trigger]\nmode = "wake"\n'
+        f'[audio]\ninput = "file:{mic}"\noutput = "file:{tmp_path / "out.wav"}"\n',
+    )
+    process = subprocess.Popen(
+        [*agentpi_argv(), "run", "--config", str(config), "--events", "-"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"},
+    )
+    messages: list[tuple[float, str]] = []
+    while process.poll() is None:
+        try:
+            message = listener.recv(4096).decode()
+        except TimeoutError:
+            continue
+        messages.append((time.monotonic(), message))
+    out, _ = process.communicate()
+    listener.close()
+    assert process.returncode == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    listening = next(e["t"] for e in events if e["event"] == "listening_for_wake_word")
+    ready = [(t, m) for t, m in messages if m.startswith("READY=1")]
+    assert len(ready) == 1 and ready[0][0] >= listening  # not before the wake model is up
+    pings = [t for t, m in messages if m == "WATCHDOG=1"]
+    assert len(pings) >= 15  # every 100 ms over 3 s of listening
+    assert messages[-1][1] == "STOPPING=1"
+
+
+def test_a_hung_event_loop_stops_the_watchdog_pings() -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "100000"})
+    pinged: list[float] = []
+    notifier.notify = lambda message: pinged.append(time.monotonic())  # type: ignore[method-assign]
+
+    async def scenario() -> float:
+        task = asyncio.create_task(notifier.watchdog())
+        await asyncio.sleep(0.3)
+        hung_at = time.monotonic()
+        time.sleep(0.5)  # the loop is stuck: nothing else runs
+        await asyncio.sleep(0.2)
+        task.cancel()
+        return hung_at
+
+    hung_at = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(pinged, pinged[1:], strict=False)]
+    assert max(gaps) >= 0.45  # no ping while the loop was stuck...
+    assert any(t > hung_at + 0.5 for t in pinged)  # ...and they come back once it runs again
