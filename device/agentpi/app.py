@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +60,19 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 ERROR_HOLD_S = 1.0
+RECONNECT_MAX_S = 60.0
 AUDIO_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts to reopen a microphone that went away; the last one repeats."""
+
+
+def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
+    """How long to wait before trying again after ``failures`` failed connects in a row:
+    doubling up to a minute, with +-25 % jitter so a room of devices that lost the same network
+    does not come back in lockstep."""
+    if failures <= 0:
+        return base_s
+    delay = min(RECONNECT_MAX_S, max(base_s, 1.0) * 2.0 ** (failures - 1))
+    return delay * (rng or random).uniform(0.75, 1.25)
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,7 @@ class Device:
         self.gate: HalfDuplexGate | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_generation = 0
+        self._connect_failures = 0
 
     def set_state(self, new: DeviceState) -> None:
         if new is self.state:
@@ -180,8 +193,9 @@ class Device:
                 if "immediate" in modes:
                     if self.mic.at_end(self.mic.position):
                         break
+                    pause = self.config.trigger.restart_pause_s
                     self._immediate = loop.call_later(
-                        self.config.trigger.restart_pause_s,
+                        reconnect_delay(self._connect_failures, pause),
                         self._triggers.put_nowait,
                         Trigger("immediate"),
                     )
@@ -326,9 +340,16 @@ class Device:
             self.events.emit("connecting", url=redact_url(url))
             connection = await AgentConnection.open(url, self.config.agent.connect_timeout_s)
         except AgentConnectError as exc:
-            self.events.emit("connect_failed", message=str(exc))
-            await self._show_error()
+            self._connect_failures += 1
+            self.events.emit(
+                "connect_failed",
+                message=str(exc),
+                offline=exc.offline,
+                failures=self._connect_failures,
+            )
+            await self._show_error(offline=exc.offline)
             return Outcome(False, "connect failed", error=str(exc))
+        self._connect_failures = 0
         self.events.emit("connected")
         run = _ConversationRun(self, connection, trigger, reader)
         self._run = run
@@ -361,8 +382,9 @@ class Device:
             agent.url, agent.agent_id, self.api_key.reveal(), agent.connect_timeout_s
         )
 
-    async def _show_error(self) -> None:
-        self.set_state(DeviceState.ERROR)
+    async def _show_error(self, offline: bool = False) -> None:
+        """The error (or offline) state, its cue, a moment to see it; then listening again."""
+        self.set_state(DeviceState.OFFLINE if offline else DeviceState.ERROR)
         await self._cue("error")
         await asyncio.sleep(ERROR_HOLD_S)
         self.set_state(DeviceState.IDLE)

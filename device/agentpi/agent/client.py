@@ -32,7 +32,12 @@ SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
 
 class AgentConnectError(RuntimeError):
-    """The agent could not be reached; the message is safe to log (no credentials)."""
+    """The agent could not be reached; the message is safe to log (no credentials).
+    ``offline``: the network or the host is unreachable (not a refusal by the server)."""
+
+    def __init__(self, message: str, offline: bool = False) -> None:
+        super().__init__(message)
+        self.offline = offline
 
 
 def conversation_url(base_url: str, agent_id: str) -> str:
@@ -72,7 +77,9 @@ def _fetch_signed_url_blocking(endpoint: str, api_key: str, timeout: float) -> s
         ) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise AgentConnectError(f"cannot reach {redact_url(endpoint)}: {reason}") from None
+        raise AgentConnectError(
+            f"cannot reach {redact_url(endpoint)}: {reason}", offline=True
+        ) from None
     except ValueError:
         raise AgentConnectError(f"{redact_url(endpoint)} answered with invalid JSON") from None
     signed = body.get("signed_url") if isinstance(body, dict) else None
@@ -108,7 +115,11 @@ class AgentConnection:
             raise AgentConnectError(
                 f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
             ) from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except (OSError, TimeoutError) as exc:
+            raise AgentConnectError(
+                f"cannot connect to {redact_url(url)}: {exc}", offline=True
+            ) from None
+        except InvalidHandshake as exc:
             raise AgentConnectError(f"cannot connect to {redact_url(url)}: {exc}") from None
         return cls(ws)
 

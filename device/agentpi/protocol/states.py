@@ -37,7 +37,13 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
         {DeviceState.CONNECTING, DeviceState.IDLE, DeviceState.ERROR}
     ),
     DeviceState.CONNECTING: frozenset(
-        {DeviceState.LISTENING, DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
+        {
+            DeviceState.LISTENING,
+            DeviceState.ENDING,
+            DeviceState.ERROR,
+            DeviceState.OFFLINE,
+            DeviceState.IDLE,
+        }
     ),
     **{
         state: frozenset(
