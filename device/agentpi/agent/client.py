@@ -28,6 +28,9 @@ from agentpi.protocol.messages import (
 )
 
 CONVERSATION_PATH = "/v1/convai/conversation"
+CLOSE_TIMEOUT_S = 1.0
+"""A closing handshake the server does not finish in this long is cut: a device must not hang
+in a send to a connection that is going away."""
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
 
@@ -110,7 +113,9 @@ class AgentConnection:
     @classmethod
     async def open(cls, url: str, timeout: float) -> AgentConnection:
         try:
-            ws = await connect(url, open_timeout=timeout, max_size=16 * 1024 * 1024)
+            ws = await connect(
+                url, open_timeout=timeout, close_timeout=CLOSE_TIMEOUT_S, max_size=16 * 1024 * 1024
+            )
         except InvalidStatus as exc:
             raise AgentConnectError(
                 f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
