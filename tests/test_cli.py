@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -129,6 +130,10 @@ def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
     assert "bundled agent simulator" in result.stdout
     assert "you:   Hello! What can you tell me about the Raspberry Pi?" in result.stdout
     assert "agent: The Raspberry Pi is a small, cheap computer." in result.stdout
+    # one summary line per conversation, no timestamps of its own (journald adds them)
+    summary = [line for line in result.stdout.splitlines() if "ended after" in line]
+    assert len(summary) == 1
+    assert re.search(r"conversation conv_\w+ ended after [\d.]+ s, \d+ turns", summary[0])
     heard, rate = read_wav(tmp_path / "agent-reply.wav")
     assert rate == 16000 and np.count_nonzero(heard) > 3 * rate
 

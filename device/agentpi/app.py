@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -366,6 +367,7 @@ class Device:
             error=ended.error,
             duration_s=round(time.monotonic() - started, 3),
             turns=run.session.turns,
+            ping_ms=statistics.median(run.pings_ms) if run.pings_ms else None,
         )
         if ended.error:
             if self._audio_ok.is_set():
@@ -427,6 +429,7 @@ class _ConversationRun:
         self.decoder: WireDecoder | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.failed = False
+        self.pings_ms: list[int] = []
 
     async def run(self) -> ConversationEnded:
         await self.execute(self.session.connection_opened(time.monotonic()))
@@ -567,6 +570,8 @@ class _ConversationRun:
             elif isinstance(action, SetState):
                 self.device.set_state(action.state)
             elif isinstance(action, Notify):
+                if action.kind == "latency" and isinstance(action.fields.get("ping_ms"), int):
+                    self.pings_ms.append(action.fields["ping_ms"])
                 events.emit(action.kind, **action.fields)
             elif isinstance(action, RunTool):
                 self.spawn(self.run_tool(action))

@@ -81,7 +81,15 @@ class ConsolePrinter:
         if kind in ("server_error", "protocol_error", "connect_failed", "audio_error"):
             return f"!! {kind.replace('_', ' ')}: {event.get('message')}"
         if kind == "conversation_ended":
+            # one summary line per conversation: what the journal shows an owner
             how = f"closed by {event['closed_by']}, code {event['code']}"
             error = f"; error: {event['error']}" if event.get("error") else ""
-            return f"conversation ended: {event['reason']} ({how}){error}"
+            facts = [f"{event.get('duration_s', 0):.1f} s", f"{event.get('turns', 0)} turns"]
+            if event.get("ping_ms") is not None:
+                facts.append(f"ping {event['ping_ms']:g} ms")
+            ident = event.get("conversation_id") or "(none)"
+            return (
+                f"conversation {ident} ended after {', '.join(facts)}: "
+                f"{event['reason']} ({how}){error}"
+            )
         return None
