@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import protocol, soundcard, wake
+from benchmarks import protocol, soak, soundcard, wake
 
 
 def main() -> int:
@@ -14,6 +14,8 @@ def main() -> int:
     wake.main()
     print("\n== conversation through a sound card (PyAudio) ==")
     soundcard.main()
+    print("\n== soak: 200 conversations in one process ==")
+    soak.main()
     return 0
 
 
