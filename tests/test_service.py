@@ -142,3 +142,38 @@ def test_a_hung_event_loop_stops_the_watchdog_pings() -> None:
     gaps = [b - a for a, b in itertools.pairwise(pinged)]
     assert max(gaps) >= 0.45  # no ping while the loop was stuck...
     assert any(t > hung_at + 0.5 for t in pinged)  # ...and they come back once it runs again
+
+
+def test_doctor_passes_a_good_setup_and_names_the_fix_for_a_bad_one(tmp_path: Path) -> None:
+    mic = save(tmp_path / "mic.wav", silence(2.0))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        good = write_config(
+            tmp_path,
+            f'[agent]\nagent_id = "a"\nurl = "ws://127.0.0.1:{port}"\n[trigger]\nmode = "wake"\n'
+            f'[audio]\ninput = "file:{mic}"\noutput = "file:{tmp_path / "out.wav"}"\n',
+        )
+        result = agentpi("doctor", "--config", str(good), env={"ELEVENLABS_API_KEY": "sk-hide-me"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("config", "api key", "microphone", "speaker", "wake word", "agent host"):
+        assert re.search(rf"^ok\s+{name}", result.stdout, re.M), (name, result.stdout)
+    assert "present (not shown)" in result.stdout and "sk-hide-me" not in result.stdout
+    assert result.stdout.rstrip().endswith("all good")
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    broken = write_config(
+        bad,
+        f'[agent]\nagent_id = "a"\nurl = "ws://127.0.0.1:{port}"\n[trigger]\nmode = "wake"\n'
+        f'[wake]\nmodels = ["no_such_model"]\n'
+        f'[audio]\ninput = "file:{bad / "missing.wav"}"\noutput = "file:{bad / "out.wav"}"\n',
+    )
+    result = agentpi("doctor", "--config", str(broken))
+    assert result.returncode == 1
+    assert re.search(r"^FAIL\s+microphone.*missing\.wav", result.stdout, re.M)
+    assert re.search(r"^FAIL\s+wake word", result.stdout, re.M)
+    assert re.search(r"^FAIL\s+agent host", result.stdout, re.M)  # nobody listens now
+    assert "-> agentpi models download" in result.stdout
+    assert "problem(s): microphone, wake word, agent host" in result.stdout

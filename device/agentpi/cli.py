@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     devices.set_defaults(handler=_cmd_devices)
 
+    doctor = commands.add_parser(
+        "doctor", help="check everything the device needs, say what to fix"
+    )
+    doctor.add_argument("--config", default="/etc/agentpi/config.toml")
+    doctor.set_defaults(handler=_cmd_doctor)
+
     install = commands.add_parser(
         "install-service", help="install, enable and start the boot service (as root)"
     )
@@ -377,3 +383,13 @@ def _cmd_install_service(args: argparse.Namespace) -> int:
     else:
         installer.install()
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from agentpi.doctor import diagnose, render
+
+    checks = diagnose(args.config)
+    print(render(checks))
+    failed = [check.name for check in checks if check.ok is False]
+    print(f"\n{len(failed)} problem(s): {', '.join(failed)}" if failed else "\nall good")
+    return 1 if failed else 0
