@@ -89,17 +89,26 @@ def run_conversation(
     cues: bool = False,
     reopen: Callable[[], FileSource] | None = None,
     fail_at_s: float | None = None,
+    agent_options: Callable[[str], dict[str, Any]] | None = None,
+    endpoint_token: str | None = None,
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
     what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
     the microphone; ``fail_at_s`` unplugs the microphone that far in, ``reopen`` makes it
-    again."""
+    again. ``agent_options(simulator_url)`` adds [agent] settings."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
         async with AgentSimulator(script, api_key=simulator_api_key) as sim:
             config = Config(
-                agent=AgentConfig(agent_id="test-agent", url=sim.url, connect_timeout_s=5),
+                agent=AgentConfig(
+                    **{
+                        "agent_id": "test-agent",
+                        "url": sim.url,
+                        "connect_timeout_s": 5,
+                        **(agent_options(sim.url) if agent_options else {}),
+                    }
+                ),
                 trigger=trigger or TriggerConfig(mode="immediate"),
                 audio=AudioConfig(
                     **{
@@ -133,6 +142,7 @@ def run_conversation(
                 mic,
                 sink,
                 cues=sounds,
+                endpoint_token=Secret(endpoint_token) if endpoint_token else None,
                 events=bus,
                 api_key=Secret(api_key) if api_key else None,
                 leds=leds(sink) if leds else None,

@@ -66,6 +66,12 @@ silence_close_s = 1.0
         ),
         ("[agent\nagent_id = 'a'\n", "is not valid TOML"),
         ("[agent]\nagent_id = 'a'\n[audio]\nchunk_ms = 1000\n", "audio.chunk_ms = 1000"),
+        (
+            "[agent]\nagent_id = 'a'\nsigned_url_endpoint = 'http://owner.example/s'\n",
+            "plain http:// only to this machine",
+        ),
+        ("[agent]\nagent_id = 'a'\n[audio]\necho = 'loud'\n", "audio.echo = 'loud'"),
+        ("[agent]\nagent_id = 'a'\n[audio]\nvolume = 9\n", "audio.volume = 9"),
     ],
 )
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, body: str, expected: str) -> None:

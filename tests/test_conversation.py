@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +333,75 @@ def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
     script.write_text("[[turns]]\nerror = { code = 4000 }\n")
     with pytest.raises(SettingsError, match="4000"):
         load_script(script)
+
+
+class OwnerBackend:
+    """The kiosk owner's server: holds the API key, hands the device signed URLs."""
+
+    def __init__(self, api_key: str, token: str) -> None:
+        self.api_key = api_key
+        self.token = token
+        self.simulator_http = ""
+        self.requests: list[dict[str, str]] = []
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                backend.requests.append(dict(self.headers))
+                if self.headers.get("Authorization") != f"Bearer {backend.token}":
+                    self.send_error(403)
+                    return
+                query = self.path.split("?", 1)[1]
+                upstream = urllib.request.Request(
+                    f"{backend.simulator_http}/v1/convai/conversation/get-signed-url?{query}",
+                    headers={"xi-api-key": backend.api_key},
+                )
+                with urllib.request.urlopen(upstream, timeout=5) as response:
+                    body = response.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/agentpi/signed-url"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def options(self, simulator_url: str) -> dict[str, Any]:
+        self.simulator_http = simulator_url.replace("ws://", "http://", 1)
+        return {"signed_url_endpoint": self.url}
+
+
+def test_signed_url_from_the_owners_backend_keeps_the_key_off_the_device(tmp_path: Path) -> None:
+    backend = OwnerBackend(api_key="sk_on_the_backend", token="device-7-token")
+    script = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
+    try:
+        run = run_conversation(
+            tmp_path,
+            script,
+            simulator_api_key="sk_on_the_backend",
+            agent_options=backend.options,
+            endpoint_token="device-7-token",
+        )
+        wrong = run_conversation(
+            tmp_path / "wrong",
+            script,
+            simulator_api_key="sk_on_the_backend",
+            agent_options=backend.options,
+            endpoint_token="stolen",
+        )
+    finally:
+        backend.server.shutdown()
+    assert run.exit_code == 0
+    assert run.simulator.signed_url_requests == 1
+    assert "conversation_signature=" in run.record.path
+    assert backend.requests[0]["Authorization"] == "Bearer device-7-token"
+    assert "device-7-token" not in json.dumps(run.events)
+    failed = wrong.of_kind("connect_failed")
+    assert (
+        failed and "HTTP 403" in failed[0]["message"] and "endpoint token" in failed[0]["message"]
+    )
+    assert "stolen" not in json.dumps(wrong.events)

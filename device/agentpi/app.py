@@ -23,6 +23,7 @@ from agentpi.agent.client import (
     Closed,
     conversation_url,
     fetch_signed_url,
+    fetch_signed_url_from_owner,
     redact_url,
 )
 from agentpi.audio.backend import AudioDeviceError, AudioSink
@@ -110,6 +111,7 @@ class Device:
         button: ButtonInput | None = None,
         cues: Cues | None = None,
         notifier: SystemdNotifier | None = None,
+        endpoint_token: Secret | None = None,
     ) -> None:
         self.config = config
         self.mic = mic
@@ -124,6 +126,7 @@ class Device:
         self.button = button
         self.cues = cues
         self.notifier = notifier or SystemdNotifier({})
+        self.endpoint_token = endpoint_token
         modes = config.trigger.modes
         if "wake" in modes and wake is None:
             raise ValueError('trigger "wake" needs a WakeListener')
@@ -378,6 +381,11 @@ class Device:
 
     async def _resolve_url(self) -> str:
         agent = self.config.agent
+        if agent.signed_url_endpoint:
+            token = self.endpoint_token.reveal() if self.endpoint_token else None
+            return await fetch_signed_url_from_owner(
+                agent.signed_url_endpoint, agent.agent_id, token, agent.connect_timeout_s
+            )
         if self.api_key is None:
             return conversation_url(agent.url, agent.agent_id)
         return await fetch_signed_url(

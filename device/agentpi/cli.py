@@ -42,6 +42,7 @@ from agentpi.config import (
     WakeConfig,
     load_config,
     read_api_key,
+    read_endpoint_token,
     with_profile,
 )
 from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
@@ -209,6 +210,7 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         button=button,
         cues=open_cues(config.audio),
         notifier=SystemdNotifier(),
+        endpoint_token=read_endpoint_token(),
     )
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()

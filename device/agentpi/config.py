@@ -51,6 +51,8 @@ from agentpi.wake.decider import WakeDecider
 
 API_KEY_ENV = "ELEVENLABS_API_KEY"
 API_KEY_CREDENTIAL = "elevenlabs_api_key"
+ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
+ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
 
 ConfigError = SettingsError
 
@@ -60,6 +62,10 @@ class AgentConfig:
     agent_id: str = ""
     url: str = "wss://api.elevenlabs.io"
     connect_timeout_s: float = 10.0
+    signed_url_endpoint: str = ""
+    """The owner's backend that hands out signed URLs (https://...), so no API key needs to be on
+    the device; its bearer token, if it wants one, comes from AGENTPI_ENDPOINT_TOKEN or the
+    systemd credential agentpi_endpoint_token."""
 
 
 TriggerMode = Literal["wake", "button", "immediate"]
@@ -224,6 +230,8 @@ def validate(config: Config) -> None:
     if any(ch.isspace() for ch in agent.agent_id):
         raise ConfigError(f"agent.agent_id {agent.agent_id!r} contains white space")
     check_agent_url(agent.url)
+    if agent.signed_url_endpoint:
+        check_endpoint_url(agent.signed_url_endpoint)
     if agent.connect_timeout_s <= 0:
         raise ConfigError("agent.connect_timeout_s must be more than 0")
     if not 10 <= config.audio.chunk_ms <= 250:
@@ -281,6 +289,18 @@ def check_agent_url(url: str) -> None:
         )
 
 
+def check_endpoint_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return
+    raise ConfigError(
+        f"agent.signed_url_endpoint = {url!r}: use https://HOST/... "
+        "(plain http:// only to this machine)"
+    )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -309,10 +329,19 @@ class Secret:
 
 def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
     """``ELEVENLABS_API_KEY``, else the systemd credential; None when neither is set."""
+    return _read_secret(API_KEY_ENV, API_KEY_CREDENTIAL, environ)
+
+
+def read_endpoint_token(environ: dict[str, str] | None = None) -> Secret | None:
+    """The device's token for the owner's signed-URL endpoint, if it has one."""
+    return _read_secret(ENDPOINT_TOKEN_ENV, ENDPOINT_TOKEN_CREDENTIAL, environ)
+
+
+def _read_secret(variable: str, credential: str, environ: dict[str, str] | None) -> Secret | None:
     env = os.environ if environ is None else environ
-    value = env.get(API_KEY_ENV, "").strip()
+    value = env.get(variable, "").strip()
     if not value and env.get("CREDENTIALS_DIRECTORY"):
-        path = Path(env["CREDENTIALS_DIRECTORY"]) / API_KEY_CREDENTIAL
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / credential
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError:

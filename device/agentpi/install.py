@@ -120,17 +120,24 @@ class Installer:
             shutil.copyfile(DATA / "config-template.toml", config)
             self.say(f"{config}: written from the template; set agent_id in it")
         self._own(config, 0o640)
-        key = folder / "api_key"
-        if key.exists():
-            self.say(f"{key}: present")
-        elif os.environ.get("ELEVENLABS_API_KEY"):
-            key.touch(mode=0o600)
-            key.write_text(os.environ["ELEVENLABS_API_KEY"].strip() + "\n")
-            self.say(f"{key}: written from $ELEVENLABS_API_KEY (mode 0600)")
-        else:
-            self.say(f"{key}: none (public agents only); put the key there, mode 0600")
-        if key.exists():
-            os.chmod(key, 0o600)
+        # systemd will not start the unit if a credential file is missing: an empty one means
+        # "not used"
+        for name, variable, use in (
+            ("api_key", "ELEVENLABS_API_KEY", "private agents"),
+            ("endpoint_token", "AGENTPI_ENDPOINT_TOKEN", "a signed_url_endpoint"),
+        ):
+            secret = folder / name
+            if secret.exists() and secret.read_text().strip():
+                self.say(f"{secret}: present")
+            elif os.environ.get(variable):
+                secret.touch(mode=0o600)
+                os.chmod(secret, 0o600)
+                secret.write_text(os.environ[variable].strip() + "\n")
+                self.say(f"{secret}: written from ${variable} (mode 0600)")
+            else:
+                secret.touch(mode=0o600)
+                self.say(f"{secret}: empty (needed only for {use}; mode 0600)")
+            os.chmod(secret, 0o600)
 
     def _own(self, path: Path, mode: int) -> None:
         os.chmod(path, mode)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import ssl
 import urllib.error
@@ -66,17 +67,19 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(agent), ""))
 
 
-def _fetch_signed_url_blocking(endpoint: str, api_key: str, timeout: float) -> str:
-    request = urllib.request.Request(endpoint, headers={"xi-api-key": api_key})
+def _fetch_signed_url_blocking(
+    endpoint: str, headers: dict[str, str], timeout: float, hint: str
+) -> str:
+    request = urllib.request.Request(endpoint, headers=headers)
     try:
         with urllib.request.urlopen(
             request, timeout=timeout, context=ssl.create_default_context()
         ) as response:
             body = json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
-        hint = " (check ELEVENLABS_API_KEY)" if exc.code in (401, 403) else ""
+        advice = f" ({hint})" if exc.code in (401, 403) else ""
         raise AgentConnectError(
-            f"signed URL request to {redact_url(endpoint)} failed: HTTP {exc.code}{hint}"
+            f"signed URL request to {redact_url(endpoint)} failed: HTTP {exc.code}{advice}"
         ) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -86,14 +89,55 @@ def _fetch_signed_url_blocking(endpoint: str, api_key: str, timeout: float) -> s
     except ValueError:
         raise AgentConnectError(f"{redact_url(endpoint)} answered with invalid JSON") from None
     signed = body.get("signed_url") if isinstance(body, dict) else None
-    if not isinstance(signed, str) or urlsplit(signed).scheme not in ("ws", "wss"):
-        raise AgentConnectError(f"{redact_url(endpoint)} answered without a usable signed_url")
+    if not isinstance(signed, str) or not _usable_socket_url(signed):
+        raise AgentConnectError(
+            f"{redact_url(endpoint)} answered without a usable signed_url "
+            "(wss://, or ws:// to this machine only)"
+        )
     return signed
 
 
+def _usable_socket_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "wss":
+        return bool(parts.hostname)
+    return parts.scheme == "ws" and is_loopback(parts.hostname or "")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:
+    """A signed URL from ElevenLabs itself, paid for with the API key."""
     endpoint = signed_url_endpoint(base_url, agent_id)
-    return await asyncio.to_thread(_fetch_signed_url_blocking, endpoint, api_key, timeout)
+    return await asyncio.to_thread(
+        _fetch_signed_url_blocking,
+        endpoint,
+        {"xi-api-key": api_key},
+        timeout,
+        "check ELEVENLABS_API_KEY",
+    )
+
+
+async def fetch_signed_url_from_owner(
+    endpoint: str, agent_id: str, token: str | None, timeout: float
+) -> str:
+    """A signed URL from the kiosk owner's own backend, so the API key never sits on the
+    device: ``GET <endpoint>?agent_id=...`` answering ``{"signed_url": "wss://..."}``, with the
+    device's token (if any) as a bearer credential."""
+    parts = urlsplit(endpoint)
+    query = "&".join(q for q in (parts.query, urlencode({"agent_id": agent_id})) if q)
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await asyncio.to_thread(
+        _fetch_signed_url_blocking, url, headers, timeout, "check the device's endpoint token"
+    )
 
 
 @dataclass(frozen=True)
