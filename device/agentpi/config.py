@@ -38,13 +38,13 @@ credential ``elevenlabs_api_key``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from agentpi.agent.client import is_loopback
 from agentpi.leds.driver import LedSettings
 from agentpi.settings import SettingsError, build_dataclass, load_toml
 from agentpi.wake.decider import WakeDecider
@@ -282,7 +282,7 @@ def check_agent_url(url: str) -> None:
         )
     if parts.query or parts.fragment:
         raise ConfigError(f"agent.url = {url!r}: give the base URL only, without ?query")
-    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+    if parts.scheme == "ws" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"agent.url = {url!r}: plain ws:// is only allowed to this machine (loopback); "
             "use wss:// for remote hosts"
@@ -293,21 +293,12 @@ def check_endpoint_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
         return
     raise ConfigError(
         f"agent.signed_url_endpoint = {url!r}: use https://HOST/... "
         "(plain http:// only to this machine)"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Secret:
