@@ -19,7 +19,6 @@ import contextlib
 import threading
 import time
 import wave
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError, Deliver, Failed
 from agentpi.audio.convert import Int16Array, Resampler, read_wav
 from agentpi.audio.playback_log import PlaybackLog, Room
+from agentpi.audio.sample_queue import SampleQueue
 from agentpi.audio.vad import loudness
 
 
@@ -117,8 +117,7 @@ class FileSink:
         self._clock = clock
         self._rate = 0
         self._wav: wave.Wave_write | None = None
-        self._queue: deque[Int16Array] = deque()
-        self._queued = 0
+        self._queue = SampleQueue()
         self._task: asyncio.Task[None] | None = None
         self._on_drained: Callable[[], None] = lambda: None
         self._resampler: Resampler | None = None
@@ -135,7 +134,7 @@ class FileSink:
 
     @property
     def buffered_samples(self) -> int:
-        return self._queued
+        return len(self._queue)
 
     async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
         if self._wav is None:
@@ -161,15 +160,10 @@ class FileSink:
     def write(self, samples: Int16Array) -> None:
         if self._resampler is not None:
             samples = self._resampler.process(samples)
-        if len(samples):
-            self._queue.append(samples)
-            self._queued += len(samples)
+        self._queue.put(samples)
 
     def flush(self) -> int:
-        dropped = self._queued
-        self._queue.clear()
-        self._queued = 0
-        return dropped
+        return self._queue.clear()
 
     async def _play(self) -> None:
         assert self._wav is not None
@@ -181,26 +175,15 @@ class FileSink:
             due = int((self._clock() - started) * self._rate) - played_so_far
             if due <= 0:
                 continue
-            had_audio = self._queued > 0
+            had_audio = len(self._queue) > 0
             out = np.zeros(due, dtype=np.int16)
-            filled = 0
-            while filled < due and self._queue:
-                head = self._queue[0]
-                take = min(len(head), due - filled)
-                out[filled : filled + take] = head[:take]
-                filled += take
-                if take == len(head):
-                    self._queue.popleft()
-                else:
-                    self._queue[0] = head[take:]
-            self._queued -= filled
-            self.played_samples += filled
+            self.played_samples += self._queue.take_into(out)
             self.written_samples += due
             self._wav.writeframes(out.astype("<i2").tobytes())
             if self.playback_log is not None:
                 self.playback_log.played(out, self._rate, started + played_so_far / self._rate)
             self.output_level = loudness(out)
-            if had_audio and self._queued == 0:
+            if had_audio and not self._queue:
                 self._on_drained()
 
     async def stop(self) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from agentpi.audio.backend import AudioDeviceError, Deliver, Failed
 from agentpi.audio.convert import Int16Array, Resampler, to_mono_int16
 from agentpi.audio.playback_log import PlaybackLog
+from agentpi.audio.sample_queue import SampleQueue
 from agentpi.audio.vad import loudness
 
 log = logging.getLogger(__name__)
@@ -311,8 +311,7 @@ class SoundCardSink:
         self._channels = 1
         self._stream: Any = None
         self._lock = threading.Lock()
-        self._queue: deque[Int16Array] = deque()
-        self._queued = 0
+        self._queue = SampleQueue()
         self._waiting_since: float | None = None  # queued audio not yet playing, since when
         self._playing = False
         self._resampler: Resampler | None = None
@@ -334,7 +333,7 @@ class SoundCardSink:
 
     @property
     def buffered_samples(self) -> int:
-        return self._queued
+        return len(self._queue)
 
     @property
     def output_latency_s(self) -> float:
@@ -392,23 +391,13 @@ class SoundCardSink:
         drained = False
         try:
             with self._lock:
-                if not self._playing and self._queued:
+                if not self._playing and self._queue:
                     jitter = self.jitter_ms / 1000
                     waited = now - (self._waiting_since or now)
-                    self._playing = self._queued >= jitter * self._rate or waited >= jitter
+                    self._playing = len(self._queue) >= jitter * self._rate or waited >= jitter
                 if self._playing:
-                    filled = 0
-                    while filled < frames and self._queue:
-                        head = self._queue[0]
-                        take = min(len(head), frames - filled)
-                        out[filled : filled + take] = head[:take]
-                        filled += take
-                        if take == len(head):
-                            self._queue.popleft()
-                        else:
-                            self._queue[0] = head[take:]
-                    self._queued -= filled
-                    if not self._queued:
+                    self._queue.take_into(out)
+                    if not self._queue:
                         self._playing = False
                         self._waiting_since = None
                         drained = True
@@ -433,16 +422,13 @@ class SoundCardSink:
         if not len(samples):
             return
         with self._lock:
-            self._queue.append(samples)
-            self._queued += len(samples)
+            self._queue.put(samples)
             if self._waiting_since is None and not self._playing:
                 self._waiting_since = time.monotonic()
 
     def flush(self) -> int:
         with self._lock:
-            dropped = self._queued
-            self._queue.clear()
-            self._queued = 0
+            dropped = self._queue.clear()
             self._playing = False
             self._waiting_since = None
         return dropped
