@@ -7,8 +7,6 @@ the conversation can start there, sample for sample.
 
 from __future__ import annotations
 
-from collections import deque
-
 from agentpi.audio.convert import Int16Array
 from agentpi.config import WakeConfig
 from agentpi.wake.decider import Detection, WakeDecider
@@ -24,34 +22,22 @@ class WakeListener:
         self.source_rate = source_rate
         self.framer = Framer(source_rate)
         self._audio_before_reset_s = 0.0  # keeps the decider's clock running across resets
-        self._frames: deque[Int16Array] = deque()
         self._scored = 0  # frames scored since the last reset
 
     @property
     def engine_name(self) -> str:
         return self.engine.name
 
-    def accept(self, chunk: Int16Array) -> bool:
-        """Take a microphone chunk (cheap); True when frames await scoring."""
-        self._frames.extend(self.framer.push(chunk))
-        return bool(self._frames)
-
-    def detect(self) -> Detection | None:
-        """Score the waiting frames (model inference)."""
-        detection = None
-        while self._frames:
-            frame = self._frames.popleft()
-            self._scored += 1
-            scores = self.engine.predict(frame)
-            fired = self.decider.update(scores, self.audio_s)
-            if fired is not None and detection is None:
-                detection = fired
-                self._frames.clear()  # what follows belongs to the conversation
-        return detection
-
     def feed(self, chunk: Int16Array) -> Detection | None:
-        """``accept`` and ``detect`` in one call."""
-        return self.detect() if self.accept(chunk) else None
+        """Frame a microphone chunk and score each whole frame (model inference: call it on a
+        worker thread). Frames after the one that fires are not scored: that audio belongs to
+        the conversation, which starts at ``consumed_samples``."""
+        for frame in self.framer.push(chunk):
+            self._scored += 1
+            fired = self.decider.update(self.engine.predict(frame), self.audio_s)
+            if fired is not None:
+                return fired
+        return None
 
     @property
     def audio_s(self) -> float:
@@ -71,7 +57,6 @@ class WakeListener:
         self.decider.reset()
         self._audio_before_reset_s = self.audio_s
         self.framer = Framer(self.source_rate)
-        self._frames.clear()
         self._scored = 0
 
 
