@@ -357,7 +357,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     for kind in ("input", "output"):
         print(f"{kind}s:")
         for device in found:
-            channels = device.max_input_channels if kind == "input" else device.max_output_channels
+            channels = device.channels(kind)
             if channels == 0:
                 continue
             formats = supported_formats(device, kind)

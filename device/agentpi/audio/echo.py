@@ -42,9 +42,8 @@ def _canceller(rate: int) -> Any:
 class EchoCanceller:
     """A chunk processor for ``Microphone.processor``."""
 
-    def __init__(self, log: PlaybackLog, clock: Any = time.monotonic) -> None:
+    def __init__(self, log: PlaybackLog) -> None:
         self.log = log
-        self._clock = clock
         self._aec = _canceller(log.rate)
         self.processed_chunks = 0
 

@@ -97,6 +97,10 @@ class SoundDevice:
     max_output_channels: int
     default_rate: int
 
+    def channels(self, kind: str) -> int:
+        """The most channels it has as an "input" or an "output"."""
+        return self.max_input_channels if kind == "input" else self.max_output_channels
+
 
 def devices() -> list[SoundDevice]:
     pa = PortAudio.get()
@@ -121,11 +125,7 @@ def find_device(spec: str, kind: str) -> SoundDevice | None:
     spec = spec.strip()
     if spec in ("", "default"):
         return None
-    candidates = [
-        d
-        for d in devices()
-        if (d.max_input_channels if kind == "input" else d.max_output_channels) > 0
-    ]
+    candidates = [d for d in devices() if d.channels(kind) > 0]
     if spec.isdigit():
         match = [d for d in candidates if d.index == int(spec)]
     else:
@@ -166,7 +166,7 @@ def supported_formats(
     """(rate, channels) pairs the device really opens with: tried, not taken from its info."""
     most = 2
     if device is not None:
-        most = device.max_input_channels if kind == "input" else device.max_output_channels
+        most = device.channels(kind)
     found = []
     for rate in rates:
         for channels in sorted({1, min(2, most)}):
