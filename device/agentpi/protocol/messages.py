@@ -645,7 +645,7 @@ class UnknownEvent:
         return dict(self.raw)
 
 
-ServerEvent = (
+_WrappedEvent = (  # the events whose body sits under a wrapper key
     ConversationInitiationMetadata
     | UserTranscript
     | TentativeUserTranscript
@@ -655,37 +655,19 @@ ServerEvent = (
     | Interruption
     | Ping
     | ClientToolCall
-    | ContextualUpdate
     | VadScore
     | InternalTentativeAgentResponse
     | AgentResponseComplete
     | AgentChatResponsePart
     | AgentToolResponse
     | ErrorEvent
-    | UnknownEvent
 )
+
+ServerEvent = _WrappedEvent | ContextualUpdate | UnknownEvent
 
 Message = ClientMessage | ServerEvent
 
 # --------------------------------------------------------------------------- decode / encode
-
-_WrappedEvent = (
-    ConversationInitiationMetadata
-    | UserTranscript
-    | TentativeUserTranscript
-    | AgentResponse
-    | AgentResponseCorrection
-    | Audio
-    | Interruption
-    | Ping
-    | ClientToolCall
-    | VadScore
-    | InternalTentativeAgentResponse
-    | AgentResponseComplete
-    | AgentChatResponsePart
-    | AgentToolResponse
-    | ErrorEvent
-)
 
 _WRAPPED_EVENTS: dict[str, type[_WrappedEvent]] = {
     cls.type: cls
