@@ -66,7 +66,11 @@ class VirtualSoundCard:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{self.asoundrc}"}
+        return {
+            **os.environ,
+            "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{self.asoundrc}",
+            "PYTHONFAULTHANDLER": "1",  # a crash in the child leaves its stacks on stderr
+        }
 
     def __enter__(self) -> VirtualSoundCard:
         for thread in self._threads:

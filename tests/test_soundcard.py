@@ -63,7 +63,9 @@ async def run_device(
                 events.append(event)
                 if on_event(event):
                     process.send_signal(signal.SIGTERM)
-            assert await process.wait() == 0
+            code = await process.wait()
+            assert process.stderr is not None
+            assert code == 0, (await process.stderr.read()).decode(errors="replace")[-3000:]
     finally:
         if process.returncode is None:
             process.kill()

@@ -167,25 +167,27 @@ class Device:
             loop.call_soon_threadsafe(self._speaker_failed, exc)
 
         self.sink.on_failure = speaker_failed
-        await loop.run_in_executor(None, self.mic.open)
-        self._audio_ok.set()
-        self._set_up_echo()
-        if self.button is not None:
-            self.button.attach(loop, self._button_pressed, self._button_released)
-        if self.wake is not None:
-            self._runner = WakeRunner(self.wake, self.mic, self._wake_fired, self._input_ended)
-        if self.leds is not None:
-            self.leds.start()
-        self.events.emit("state", state=self.state.value)
-        if self._runner is not None:
-            self.events.emit("listening_for_wake_word", engine=self._runner.engine_name)
-        if "immediate" in modes:
-            self._triggers.put_nowait(Trigger("immediate"))
-        # microphone open, models loaded: from here on the device does its job
-        self.notifier.ready(f"listening ({', '.join(modes)})")
-        watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
         outcome = Outcome(True, "not started")
+        watchdog: asyncio.Task[None] | None = None
         try:
+            # inside the try: a stop while the device opens must still close it
+            await loop.run_in_executor(None, self.mic.open)
+            self._audio_ok.set()
+            self._set_up_echo()
+            if self.button is not None:
+                self.button.attach(loop, self._button_pressed, self._button_released)
+            if self.wake is not None:
+                self._runner = WakeRunner(self.wake, self.mic, self._wake_fired, self._input_ended)
+            if self.leds is not None:
+                self.leds.start()
+            self.events.emit("state", state=self.state.value)
+            if self._runner is not None:
+                self.events.emit("listening_for_wake_word", engine=self._runner.engine_name)
+            if "immediate" in modes:
+                self._triggers.put_nowait(Trigger("immediate"))
+            # microphone open, models loaded: from here on the device does its job
+            self.notifier.ready(f"listening ({', '.join(modes)})")
+            watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
             while True:
                 trigger = await self._next_trigger()
                 if trigger is None:
@@ -205,7 +207,8 @@ class Device:
                     )
         finally:
             self.notifier.stopping()
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             if self._immediate is not None:
                 self._immediate.cancel()
             if self._recovering is not None:

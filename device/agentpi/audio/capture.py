@@ -44,6 +44,7 @@ class Microphone:
         self.on_failure: Failed | None = None
         """Called on the capture thread when the device fails."""
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._chunks: deque[tuple[int, Int16Array]] = deque()
         self._held = 0
         self._position = 0
@@ -95,6 +96,12 @@ class Microphone:
 
     def open(self) -> None:
         """Open and start the device; raises AudioDeviceError if it cannot be."""
+        # open and close exclude each other: a close that comes while an open is under way
+        # (a stop during start-up) waits for it, then closes what it opened
+        with self._open_lock:
+            self._open()
+
+    def _open(self) -> None:
         if self._stream is not None:
             return
         stream, self._prepared = self._prepared or self._open_stream(), None
@@ -112,9 +119,10 @@ class Microphone:
         stream.start(self._deliver, self._failed)
 
     def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
+        with self._open_lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.stop()
 
     def at_end(self, position: int) -> bool:
         """True once a finite input has ended and everything up to ``position`` is its last."""

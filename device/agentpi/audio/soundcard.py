@@ -322,6 +322,7 @@ class SoundCardSink:
         self.on_failure: Failed | None = None
         """Called (on PortAudio's or the watchdog's thread) when the speaker fails."""
         self._watch: StallWatch | None = None
+        self._open_lock = threading.Lock()
 
     @property
     def label(self) -> str:
@@ -357,6 +358,13 @@ class SoundCardSink:
         return preferred_rate
 
     def _open(self, preferred_rate: int) -> None:
+        # open and close exclude each other: a stop that comes while the speaker is being
+        # opened (on a worker thread) waits for it, then closes what it opened
+        with self._open_lock:
+            if self._stream is None:
+                self._open_locked(preferred_rate)
+
+    def _open_locked(self, preferred_rate: int) -> None:
         pyaudio = _pyaudio()
         self._rate, self._channels = choose_format(self.device, "output", preferred_rate)
         frames = self._rate * self.period_ms // 1000
@@ -438,13 +446,16 @@ class SoundCardSink:
 
         self.flush()
         self.output_level = 0.0
-        watch, self._watch = self._watch, None
-        stream, self._stream = self._stream, None
+        await asyncio.get_running_loop().run_in_executor(None, self._close)
+
+    def _close(self) -> None:
+        with self._open_lock:
+            watch, self._watch = self._watch, None
+            stream, self._stream = self._stream, None
+        if watch is not None:
+            watch.stop()
         if stream is not None:
-            loop = asyncio.get_running_loop()
-            if watch is not None:
-                await loop.run_in_executor(None, watch.stop)
-            await loop.run_in_executor(None, _close_stream, stream)
+            _close_stream(stream)
 
     async def close(self) -> None:
         await self.stop()
