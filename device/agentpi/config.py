@@ -62,6 +62,9 @@ class AgentConfig:
     agent_id: str = ""
     url: str = "wss://api.elevenlabs.io"
     connect_timeout_s: float = 10.0
+    keepalive_s: float = 1.0
+    """A WebSocket ping this often; a link that leaves one unanswered for 1.5 times as long is
+    dead (a cut cable or Wi-Fi that vanished sends nothing, not even a close). 0: off."""
     signed_url_endpoint: str = ""
     """The owner's backend that hands out signed URLs (https://...), so no API key needs to be on
     the device; its bearer token, if it wants one, comes from AGENTPI_ENDPOINT_TOKEN or the
@@ -234,6 +237,10 @@ def validate(config: Config) -> None:
         check_endpoint_url(agent.signed_url_endpoint)
     if agent.connect_timeout_s <= 0:
         raise ConfigError("agent.connect_timeout_s must be more than 0")
+    if not (agent.keepalive_s == 0 or 0.2 <= agent.keepalive_s <= 60):
+        raise ConfigError(
+            f"agent.keepalive_s = {agent.keepalive_s}: use 0.2 to 60 (seconds), or 0 for off"
+        )
     if not 10 <= config.audio.chunk_ms <= 250:
         raise ConfigError(f"audio.chunk_ms = {config.audio.chunk_ms}: use 10 to 250 (ms)")
     audio = config.audio

@@ -32,6 +32,7 @@ CONVERSATION_PATH = "/v1/convai/conversation"
 CLOSE_TIMEOUT_S = 1.0
 """A closing handshake the server does not finish in this long is cut: a device must not hang
 in a send to a connection that is going away."""
+KEEPALIVE_GRACE = 1.5
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
 
@@ -155,10 +156,17 @@ class AgentConnection:
         self._ws = ws
 
     @classmethod
-    async def open(cls, url: str, timeout: float) -> AgentConnection:
+    async def open(cls, url: str, timeout: float, keepalive_s: float = 0.0) -> AgentConnection:
+        """``keepalive_s``: ping this often and drop a link whose pong is
+        ``KEEPALIVE_GRACE`` times that late (0: no pings)."""
         try:
             ws = await connect(
-                url, open_timeout=timeout, close_timeout=CLOSE_TIMEOUT_S, max_size=16 * 1024 * 1024
+                url,
+                open_timeout=timeout,
+                close_timeout=CLOSE_TIMEOUT_S,
+                ping_interval=keepalive_s or None,
+                ping_timeout=keepalive_s * KEEPALIVE_GRACE or None,
+                max_size=16 * 1024 * 1024,
             )
         except InvalidStatus as exc:
             raise AgentConnectError(
@@ -187,10 +195,14 @@ class AgentConnection:
             return exc
 
     def _closed(self, exc: ConnectionClosed) -> Closed:
-        close = exc.rcvd or exc.sent
-        if close is None:
-            return Closed(None, "connection lost without a close frame")
-        return Closed(close.code, close.reason)
+        if exc.rcvd is not None:
+            return Closed(exc.rcvd.code, exc.rcvd.reason)
+        sent = exc.sent
+        if sent is not None and sent.code == 1000:
+            return Closed(sent.code, sent.reason)  # our goodbye, unanswered: still our close
+        # websockets gave up on the link itself (a keepalive ping went unanswered)
+        reason = sent.reason if sent is not None and sent.reason else "no close frame"
+        return Closed(None, reason)
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
