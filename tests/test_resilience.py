@@ -6,14 +6,17 @@ import asyncio
 import itertools
 import random
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agentpi.app import Device, reconnect_delay
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig
 from agentpi.events import Event, EventBus
-from tests.helpers import silence_wav
+from tests.helpers import Run, run_conversation, silence_wav
+from tests.netcut import FlakyNetwork
 
 
 def test_reconnect_delays_double_up_to_a_minute_with_jitter() -> None:
@@ -57,3 +60,69 @@ def test_network_down_shows_offline_backs_off_and_returns_to_idle(tmp_path: Path
     starts = [e["t"] for e in events if e["event"] == "connecting"]
     waits = [b - a for a, b in itertools.pairwise(starts)]
     assert all(later > earlier for earlier, later in itertools.pairwise(waits))
+
+
+def run_through_flaky_network(tmp_path: Path, cut: Callable[[FlakyNetwork], None]) -> Run:
+    """Conversations in a row through a relay; ``cut`` breaks the line once the agent speaks
+    in the first, and the line is back once that conversation has ended."""
+    networks: list[FlakyNetwork] = []
+
+    def through_relay(simulator_url: str) -> dict[str, Any]:
+        networks.append(FlakyNetwork(simulator_url))
+        return {"url": networks[0].url}
+
+    def on_event(event: Event) -> None:
+        network = networks[0]
+        if event["event"] == "state" and event["state"] == "speaking" and network.cut_at is None:
+            cut(network)
+        elif event["event"] == "conversation_ended":
+            network.restore()
+
+    try:
+        run = run_conversation(
+            tmp_path,
+            input_wav=silence_wav(tmp_path / "quiet.wav", 16.0),
+            silence_close_s=4.0,  # the default: a dead link must not pass for a quiet user
+            trigger=TriggerConfig(mode="immediate", restart_pause_s=0.2),
+            agent_options=through_relay,
+            on_event=on_event,
+            once=False,
+            cues=True,
+        )
+    finally:
+        for network in networks:
+            network.close()
+    run.extra["cut_at"] = networks[0].cut_at
+    return run
+
+
+def assert_heard_and_listening_again(run: Run, error: str) -> None:
+    cut_at = run.extra["cut_at"]
+    assert cut_at is not None, "the agent never spoke, so the line was never cut"
+    first = run.of_kind("conversation_ended")[0]
+    assert first["code"] is None and first["closed_by"] == "server"
+    assert error in first["error"]
+    # the error is shown and heard, then the device listens again
+    after = [e for e in run.events if e["t"] >= cut_at]
+    states = [e["state"] for e in after if e["event"] == "state"]
+    assert states[states.index("error") + 1] == "idle"
+    idle_again = next(e for e in after if e["event"] == "state" and e["state"] == "idle")
+    assert idle_again["t"] - cut_at < 5.0
+    assert run.cues is not None and run.cues.played[0] == "error"
+    # and once the network is back, the next conversation is a normal one
+    second = run.simulator.conversations[1]
+    assert (second.closed_by, second.close_code) == ("client", 1000)
+    assert run.of_kind("conversation_ended")[1]["error"] is None
+
+
+def test_connection_reset_mid_conversation_ends_it_and_listens_again(tmp_path: Path) -> None:
+    run = run_through_flaky_network(tmp_path, FlakyNetwork.reset)
+    assert_heard_and_listening_again(run, "connection lost")
+    # the agent was still talking: its sound stops with the line
+    kinds = [e["event"] for e in run.events if e["t"] >= run.extra["cut_at"]]
+    assert kinds.index("playback_flushed") < kinds.index("conversation_ended")
+
+
+def test_a_silently_dead_link_is_noticed_by_keepalive_and_listens_again(tmp_path: Path) -> None:
+    run = run_through_flaky_network(tmp_path, FlakyNetwork.blackhole)
+    assert_heard_and_listening_again(run, "keepalive ping timeout")

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 ERROR_HOLD_S = 1.0
+"""How long the error (or offline) state shows, its cue included, before listening again."""
 RECONNECT_MAX_S = 60.0
 AUDIO_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts to reopen a microphone that went away; the last one repeats."""
@@ -345,7 +346,9 @@ class Device:
         try:
             url = await self._resolve_url()
             self.events.emit("connecting", url=redact_url(url))
-            connection = await AgentConnection.open(url, self.config.agent.connect_timeout_s)
+            connection = await AgentConnection.open(
+                url, self.config.agent.connect_timeout_s, self.config.agent.keepalive_s
+            )
         except AgentConnectError as exc:
             self._connect_failures += 1
             self.events.emit(
@@ -398,8 +401,9 @@ class Device:
     async def _show_error(self, offline: bool = False) -> None:
         """The error (or offline) state, its cue, a moment to see it; then listening again."""
         self.set_state(DeviceState.OFFLINE if offline else DeviceState.ERROR)
+        shown = time.monotonic()
         await self._cue("error")
-        await asyncio.sleep(ERROR_HOLD_S)
+        await asyncio.sleep(max(0.0, ERROR_HOLD_S - (time.monotonic() - shown)))
         self.set_state(DeviceState.IDLE)
 
     async def _cue(self, name: str) -> None:
