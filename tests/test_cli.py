@@ -129,6 +129,45 @@ def test_run_against_a_simulator_process_writes_event_lines(
     assert np.count_nonzero(heard) > 16000
 
 
+def test_the_api_key_is_in_no_argv_and_no_output(tmp_path: Path, simulator_process: str) -> None:
+    secret = "sk_grep_for_me_4242"
+    env = {**os.environ, "ELEVENLABS_API_KEY": secret}
+    config = write_config(
+        tmp_path, GOOD.format(url=simulator_process, wav=HELLO_WAV, out=tmp_path / "o.wav")
+    )
+    running = subprocess.Popen(
+        [*AGENTPI, "-v", "run", "--config", str(config), "--once", "--events", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert running.stdout is not None
+        seen: list[str] = []
+        # /proc/<pid>/cmdline is what `ps` shows every user on the machine
+        while not any('"connected"' in line for line in seen):
+            line = running.stdout.readline()
+            assert line, "agentpi exited before connecting"
+            seen.append(line)
+        argv = Path(f"/proc/{running.pid}/cmdline").read_bytes()
+        out, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, err
+    assert secret.encode() not in argv
+    outputs = ["".join(seen) + out, err]
+
+    doctor = agentpi("doctor", "--config", str(config), env={"ELEVENLABS_API_KEY": secret})
+    outputs += [doctor.stdout, doctor.stderr]
+    in_config = write_config(tmp_path, f'[agent]\nagent_id = "a"\napi_key = "{secret}"\n')
+    refused = agentpi("run", "--config", str(in_config))
+    assert refused.returncode == 2 and "ELEVENLABS_API_KEY" in refused.stderr, refused.stderr
+    outputs += [refused.stdout, refused.stderr]
+    for text in outputs:
+        assert secret not in text
+
+
 def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
     env = {"ELEVENLABS_API_KEY": "", "ELEVENLABS_AGENT_ID": ""}
     result = agentpi("demo", "--out", str(tmp_path), env=env)

@@ -183,13 +183,18 @@ def test_server_error_and_close_code_end_the_conversation_with_the_reason(
             ),
         )
     )
-    run = run_conversation(tmp_path, script)
+    run = run_conversation(tmp_path, script, cues=True)
     assert run.exit_code == 1
-    assert run.of_kind("server_error")[0]["error_type"] == "llm_error"
+    reported = run.of_kind("server_error")[0]
+    assert reported["error_type"] == "llm_error"
     ended = run.of_kind("conversation_ended")[0]
     assert ended["code"] == code and ended["closed_by"] == "server"
     assert ended["error"] == "llm_error: the model fell over"
     assert run.states()[-2:] == ["error", "idle"]
+    # heard as well as seen, and listening again within 5 s of the error
+    assert run.cues is not None and run.cues.played == ["error"]
+    idle = [e for e in run.of_kind("state") if e["state"] == "idle"][-1]
+    assert idle["t"] - reported["t"] < 5.0
 
 
 def test_plain_server_close_with_1000_is_a_normal_end(tmp_path: Path) -> None:

@@ -219,6 +219,13 @@ def load_config(path: str | Path) -> Config:
     data = load_toml(path)
     if "agent" not in data:
         raise ConfigError('missing [agent] section: add [agent] with agent_id = "<your agent id>"')
+    agent_table = data["agent"]
+    if isinstance(agent_table, dict) and {"api_key", "xi_api_key"} & set(agent_table):
+        # a config file is readable by more than the service; the key stays in a credential
+        raise ConfigError(
+            "the API key does not belong in the config file: remove it and set"
+            f" ELEVENLABS_API_KEY or the systemd credential {API_KEY_CREDENTIAL}"
+        )
     config = build_dataclass(Config, with_profile(data), "")
     validate(config)
     return config
