@@ -268,6 +268,64 @@ def test_end_call_closes_once_the_goodbye_has_played() -> None:
     assert closes(session.playback_drained(2.0)) == [CloseConnection(1000, "agent ended the call")]
 
 
+def test_text_from_the_device_waits_for_the_metadata_then_goes_out_in_order() -> None:
+    session = ConversationSession()
+    session.connection_opened(0.0)
+    assert session.contextual_update("Lobby, 9:00", 0.1) == []
+    assert session.user_message("open the door", 0.2) == []
+    actions = session.receive(METADATA, 0.5)
+    assert sent(actions) == [m.ContextualUpdate("Lobby, 9:00"), m.UserMessage("open the door")]
+    # the typed message is a user turn: the agent is now thinking about a reply
+    assert states(actions) == [DeviceState.LISTENING, DeviceState.THINKING]
+
+
+def test_a_user_message_is_a_turn_the_agent_owes_a_reply_to() -> None:
+    session = started(SessionSettings(silence_close_s=1.0, idle_close_s=100))
+    agent_turn(session, 1.0)
+    session.playback_drained(1.5)
+    actions = session.user_message("and tomorrow?", 2.0)
+    assert sent(actions) == [m.UserMessage("and tomorrow?")]
+    assert not closes(run_silence(session, 2.0, 20.0))
+
+
+def test_a_contextual_update_is_sent_without_changing_the_turn() -> None:
+    session = started(SessionSettings(silence_close_s=1.0))
+    agent_turn(session, 1.0)
+    session.playback_drained(1.5)
+    actions = session.contextual_update("The visitor pressed the button.", 2.0)
+    assert sent(actions) == [m.ContextualUpdate("The visitor pressed the button.")]
+    assert not states(actions)
+    assert closes(run_silence(session, 2.0, 2.6))  # silence since 1.5 s: the close still comes
+
+
+def test_nothing_from_the_device_once_closing() -> None:
+    session = started()
+    session.request_end("button pressed", 1.0)
+    assert session.user_message("hello?", 1.1) == []
+    assert session.contextual_update("late", 1.1) == []
+
+
+def test_end_after_turn_lets_the_goodbye_play_then_closes_without_the_silence() -> None:
+    session = started(SessionSettings(silence_close_s=30.0, idle_close_s=100))
+    session.receive(m.UserTranscript("bye", 1), 0.5)
+    session.receive(m.ClientToolCall("end_conversation", "c1", {}, 2), 1.0)
+    session.end_after_turn(1.1)
+    session.tool_finished("c1", "Ending the conversation.", False, 1.1)
+    session.receive(m.AgentResponse("Goodbye!", 2), 1.5)
+    session.receive(m.Audio(b"\x01\x00" * 100, 2), 1.5)
+    session.receive(m.AgentResponseComplete(2), 1.6)
+    assert not closes(run_silence(session, 1.6, 3.0))  # the goodbye is still playing
+    session.playback_drained(3.0)
+    assert closes(session.tick(3.05)) == [CloseConnection(1000, "device ended the conversation")]
+
+
+def test_end_after_turn_with_an_agent_that_says_nothing_more() -> None:
+    session = started(SessionSettings(silence_close_s=2.0, idle_close_s=100))
+    session.end_after_turn(1.0)
+    assert not closes(run_silence(session, 1.0, 2.96))
+    assert closes(session.tick(3.0))
+
+
 # ------------------------------------------------------------------ ending by the server
 
 

@@ -14,7 +14,11 @@ The rules it owns:
 - the conversation closes with 1000 once the agent's turn is complete (``agent_response_complete``,
   or ``agent_response`` with its audio played out) and the user has then been silent for
   ``silence_close_s``;
-- a server close or ``error`` ends it with the reason kept.
+- a server close or ``error`` ends it with the reason kept;
+- a ``user_message`` or ``contextual_update`` from the device waits for the metadata, then goes
+  out in order; a typed message is a user turn like a spoken one;
+- a device request to end after the agent's turn (the end_conversation tool) lets the agent
+  finish what it is saying first.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentpi.audio.formats import AudioFormat
+from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.protocol.messages import (
     AgentChatResponsePart,
     AgentResponse,
@@ -47,6 +52,7 @@ from agentpi.protocol.messages import (
     UnknownEvent,
     UserActivity,
     UserAudioChunk,
+    UserMessage,
     UserTranscript,
     VadScore,
 )
@@ -165,6 +171,8 @@ class ConversationSession:
         self._server_error_at = 0.0
         self._pending_tools: set[str] = set()
         self._hangup_after_playback = False
+        self._end_after_turn_at: float | None = None
+        self._held_back: list[UserMessage | ContextualUpdate] = []
 
         self._playing = False
         self._drained_at = 0.0
@@ -263,6 +271,21 @@ class ConversationSession:
             Notify("tool_result", {"tool_call_id": tool_call_id, "is_error": is_error}),
         ]
 
+    def user_message(self, text: str, now: float) -> list[Action]:
+        """Text from the device as if the user had said it: the agent replies."""
+        return self._from_device(UserMessage(text), now)
+
+    def contextual_update(self, text: str, now: float) -> list[Action]:
+        """Background for the agent; it does not reply to it."""
+        return self._from_device(ContextualUpdate(text), now)
+
+    def end_after_turn(self, now: float) -> list[Action]:
+        """End once the agent has finished its current turn (its goodbye), without waiting for
+        the user's silence."""
+        if not self.ended and not self._closing:
+            self._end_after_turn_at = now
+        return []
+
     def request_end(self, reason: str, now: float) -> list[Action]:
         """The device wants to end (button, control API, shutdown)."""
         if self.ended:
@@ -288,6 +311,8 @@ class ConversationSession:
             return []
         if self._pending_tools or self._playing:
             return []
+        if self._end_after_turn_at is not None and self._turn_over_since_end_asked(now):
+            return self._close(NORMAL_CLOSE, "device ended the conversation")
         quiet_since = self._agent_turn_done_at(now)
         if quiet_since is not None:
             quiet_since = max(quiet_since, self._drained_at, self._last_speech_at)
@@ -350,6 +375,9 @@ class ConversationSession:
             )
         ]
         self._set_state(DeviceState.LISTENING, actions)
+        held_back, self._held_back = self._held_back, []
+        for message in held_back:
+            actions += self._send_from_device(message, now)
         return actions
 
     def _on_error(self, event: ErrorEvent, now: float) -> list[Action]:
@@ -472,6 +500,39 @@ class ConversationSession:
         elif isinstance(event, UnknownEvent):
             actions.append(Notify("unknown_event", {"type": event.type}))
         return actions
+
+    def _from_device(self, message: UserMessage | ContextualUpdate, now: float) -> list[Action]:
+        if self.ended or self._closing:
+            return []
+        if self.metadata is None:
+            self._held_back.append(message)  # the server takes nothing before its metadata
+            return []
+        return self._send_from_device(message, now)
+
+    def _send_from_device(
+        self, message: UserMessage | ContextualUpdate, now: float
+    ) -> list[Action]:
+        actions: list[Action] = [Send(message)]
+        if isinstance(message, ContextualUpdate):
+            actions.append(Notify(CONTEXT_SENT_EVENT, {"text": message.text}))
+            return actions
+        # a typed user turn: the agent owes a reply, so no close until it has come
+        self._complete_at = None
+        self._response_at = None
+        self._last_activity_at = now
+        actions.append(Notify("user_message", {"text": message.text}))
+        if self.state in (DeviceState.LISTENING, DeviceState.USER_SPEAKING):
+            self._set_state(DeviceState.THINKING, actions)
+        return actions
+
+    def _turn_over_since_end_asked(self, now: float) -> bool:
+        asked = self._end_after_turn_at
+        assert asked is not None
+        if self._complete_at is not None and self._complete_at >= asked:
+            return True
+        # an agent that says nothing more: end once it has been quiet as long as a user would be
+        quiet_since = max(asked, self._last_agent_audio_at, self._drained_at)
+        return now - quiet_since >= self.settings.silence_close_s
 
     def _agent_active(self, now: float) -> None:
         self._complete_at = None
