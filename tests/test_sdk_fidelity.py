@@ -15,9 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
+from agentpi.agent.script import SimulatorScript, SimulatorSettings, ToolCallScript, TurnScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
 from agentpi.audio.convert import read_wav
+from agentpi.protocol.messages import ContextualUpdate
 from tests.helpers import HELLO_WAV
 
 elevenlabs_client = pytest.importorskip("elevenlabs.client")
@@ -151,3 +152,67 @@ def test_official_sdk_completes_a_turn_against_the_simulator(requires_auth: bool
     assert bytes(audio.played) == sent_audio[: len(audio.played)]
     assert record.pongs_received >= 1 and record.missing_pongs == 0
     assert record.closed_by == "client"
+
+
+def test_official_sdk_and_the_simulator_agree_on_setup_tools_and_context() -> None:
+    """What the device sends at start and for tools means the same to the simulator when the
+    official client sends it: a first_message override with a dynamic variable, a client tool
+    answered by the SDK's own ClientTools, and a contextual update."""
+    script = SimulatorScript(
+        simulator=SimulatorSettings(ping_interval_s=0.5),
+        turns=(
+            TurnScript(
+                transcript=TRANSCRIPT,
+                tool_call=ToolCallScript("get_time", {"zone": "local"}),
+                response="It is {result}.",
+            ),
+        ),
+    )
+    spoken, _ = read_wav(HELLO_WAV)
+    audio = WavAudioInterface(spoken)
+    responses: list[str] = []
+    replied = threading.Event()
+
+    def on_response(text: str) -> None:
+        responses.append(text)
+        if text.startswith("It is"):
+            replied.set()
+
+    tools = conversation_module.ClientTools()
+    tools.register("get_time", lambda parameters: f"noon ({parameters['zone']})")
+    setup = conversation_module.ConversationInitiationData(
+        dynamic_variables={"visitor": "Ada"},
+        conversation_config_override={"agent": {"first_message": "Hi {{visitor}}!"}},
+    )
+    runner = SimulatorThread(script)
+    with runner as sim:
+        client = elevenlabs_client.ElevenLabs(base_url=sim.http_url, api_key="unused")
+        conversation = conversation_module.Conversation(
+            client,
+            "sdk-agent",
+            "kiosk-7",
+            requires_auth=False,
+            audio_interface=audio,
+            config=setup,
+            client_tools=tools,
+            callback_agent_response=on_response,
+        )
+        conversation.start_session()
+        try:
+            assert replied.wait(30), f"no reply; responses so far: {responses}"
+            conversation.send_contextual_update("The kiosk is in the lobby.")
+            deadline = time.monotonic() + 10
+            while not sim.conversations[0].of_type(ContextualUpdate):
+                assert time.monotonic() < deadline, "the contextual update never arrived"
+                time.sleep(0.02)
+        finally:
+            conversation.end_session()
+            conversation.wait_for_session_end()
+        record = sim.conversations[0]
+        runner.wait_closed(record, 10)
+
+    assert responses == ["Hi Ada!", "It is noon (local)."]
+    assert record.init is not None and record.init.user_id == "kiosk-7"
+    [result] = record.tool_results.values()
+    assert (result.result, result.is_error) == ("noon (local)", False)
+    assert [u.text for u in record.of_type(ContextualUpdate)] == ["The kiosk is in the lobby."]

@@ -1,12 +1,14 @@
 """A local agent that speaks the Agent WebSocket protocol, for tests, the demo and benchmarks.
 
 A real ``websockets`` server on loopback at ``/v1/convai/conversation?agent_id=...`` that behaves
-like the service: metadata first, periodic pings (noticing missing pongs), end-of-speech detection
-on the audio it receives, user transcripts, agent text and streamed agent audio in the negotiated
-format, ``agent_response_complete``, ``vad_score`` while the user speaks, barge-in interruptions;
-and, when a script says so, interruptions, client tool calls, errors with close codes, malformed
-frames, slow or silent behaviour. It also serves ``GET /v1/convai/conversation/get-signed-url``.
-Everything it receives and sends is recorded per conversation.
+like the service: metadata once the client's initiation data is in (its first_message override
+and {{dynamic_variables}} honoured; a missing variable is refused with 1008), periodic pings
+(noticing missing pongs), end-of-speech detection on the audio it receives, user transcripts,
+agent text and streamed agent audio in the negotiated format, ``agent_response_complete``,
+``vad_score`` while the user speaks, barge-in interruptions; and, when a script says so,
+interruptions, client tool calls, errors with close codes, malformed frames, slow or silent
+behaviour. It also serves ``GET /v1/convai/conversation/get-signed-url``. Everything it receives
+and sends is recorded per conversation.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import contextlib
 import http
 import json
 import logging
+import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -60,6 +63,9 @@ from agentpi.protocol.messages import (
 
 log = logging.getLogger(__name__)
 
+INIT_WAIT_S = 5.0
+"""How long the server waits for conversation_initiation_client_data before going on without."""
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 CONVERSATION_PATH = "/v1/convai/conversation"
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
@@ -143,6 +149,7 @@ class _Conversation:
         self.last_rtt_ms: int | None = None
         self.tool_waiters: dict[str, asyncio.Future[ClientToolResult]] = {}
         self.closing = False
+        self.init_seen = asyncio.Event()
 
     # ------------------------------------------------------------------ sending
 
@@ -173,27 +180,60 @@ class _Conversation:
         if settings.silent:
             await self.receive_loop()
             return
-        await self.send(
-            ConversationInitiationMetadata(
-                conversation_id=self.record.conversation_id,
-                agent_output_audio_format=self.output_format.name,
-                user_input_audio_format=self.input_format.name,
-            )
-        )
-        if not self.sim.script.first_turn.silent:
-            self.turn_queue.put_nowait((self.sim.script.first_turn, None))
-        tasks = [
-            asyncio.create_task(self.ping_loop(), name="sim-ping"),
-            asyncio.create_task(self.turn_loop(), name="sim-turns"),
-        ]
+        receiving = asyncio.create_task(self.receive_loop(), name="sim-receive")
+        tasks = [receiving]
         try:
-            await self.receive_loop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.init_seen.wait(), INIT_WAIT_S)
+            if receiving.done():
+                return
+            if not self.init_seen.is_set():
+                self.record.note(f"no conversation_initiation_client_data in {INIT_WAIT_S:g} s")
+            await self.send(
+                ConversationInitiationMetadata(
+                    conversation_id=self.record.conversation_id,
+                    agent_output_audio_format=self.output_format.name,
+                    user_input_audio_format=self.input_format.name,
+                )
+            )
+            greeting = self.greeting()
+            if greeting is not None:
+                self.turn_queue.put_nowait((greeting, None))
+            tasks.append(asyncio.create_task(self.ping_loop(), name="sim-ping"))
+            tasks.append(asyncio.create_task(self.turn_loop(), name="sim-turns"))
+            await receiving
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
+
+    def greeting(self) -> TurnScript | None:
+        """The first turn, with the client's first_message override if it sent one."""
+        first_turn = self.sim.script.first_turn
+        init = self.record.init
+        agent = init.conversation_config_override.get("agent") if init else None
+        if isinstance(agent, dict) and isinstance(agent.get("first_message"), str):
+            if not agent["first_message"]:
+                return None  # an empty first message: the agent waits for the user
+            return replace(first_turn, response=agent["first_message"], silent=False)
+        return None if first_turn.silent else first_turn
+
+    def fill_variables(self, text: str) -> tuple[str, list[str]]:
+        """``{{name}}`` replaced from the client's dynamic_variables; the names it lacks."""
+        values = self.record.init.dynamic_variables if self.record.init else {}
+        missing: list[str] = []
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in values:
+                missing.append(name)
+                return match.group(0)
+            found = values[name]
+            return str(found).lower() if isinstance(found, bool) else str(found)
+
+        return VARIABLE.sub(value, text), missing
 
     async def receive_loop(self) -> None:
         first = True
@@ -219,6 +259,7 @@ class _Conversation:
             if self.record.init is not None:
                 self.record.note("conversation_initiation_client_data sent twice")
             self.record.init = message
+            self.init_seen.set()
         elif isinstance(message, UserAudioChunk):
             self.record.user_audio += message.audio
             self.record.user_audio_arrivals.append((now, len(self.record.user_audio)))
@@ -321,7 +362,14 @@ class _Conversation:
         if script.tool_call is not None:
             result_text = await self.call_tool(script, event_id)
         text = script.response or (f"You said: {transcript}" if transcript else "I am listening.")
-        text = text.replace("{result}", result_text)
+        text, missing = self.fill_variables(text.replace("{result}", result_text))
+        if missing:
+            await self.fail(
+                1008,
+                "missing_dynamic_variable",
+                f"Missing required dynamic variables: {', '.join(sorted(set(missing)))}",
+            )
+            return
         await self.speak(text, event_id, script)
         if script.end_call:
             await self.send(
