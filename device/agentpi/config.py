@@ -39,13 +39,17 @@ credential ``elevenlabs_api_key``.
 from __future__ import annotations
 
 import os
+import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from agentpi.agent.client import is_loopback
+from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.driver import LedSettings
+from agentpi.protocol.messages import AGENT_LANGUAGES
 from agentpi.settings import SettingsError, build_dataclass, load_toml
 from agentpi.wake.decider import WakeDecider
 
@@ -131,10 +135,88 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class OverridesConfig:
+    """Per-device changes to the agent, sent at the start of each conversation; the agent's
+    Security settings must allow each one, or the server refuses the conversation (1008)."""
+
+    first_message: str | None = None
+    """What the agent says first ("" = it waits for the user)."""
+    language: str = ""
+    """A language code the agent accepts: en, de, fr, pt-br, ..."""
+    prompt: str = ""
+    """The agent's system prompt, in full."""
+    voice_id: str = ""
+
+
+DynamicValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
 class ConversationConfig:
     silence_close_s: float = 4.0
     metadata_timeout_s: float = 10.0
     idle_close_s: float = 30.0
+    user_id: str = ""
+    """Who the agent's history files this device's conversations under (default: a stable id
+    derived from this machine, the same across reboots and reinstalls)."""
+    dynamic_variables: dict[str, DynamicValue] = field(default_factory=dict)
+    """Values for the agent's {{variables}}: strings, numbers or true/false."""
+    overrides: OverridesConfig = field(default_factory=OverridesConfig)
+
+
+DEFAULT_START_CONTEXT = "Local time at the device: {local_time}. Location: {location}."
+START_CONTEXT_FIELDS = ("local_time", "location", "device_id", "hostname")
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Background the agent is given (contextual_update): it informs, it does not make the agent
+    speak."""
+
+    location: str = "unknown"
+    at_start: str = DEFAULT_START_CONTEXT
+    """Sent as each conversation starts; {local_time} {location} {device_id} {hostname}. ""=none."""
+    on_event: dict[str, str] = field(default_factory=dict)
+    """Event kind -> text sent when that event happens during a conversation, with the event's
+    fields: button = "The visitor pressed the button." (see `--events` for the kinds)."""
+
+
+BUILTIN_TOOLS = ("set_volume", "device_status", "end_conversation")
+
+
+@dataclass(frozen=True)
+class CustomToolConfig:
+    """A client tool of the owner's: a program, or a Python function."""
+
+    command: tuple[str, ...] = ()
+    """Program and arguments (no shell); it gets the call's parameters as JSON on stdin, and what
+    it prints is the result. A non-zero exit is an error result."""
+    entry_point: str = ""
+    """Or "package.module:function" (or "/path/to/file.py:function"), called with the
+    parameters dict; async or not."""
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    builtin: tuple[str, ...] = BUILTIN_TOOLS
+    """Device tools the agent may call: set_volume, device_status, end_conversation."""
+    timeout_s: float = 10.0
+    max_output_bytes: int = 16384
+    """A result longer than this is an error (the agent gets the first part and the reason)."""
+    custom: dict[str, CustomToolConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The local control socket (`agentpi say`, `status`, `events`)."""
+
+    enabled: bool = True
+    socket: str = ""
+    """Default: control.sock in the service's runtime directory (/run/agentpi), or in
+    $XDG_RUNTIME_DIR/agentpi when run by hand."""
+    group: str = ""
+    """Group that may use it (mode 0660); default: the service's own group."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +243,9 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     leds: LedSettings = field(default_factory=LedSettings)
     button: ButtonConfig = field(default_factory=ButtonConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
 
 PROFILE_DIR_ENV = "AGENTPI_HARDWARE_DIR"
@@ -285,6 +370,88 @@ def validate(config: Config) -> None:
         WakeDecider(config.wake.threshold, config.wake.patience, config.wake.refractory_s)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _validate_conversation(config.conversation)
+    _validate_context(config.context)
+    _validate_tools(config.tools)
+
+
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _validate_conversation(conversation: ConversationConfig) -> None:
+    for name in conversation.dynamic_variables:
+        if not VARIABLE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"conversation.dynamic_variables.{name}: use letters, digits and _ "
+                "(the agent refers to it as {{name}})"
+            )
+        if name.startswith("system__"):
+            raise ConfigError(
+                f"conversation.dynamic_variables.{name}: system__ variables are set by "
+                "ElevenLabs, not by the device"
+            )
+    language = conversation.overrides.language
+    if language and language not in AGENT_LANGUAGES:
+        raise ConfigError(
+            f"conversation.overrides.language = {language!r} is not a language the agent "
+            f"accepts; use a code such as {', '.join(AGENT_LANGUAGES[:8])}, ..."
+        )
+
+
+def _template_fields(text: str, key: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} (write {{{{ and }}}} for literal braces)") from None
+
+
+def _validate_context(context: ContextConfig) -> None:
+    unknown = _template_fields(context.at_start, "context.at_start") - set(START_CONTEXT_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"context.at_start: unknown field {{{sorted(unknown)[0]}}}; "
+            f"use {', '.join('{' + name + '}' for name in START_CONTEXT_FIELDS)}"
+        )
+    for kind, text in context.on_event.items():
+        _template_fields(text, f"context.on_event.{kind}")
+        if kind == CONTEXT_SENT_EVENT:
+            raise ConfigError(
+                f"context.on_event.{kind}: that event is the update itself; pick another"
+            )
+
+
+def _validate_tools(tools: ToolsConfig) -> None:
+    for name in tools.builtin:
+        if name not in BUILTIN_TOOLS:
+            raise ConfigError(
+                f"tools.builtin: {name!r} is not a device tool; use any of "
+                f"{', '.join(BUILTIN_TOOLS)}"
+            )
+    if tools.timeout_s <= 0:
+        raise ConfigError("tools.timeout_s must be more than 0")
+    if tools.max_output_bytes < 256:
+        raise ConfigError(f"tools.max_output_bytes = {tools.max_output_bytes}: use 256 or more")
+    for name, tool in tools.custom.items():
+        key = f"tools.custom.{name}"
+        if not TOOL_NAME.fullmatch(name):
+            raise ConfigError(f"{key}: a tool name is 1-64 letters, digits, _ or -")
+        if name in tools.builtin:
+            raise ConfigError(
+                f"{key}: {name} is a device tool; rename yours or drop it from tools.builtin"
+            )
+        if bool(tool.command) == bool(tool.entry_point):
+            raise ConfigError(
+                f'{key}: give either command = ["/path/to/program", ...] or '
+                'entry_point = "module:function"'
+            )
+        if tool.entry_point and not re.fullmatch(r"([\w.]+|.+\.py):[\w.]+", tool.entry_point):
+            raise ConfigError(
+                f"{key}.entry_point = {tool.entry_point!r}: write it as package.module:function "
+                "or /path/to/file.py:function"
+            )
+        if tool.timeout_s is not None and tool.timeout_s <= 0:
+            raise ConfigError(f"{key}.timeout_s must be more than 0")
 
 
 def check_agent_url(url: str) -> None:

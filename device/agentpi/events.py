@@ -14,6 +14,8 @@ from typing import Any, TextIO
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
+CONTEXT_SENT_EVENT = "contextual_update_sent"
+
 
 class EventBus:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -37,8 +39,13 @@ class JsonLinesWriter:
         self._stream = stream
 
     def __call__(self, event: Event) -> None:
-        self._stream.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        self._stream.write(event_line(event))
         self._stream.flush()
+
+
+def event_line(event: Event) -> str:
+    """One event as the line `--events` and the control socket's subscribers get."""
+    return json.dumps(event, ensure_ascii=False, default=str) + "\n"
 
 
 class ConsolePrinter:

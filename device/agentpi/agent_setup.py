@@ -1,0 +1,77 @@
+"""What the device tells the agent about itself: the conversation's initiation data (user id,
+dynamic variables, overrides) and the background text of contextual updates."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+from typing import Any
+
+from agentpi import __version__
+from agentpi.config import ContextConfig, ConversationConfig
+from agentpi.events import Event
+from agentpi.protocol.messages import ConversationInitiationClientData, JsonDict
+
+SOURCE_INFO = {"source": "agentpi", "version": __version__}
+
+
+def initiation_data(
+    conversation: ConversationConfig, device_id: str
+) -> ConversationInitiationClientData:
+    overrides = conversation.overrides
+    agent: JsonDict = {}
+    if overrides.prompt:
+        agent["prompt"] = {"prompt": overrides.prompt}
+    if overrides.first_message is not None:
+        agent["first_message"] = overrides.first_message
+    if overrides.language:
+        agent["language"] = overrides.language
+    override: JsonDict = {}
+    if agent:
+        override["agent"] = agent
+    if overrides.voice_id:
+        override["tts"] = {"voice_id": overrides.voice_id}
+    return ConversationInitiationClientData(
+        conversation_config_override=override,
+        dynamic_variables=dict(conversation.dynamic_variables),
+        user_id=conversation.user_id or device_id,
+        source_info=dict(SOURCE_INFO),
+    )
+
+
+def local_time(now: datetime | None = None) -> str:
+    """The wall clock as a person (or a language model) reads it, with the zone."""
+    moment = (
+        now if now is not None and now.tzinfo is not None else (now or datetime.now()).astimezone()
+    )
+    zone = moment.strftime("%z")
+    return moment.strftime("%A %d %B %Y, %H:%M ") + f"{moment.tzname()} (UTC{zone[:3]}:{zone[3:]})"
+
+
+class _LeaveUnknown(dict[str, Any]):
+    """A placeholder without a value stays as written, rather than failing the update."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def start_context(context: ContextConfig, device_id: str, now: datetime | None = None) -> str:
+    """The update sent as a conversation starts ("" when switched off)."""
+    if not context.at_start:
+        return ""
+    fields = {
+        "local_time": local_time(now),
+        "location": context.location,
+        "device_id": device_id,
+        "hostname": socket.gethostname(),
+    }
+    return context.at_start.format_map(_LeaveUnknown(fields))
+
+
+def event_context(context: ContextConfig, event: Event) -> str:
+    """The update a device event calls for ("" when the config names none for its kind)."""
+    template = context.on_event.get(event["event"])
+    if not template:
+        return ""
+    fields = {key: value for key, value in event.items() if key not in ("t", "event")}
+    return template.format_map(_LeaveUnknown(fields))
