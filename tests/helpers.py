@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Run:
     source: FileSource
     mic: Microphone
     cues: Cues | None = None
+    device: Device | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,11 +92,17 @@ def run_conversation(
     fail_at_s: float | None = None,
     agent_options: Callable[[str], dict[str, Any]] | None = None,
     endpoint_token: str | None = None,
+    conversation: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
+    during: Callable[[Device], Awaitable[None]] | None = None,
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
-    what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
-    the microphone; ``fail_at_s`` unplugs the microphone that far in, ``reopen`` makes it
-    again. ``agent_options(simulator_url)`` adds [agent] settings."""
+        what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
+        the microphone; ``fail_at_s`` unplugs the microphone that far in, ``reopen`` makes it
+        again. ``agent_options(simulator_url)`` adds [agent] settings, ``conversation`` more
+    [conversation] ones; ``sections`` replaces whole sections (context=ContextConfig(...)).
+    ``during(device)`` runs alongside the device (a control-socket client, say); the run ends when
+    the device does."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
@@ -121,9 +128,14 @@ def run_conversation(
                     }
                 ),
                 conversation=ConversationConfig(
-                    silence_close_s=silence_close_s, metadata_timeout_s=metadata_timeout_s
+                    **{
+                        "silence_close_s": silence_close_s,
+                        "metadata_timeout_s": metadata_timeout_s,
+                        **(conversation or {}),
+                    }
                 ),
             )
+            config = replace(config, **(sections or {}))
             events: list[Event] = []
             bus = EventBus()
             bus.subscribe(events.append)
@@ -149,9 +161,16 @@ def run_conversation(
                 wake=wake,
                 button=button,
             )
-            code = await asyncio.wait_for(device.run(once=once), timeout)
+            side = asyncio.ensure_future(during(device)) if during is not None else None
+            try:
+                code = await asyncio.wait_for(device.run(once=once), timeout)
+                if side is not None:
+                    await asyncio.wait_for(side, 10)
+            finally:
+                if side is not None and not side.done():
+                    side.cancel()
             if sim.conversations:
                 await sim.wait_for_conversations(len(sim.conversations), timeout=10)
-            return Run(code, events, sim, output, sink, source, mic, sounds)
+            return Run(code, events, sim, output, sink, source, mic, sounds, device=device)
 
     return asyncio.run(scenario())

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from agentpi import __version__
 from agentpi.agent.client import (
     AgentConnectError,
     AgentConnection,
@@ -26,6 +27,7 @@ from agentpi.agent.client import (
     fetch_signed_url_from_owner,
     redact_url,
 )
+from agentpi.agent_setup import event_context, initiation_data, start_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
@@ -34,7 +36,10 @@ from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
 from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
-from agentpi.events import EventBus
+from agentpi.custom_tools import build_tools
+from agentpi.device_tools import MAX_VOLUME_PERCENT, register_device_tools
+from agentpi.events import Event, EventBus
+from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
 from agentpi.protocol.messages import ProtocolError
 from agentpi.protocol.session import (
@@ -82,10 +87,12 @@ def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = No
 class Trigger:
     """What started a conversation."""
 
-    source: str  # "wake" | "button" | "immediate"
+    source: str  # "wake" | "button" | "immediate" | "control"
     detail: dict[str, Any] = field(default_factory=dict)
     start: int | None = None
     """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
+    user_message: str | None = None
+    """Typed text to open the conversation with (`agentpi say` while idle)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,11 @@ class Device:
         self.sink = sink
         self.events = events or EventBus()
         self.api_key = api_key
-        self.tools = tools or ToolRegistry()
+        self.tools = tools or build_tools(config.tools)
+        register_device_tools(self.tools, self, config.tools.builtin)
+        self.device_id = config.conversation.user_id or device_id()
+        self.volume_gain = config.audio.volume
+        self.started_at = time.monotonic()
         self.leds = leds
         if leds is not None:
             leds.attach(self.events)
@@ -145,6 +156,8 @@ class Device:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_generation = 0
         self._connect_failures = 0
+        if config.context.on_event:
+            self.events.subscribe(self._context_for_event)
 
     def set_state(self, new: DeviceState) -> None:
         if new is self.state:
@@ -153,6 +166,78 @@ class Device:
         self.state = new
         self.events.emit("state", state=new.value)
         self.notifier.status(new.value)
+
+    # ------------------------------------------------------------------ controls
+    # What the built-in tools and the control socket may do; all on the event loop.
+
+    @property
+    def volume_percent(self) -> float:
+        base = self.config.audio.volume
+        return round(100 * self.volume_gain / base, 1) if base else 0.0
+
+    def set_volume_percent(self, percent: float) -> None:
+        percent = min(max(percent, 0.0), MAX_VOLUME_PERCENT)
+        self.volume_gain = min(4.0, self.config.audio.volume * percent / 100)
+        self.events.emit("volume", percent=self.volume_percent)
+
+    def status(self) -> dict[str, Any]:
+        run = self._run
+        metadata = run.session.metadata if run is not None else None
+        return {
+            "state": self.state.value,
+            "in_conversation": run is not None,
+            "conversation_id": metadata.conversation_id if metadata else None,
+            "conversations": self.conversations,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "volume_percent": self.volume_percent,
+            "triggers": list(self.config.trigger.modes),
+            "audio_ok": self._audio_ok.is_set(),
+            "device_id": self.device_id,
+            "version": __version__,
+        }
+
+    def end_conversation(self) -> bool:
+        if self._run is None:
+            return False
+        self._run.end_after_turn()
+        return True
+
+    def start_conversation(self, user_message: str | None = None) -> str | None:
+        """Start one now, as a press would; the reason it cannot, or None."""
+        if self._run is not None:
+            return "a conversation is already running"
+        if not self._audio_ok.is_set():
+            return "the microphone is not working; the device is trying to get it back"
+        if self.state is not DeviceState.IDLE or self._loop is None:
+            return f"the device is busy ({self.state.value}); try again in a moment"
+        self._triggers.put_nowait(Trigger("control", user_message=user_message))
+        return None
+
+    def stop_conversation(self) -> str | None:
+        if self._run is None:
+            return "no conversation is running"
+        self._run.request_end("stopped over the control socket")
+        return None
+
+    def send_user_message(self, text: str) -> str | None:
+        if self._run is None:
+            return "no conversation is running"
+        return self._run.from_device(text, typed=True)
+
+    def send_contextual_update(self, text: str) -> str | None:
+        if self._run is None:
+            return "no conversation is running"
+        return self._run.from_device(text, typed=False)
+
+    def _context_for_event(self, event: Event) -> None:
+        run = self._run
+        if run is None:
+            return
+        text = event_context(self.config.context, event)
+        if text:
+            run.from_device(text, typed=False)
+
+    # ------------------------------------------------------------------ the loop
 
     async def run(self, once: bool = False) -> int:
         """Run until done: after one conversation with ``once``, or when a file input ends."""
@@ -437,6 +522,7 @@ class _ConversationRun:
                 silence_close_s=conv.silence_close_s,
                 metadata_timeout_s=conv.metadata_timeout_s,
                 idle_close_s=conv.idle_close_s,
+                init=initiation_data(conv, device.device_id),
             )
         )
         self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
@@ -447,7 +533,14 @@ class _ConversationRun:
         self.pings_ms: list[int] = []
 
     async def run(self) -> ConversationEnded:
-        await self.execute(self.session.connection_opened(time.monotonic()))
+        now = time.monotonic()
+        await self.execute(self.session.connection_opened(now))
+        # held by the session until the server's metadata, then sent in this order
+        context = start_context(self.device.config.context, self.device.device_id)
+        if context:
+            await self.execute(self.session.contextual_update(context, now))
+        if self.trigger.user_message:
+            await self.execute(self.session.user_message(self.trigger.user_message, now))
         for coro in (self.receive_loop(), self.mic_loop(), self.tick_loop()):
             self.spawn(coro)
         try:
@@ -545,13 +638,30 @@ class _ConversationRun:
             if wire:
                 await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
 
+    def from_device(self, text: str, typed: bool) -> str | None:
+        """A user_message (typed) or contextual_update into this conversation."""
+        if self.ended.done() or self.session.ended:
+            return "the conversation is ending"
+        now = time.monotonic()
+        if typed:
+            self.spawn(self.execute(self.session.user_message(text, now)))
+        else:
+            self.spawn(self.execute(self.session.contextual_update(text, now)))
+        return None
+
+    def end_after_turn(self) -> None:
+        self.spawn(self.execute(self.session.end_after_turn(time.monotonic())))
+
+    def request_end(self, reason: str) -> None:
+        self.spawn(self.execute(self.session.request_end(reason, time.monotonic())))
+
     def button_pressed(self) -> None:
         if self.push_to_talk:
             self.held = True
             self.device.events.emit("button", action="talk")
         else:
             self.device.events.emit("button", action="end")
-            self.spawn(self.execute(self.session.request_end("button pressed", time.monotonic())))
+            self.request_end("button pressed")
 
     def button_released(self) -> None:
         if self.push_to_talk and self.held:
@@ -578,7 +688,7 @@ class _ConversationRun:
             elif isinstance(action, PlayAudio):
                 if self.decoder is not None:
                     audio = self.decoder.decode(action.audio)
-                    self.device.sink.write(apply_gain(audio, self.device.config.audio.volume))
+                    self.device.sink.write(apply_gain(audio, self.device.volume_gain))
             elif isinstance(action, FlushPlayback):
                 dropped = self.device.sink.flush()
                 events.emit("playback_flushed", dropped_samples=dropped)

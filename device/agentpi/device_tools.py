@@ -1,0 +1,71 @@
+"""The device's own client tools: set_volume, device_status, end_conversation.
+
+Declare them as client tools on the agent (ElevenLabs dashboard, Tools) with these names:
+- ``set_volume``: parameter ``percent`` (number, 0-200; 100 is the configured volume);
+- ``device_status``: no parameters; answers the device's state as JSON;
+- ``end_conversation``: no parameters; the device hangs up once the agent has said goodbye.
+They run on the event loop (they only touch the device's own state), never on a thread.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from agentpi.tools import ToolError, ToolRegistry
+
+MAX_VOLUME_PERCENT = 200.0
+
+
+class DeviceControls(Protocol):
+    @property
+    def volume_percent(self) -> float: ...
+
+    def set_volume_percent(self, percent: float) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def end_conversation(self) -> bool:
+        """End the running conversation after the agent's turn; False when none runs."""
+        ...
+
+
+def register_device_tools(
+    registry: ToolRegistry, device: DeviceControls, names: tuple[str, ...]
+) -> None:
+    async def set_volume(parameters: dict[str, Any]) -> str:
+        percent = _percent(parameters.get("percent"))
+        device.set_volume_percent(percent)
+        return f"Volume set to {device.volume_percent:g} %."
+
+    async def device_status(parameters: dict[str, Any]) -> str:
+        return json.dumps(device.status())
+
+    async def end_conversation(parameters: dict[str, Any]) -> str:
+        if not device.end_conversation():
+            raise ToolError("no conversation is running")
+        return "The device will hang up after your reply; say goodbye now."
+
+    tools = {
+        "set_volume": set_volume,
+        "device_status": device_status,
+        "end_conversation": end_conversation,
+    }
+    for name in names:
+        registry.register(name, tools[name])
+
+
+def _percent(value: Any) -> float:
+    """A number from 0 to 200; language models sometimes send "80" or "80%"."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        percent = float(str(value).strip().rstrip("%")) if isinstance(value, str) else value
+        percent = float(percent)
+    except (TypeError, ValueError):
+        raise ToolError(
+            f"percent must be a number from 0 to {MAX_VOLUME_PERCENT:g}, got {value!r}"
+        ) from None
+    if not 0 <= percent <= MAX_VOLUME_PERCENT:
+        raise ToolError(f"percent must be from 0 to {MAX_VOLUME_PERCENT:g}, got {percent:g}")
+    return percent
