@@ -156,6 +156,8 @@ class Device:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_generation = 0
         self._connect_failures = 0
+        self.ready = asyncio.Event()
+        """Set once the microphone is open and the models are loaded: requests are taken."""
         if config.context.on_event:
             self.events.subscribe(self._context_for_event)
 
@@ -191,6 +193,7 @@ class Device:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "volume_percent": self.volume_percent,
             "triggers": list(self.config.trigger.modes),
+            "ready": self.ready.is_set(),
             "audio_ok": self._audio_ok.is_set(),
             "device_id": self.device_id,
             "version": __version__,
@@ -206,6 +209,8 @@ class Device:
         """Start one now, as a press would; the reason it cannot, or None."""
         if self._run is not None:
             return "a conversation is already running"
+        if not self.ready.is_set():
+            return "the device is still starting; try again in a moment"
         if not self._audio_ok.is_set():
             return "the microphone is not working; the device is trying to get it back"
         if self.state is not DeviceState.IDLE or self._loop is None:
@@ -273,6 +278,7 @@ class Device:
                 self._triggers.put_nowait(Trigger("immediate"))
             # microphone open, models loaded: from here on the device does its job
             self.notifier.ready(f"listening ({', '.join(modes)})")
+            self.ready.set()
             watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
             while True:
                 trigger = await self._next_trigger()

@@ -1,4 +1,5 @@
-"""``agentpi run | simulate | demo``: argument parsing and the process edge.
+"""``agentpi run | simulate | demo | say | status | events | ...``: argument parsing and the
+process edge.
 
 Bad input (config, files, arguments) ends with one line naming the problem and exit code 2,
 never a traceback.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -45,6 +47,8 @@ from agentpi.config import (
     read_endpoint_token,
     with_profile,
 )
+from agentpi.control import ControlServer, socket_path
+from agentpi.control_client import ControlClientError, event_lines, find_socket, request
 from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
 from agentpi.gpio import GpioError
 from agentpi.leds.driver import LedController, LedSettings, open_leds
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, AudioDeviceError, GpioError, ModelError) as exc:
         print(f"agentpi: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ControlClientError as exc:
+        print(f"agentpi: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -132,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", default="/etc/agentpi/config.toml")
     doctor.set_defaults(handler=_cmd_doctor)
 
+    _add_control_commands(commands)
+
     install = commands.add_parser(
         "install-service", help="install, enable and start the boot service (as root)"
     )
@@ -141,6 +150,57 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--no-start", action="store_true", help="enable, but do not start now")
     install.set_defaults(handler=_cmd_install_service)
     return parser
+
+
+def _add_control_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Commands that talk to the running device over its control socket."""
+    helps = {
+        "say": "type to the agent: a user message (starts a conversation if none runs)",
+        "context": "tell the agent something in the background (a contextual update)",
+        "status": "what the running device is doing",
+        "events": "follow the running device's event lines (as run --events)",
+        "start": "start a conversation now, as a button press would",
+        "stop": "end the running conversation",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(name, help=text)
+        if name in ("say", "context"):
+            command.add_argument("text", help="what to send")
+        if name == "say":
+            command.add_argument(
+                "--no-start", action="store_true", help="only into a running conversation"
+            )
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="the raw status object")
+        command.add_argument("--socket", help="the device's control socket (default: found)")
+        command.set_defaults(handler=_cmd_control)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    path = find_socket(args.socket)
+    if args.command == "events":
+        for line in event_lines(path):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        return 0
+    payload: dict[str, object] = {"command": args.command}
+    if args.command in ("say", "context"):
+        payload["text"] = args.text
+    if args.command == "say":
+        payload["start"] = not args.no_start
+    reply = request(path, payload)
+    if not reply.get("ok"):
+        raise ControlClientError(str(reply.get("error", "the device said no")))
+    if args.command == "status":
+        status = reply["status"]
+        if args.json:
+            print(json.dumps(status))
+        else:
+            for key, value in status.items():
+                print(f"{key:16} {value}")
+    elif reply.get("started"):
+        print("started a conversation with it")
+    return 0
 
 
 def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBus, bool]:
@@ -212,6 +272,28 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         notifier=SystemdNotifier(),
         endpoint_token=read_endpoint_token(),
     )
+    if not config.control.enabled:
+        return await _until_signalled(device, once)
+    control = ControlServer(device, socket_path(config.control), config.control.group)
+    control.prepare()
+
+    async def serve_once_ready() -> None:
+        # the socket appears when the device can take requests: a script may wait for the file
+        await device.ready.wait()
+        try:
+            await control.start()
+        except ConfigError as exc:
+            device.events.emit("control_error", message=str(exc))
+
+    serving = asyncio.ensure_future(serve_once_ready())
+    try:
+        return await _until_signalled(device, once)
+    finally:
+        serving.cancel()
+        await control.close()
+
+
+async def _until_signalled(device: Device, once: bool) -> int:
     task = asyncio.ensure_future(device.run(once=once))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

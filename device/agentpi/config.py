@@ -5,7 +5,7 @@
     url = "wss://api.elevenlabs.io"         # or ws://127.0.0.1:PORT for the simulator
 
     [trigger]
-    mode = ["wake", "button"]               # any of "wake", "button", "immediate"
+    mode = ["wake", "button"]               # any of "wake", "button", "immediate", "control"
     button_mode = "toggle"                  # or "hold": push-to-talk
 
     [audio]
@@ -75,13 +75,14 @@ class AgentConfig:
     systemd credential agentpi_endpoint_token."""
 
 
-TriggerMode = Literal["wake", "button", "immediate"]
+TriggerMode = Literal["wake", "button", "immediate", "control"]
 
 
 @dataclass(frozen=True)
 class TriggerConfig:
     mode: TriggerMode | tuple[TriggerMode, ...] = "wake"
-    """One trigger or several together: "wake", ["wake", "button"], "immediate"."""
+    """One trigger or several together: "wake", ["wake", "button"], "immediate"; "control"
+    alone: only the control socket starts conversations (`agentpi start`, `agentpi say`)."""
     restart_pause_s: float = 2.0
     """With "immediate": the pause before the next conversation starts."""
     button_mode: Literal["toggle", "hold"] = "toggle"

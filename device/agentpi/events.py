@@ -6,6 +6,7 @@ writer, the console printer, tests) subscribe to the same stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -24,6 +25,10 @@ class EventBus:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     def emit(self, kind: str, **fields: Any) -> Event:
         event: Event = {"t": round(self._clock(), 6), "event": kind, **fields}

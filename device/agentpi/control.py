@@ -1,0 +1,306 @@
+"""The local control socket: a kiosk's own software, or a person at a shell, drives the device.
+
+One JSON object per line each way, on a UNIX socket only the owner and one group can open
+(mode 0660). Requests:
+
+    {"command": "status"}                      -> {"ok": true, "status": {...}}
+    {"command": "start"}                       -> start a conversation, as a button press would
+    {"command": "stop"}                        -> end the running one
+    {"command": "say", "text": "...", "start": true}
+                                               -> a user_message into the running conversation
+                                                  (or, with start, a new one that opens with it)
+    {"command": "context", "text": "..."}      -> a contextual_update into the running one
+    {"command": "events"}                      -> {"ok": true}, then every event line, as --events
+
+Every answer is {"ok": true, ...} or {"ok": false, "error": "what went wrong"}; a bad request
+never closes the connection, let alone the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentpi.config import ConfigError, ControlConfig
+from agentpi.events import Event, EventBus, event_line
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+SOCKET_MODE = 0o660
+SYSTEM_SOCKET = Path("/run/agentpi") / SOCKET_NAME
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+SUBSCRIBER_BACKLOG = 1000
+"""Event lines kept for a subscriber that reads slowly; beyond it they are counted as dropped."""
+COMMANDS = ("status", "start", "stop", "say", "context", "events")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class ControlRequestError(ValueError):
+    """A request that cannot be carried out as sent; the message says why."""
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    command: str
+    text: str = ""
+    start: bool = False
+
+
+def parse_request(line: bytes) -> ControlRequest:
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ControlRequestError(f"not a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise ControlRequestError("not a JSON object")
+    command = data.get("command")
+    if command not in COMMANDS:
+        raise ControlRequestError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    text = data.get("text", "")
+    if command in ("say", "context"):
+        if not isinstance(text, str) or not text.strip():
+            raise ControlRequestError(f'{command} needs "text": a non-empty string')
+        if len(text) > MAX_TEXT_CHARS:
+            raise ControlRequestError(
+                f"text is {len(text)} characters; at most {MAX_TEXT_CHARS} at a time"
+            )
+    start = data.get("start", False)
+    if not isinstance(start, bool):
+        raise ControlRequestError('"start" must be true or false')
+    return ControlRequest(command, text.strip() if isinstance(text, str) else "", start)
+
+
+class ControlledDevice(Protocol):
+    events: EventBus
+
+    def status(self) -> dict[str, Any]: ...
+
+    def start_conversation(self, user_message: str | None = None) -> str | None: ...
+
+    def stop_conversation(self) -> str | None: ...
+
+    def send_user_message(self, text: str) -> str | None: ...
+
+    def send_contextual_update(self, text: str) -> str | None: ...
+
+
+def carry_out(request: ControlRequest, device: ControlledDevice) -> dict[str, Any]:
+    """Everything but ``events`` (which turns the connection into a stream)."""
+    command = request.command
+    if command == "status":
+        return {"ok": True, "status": device.status()}
+    error: str | None
+    if command == "start":
+        error = device.start_conversation()
+    elif command == "stop":
+        error = device.stop_conversation()
+    elif command == "context":
+        error = device.send_contextual_update(request.text)
+    else:
+        error = device.send_user_message(request.text)
+        if error is not None and request.start and device.status()["in_conversation"] is False:
+            error = device.start_conversation(user_message=request.text)
+            if error is None:
+                return {"ok": True, "started": True}
+    return {"ok": True} if error is None else {"ok": False, "error": error}
+
+
+def _answer(reply: dict[str, Any]) -> bytes:
+    return (json.dumps(reply, ensure_ascii=False, default=str) + "\n").encode()
+
+
+# --------------------------------------------------------------------------- the socket
+
+
+def socket_path(control: ControlConfig, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the device listens: the configured path, else its runtime directory."""
+    env = os.environ if environ is None else environ
+    if control.socket:
+        return Path(control.socket)
+    if env.get("RUNTIME_DIRECTORY"):  # systemd's RuntimeDirectory=agentpi
+        return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / SOCKET_NAME
+    return user_socket_path(env)
+
+
+def user_socket_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "agentpi" / SOCKET_NAME
+    if os.geteuid() == 0:
+        return SYSTEM_SOCKET
+    return Path(f"/tmp/agentpi-{os.geteuid()}") / SOCKET_NAME
+
+
+class ControlServer:
+    def __init__(self, device: ControlledDevice, path: Path, group: str = "") -> None:
+        self.device = device
+        self.path = path
+        self.group = group
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    def prepare(self) -> None:
+        """Everything that can be wrong with the config, checked before the device starts."""
+        if self.group:
+            _group_id(self.group)
+        self._make_room()
+
+    async def start(self) -> None:
+        gid = _group_id(self.group) if self.group else None
+        self._make_room()
+        # created with its final mode: no moment in which anyone else could connect
+        old_umask = os.umask(0o777 & ~SOCKET_MODE)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+            )
+        except OSError as exc:
+            raise ConfigError(f"control socket {self.path}: {exc.strerror or exc}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, SOCKET_MODE)
+        if gid is not None:
+            try:
+                os.chown(self.path, -1, gid)
+            except OSError as exc:
+                await self.close()
+                raise ConfigError(
+                    f"control.group = {self.group!r}: cannot give the socket to it "
+                    f"({exc.strerror}); the service must be a member of that group"
+                ) from None
+
+    def _make_room(self) -> None:
+        directory = self.path.parent
+        try:
+            # private unless it is the service's runtime directory, which systemd made for us
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"control socket {self.path}: cannot create {directory}: {exc.strerror}"
+            ) from None
+        try:
+            mode = self.path.lstat().st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise ConfigError(f"control socket {self.path}: something else is already there")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.path))
+            except OSError:
+                self.path.unlink()  # left behind by a device that did not stop cleanly
+                return
+        raise ConfigError(f"control socket {self.path}: another agentpi is already running there")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            # hang up on every client: each handler then sees the end of its input and returns
+            for writer in list(self._connections.values()):
+                writer.close()
+            if self._connections:
+                await asyncio.wait(list(self._connections), timeout=2.0)
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            await self._converse(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing to tell anyone
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                writer.write(_answer({"ok": False, "error": "request too long"}))
+                await writer.drain()
+                return
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial.strip():
+                    return
+                line = exc.partial
+            if not line.strip():
+                continue
+            try:
+                request = parse_request(line)
+            except ControlRequestError as exc:
+                writer.write(_answer({"ok": False, "error": str(exc)}))
+                await writer.drain()
+                continue
+            if request.command == "events":
+                await self._stream_events(reader, writer)
+                return
+            writer.write(_answer(carry_out(request, self.device)))
+            await writer.drain()
+
+    async def _stream_events(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        dropped = 0
+
+        def offer(line: str) -> None:
+            nonlocal dropped
+            try:
+                lines.put_nowait(line)
+            except asyncio.QueueFull:
+                dropped += 1
+
+        def listener(event: Event) -> None:
+            # events may come from any thread; the queue lives on the loop
+            loop.call_soon_threadsafe(offer, event_line(event))
+
+        self.device.events.subscribe(listener)
+        hung_up = asyncio.ensure_future(reader.read())  # EOF: the subscriber is gone
+        try:
+            writer.write(_answer({"ok": True}))
+            await writer.drain()
+            while not hung_up.done():
+                next_line = asyncio.ensure_future(lines.get())
+                await asyncio.wait({next_line, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_line.done():
+                    next_line.cancel()
+                    break
+                if dropped:
+                    writer.write(event_line({"event": "events_dropped", "count": dropped}).encode())
+                    dropped = 0
+                writer.write(next_line.result().encode())
+                await writer.drain()
+        finally:
+            self.device.events.unsubscribe(listener)
+            hung_up.cancel()
+
+
+def _group_id(name: str) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(f"control.group = {name!r}: no such group on this machine") from None

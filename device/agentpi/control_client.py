@@ -1,0 +1,83 @@
+"""The other end of the control socket, for `agentpi say`, `status`, `events`, `start`, `stop`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentpi.control import SYSTEM_SOCKET, user_socket_path
+
+SOCKET_ENV = "AGENTPI_CONTROL_SOCKET"
+REPLY_TIMEOUT_S = 10.0
+
+
+class ControlClientError(RuntimeError):
+    """No device to talk to, or it said no; the message is for the person at the shell."""
+
+
+def find_socket(explicit: str | None = None) -> Path:
+    """--socket, else $AGENTPI_CONTROL_SOCKET, else the service's, else a hand-run device's."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(SOCKET_ENV):
+        return Path(os.environ[SOCKET_ENV])
+    for candidate in (SYSTEM_SOCKET, user_socket_path()):
+        if candidate.exists():
+            return candidate
+    raise ControlClientError(
+        f"no agentpi is running: no control socket at {SYSTEM_SOCKET} or {user_socket_path()} "
+        "(is the service up? systemctl status agentpi)"
+    )
+
+
+def _connect(path: Path, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except PermissionError:
+        sock.close()
+        raise ControlClientError(
+            f"no permission to use {path}: add yourself to its group "
+            "(sudo usermod -aG agentpi $USER, then log in again)"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        raise ControlClientError(
+            f"no agentpi is listening on {path}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+def request(
+    path: Path, payload: dict[str, Any], timeout: float = REPLY_TIMEOUT_S
+) -> dict[str, Any]:
+    """One request, one answer."""
+    with _connect(path, timeout) as sock, sock.makefile("rwb") as stream:
+        stream.write(json.dumps(payload).encode() + b"\n")
+        stream.flush()
+        try:
+            line = stream.readline()
+        except TimeoutError:
+            raise ControlClientError(f"the device did not answer within {timeout:g} s") from None
+    if not line:
+        raise ControlClientError("the device closed the connection without answering")
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+def event_lines(path: Path) -> Iterator[str]:
+    """Every event line the device emits from now on, until it stops."""
+    with _connect(path, REPLY_TIMEOUT_S) as sock, sock.makefile("rwb") as stream:
+        stream.write(b'{"command": "events"}\n')
+        stream.flush()
+        first = json.loads(stream.readline() or b"{}")
+        if not first.get("ok"):
+            raise ControlClientError(first.get("error", "the device refused the subscription"))
+        sock.settimeout(None)  # from here on, quiet stretches are normal
+        for line in stream:
+            yield line.decode()
