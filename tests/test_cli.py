@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from agentpi.audio.convert import read_wav
-from agentpi.config import read_api_key
+from agentpi.cli import bundled
+from agentpi.config import load_config, read_api_key
 from tests.helpers import AGENTPI, HELLO_WAV
 
 
@@ -196,3 +197,15 @@ def test_api_key_from_environment_or_systemd_credential(tmp_path: Path) -> None:
 def test_there_is_no_way_to_pass_the_key_in_argv() -> None:
     result = agentpi("run", "--api-key", "sk_x", "--config", "x.toml")
     assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
+def test_the_documented_config_and_the_installed_template_both_load(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write_config(tmp_path, documented))
+    assert config.tools.custom["open_door"].command[0] == "/usr/local/bin/open-door"
+    assert config.context.on_event["button"].startswith("The visitor")
+    template = (
+        bundled("config-template.toml").read_text().replace('agent_id = ""', 'agent_id = "a"')
+    )
+    assert load_config(write_config(tmp_path, template)).control.enabled
