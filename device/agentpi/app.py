@@ -128,7 +128,7 @@ class Device:
         self.api_key = api_key
         self.tools = tools or build_tools(config.tools)
         register_device_tools(self.tools, self, config.tools.builtin)
-        self.device_id = config.conversation.user_id or device_id()
+        self.device_id = device_id()
         self.volume_gain = config.audio.volume
         self.started_at = time.monotonic()
         self.leds = leds
@@ -213,7 +213,7 @@ class Device:
             return "the device is still starting; try again in a moment"
         if not self._audio_ok.is_set():
             return "the microphone is not working; the device is trying to get it back"
-        if self.state is not DeviceState.IDLE or self._loop is None:
+        if self.state is not DeviceState.IDLE:
             return f"the device is busy ({self.state.value}); try again in a moment"
         self._triggers.put_nowait(Trigger("control", user_message=user_message))
         return None

@@ -60,8 +60,7 @@ def _percent(value: Any) -> float:
     try:
         if isinstance(value, bool):
             raise ValueError
-        percent = float(str(value).strip().rstrip("%")) if isinstance(value, str) else value
-        percent = float(percent)
+        percent = float(value.strip().rstrip("%") if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise ToolError(
             f"percent must be a number from 0 to {MAX_VOLUME_PERCENT:g}, got {value!r}"
