@@ -114,6 +114,10 @@ def test_a_kiosk_drives_a_whole_conversation_through_the_socket(
             status = (await control.ask({"command": "status"}))["status"]
             assert status["in_conversation"] and status["conversation_id"].startswith("conv_")
             assert await control.ask({"command": "stop"}) == {"ok": True}
+            # once it is ending, text is refused rather than acknowledged and dropped
+            late = await control.ask({"command": "say", "text": "wait", "start": False})
+            assert late["ok"] is False
+            assert late["error"] in ("the conversation is ending", "no conversation is running")
             seen["ended"] = await events.next_event("conversation_ended")
             events.close()
             control.close()

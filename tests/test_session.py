@@ -300,7 +300,9 @@ def test_a_contextual_update_is_sent_without_changing_the_turn() -> None:
 
 def test_nothing_from_the_device_once_closing() -> None:
     session = started()
+    assert session.accepts_input
     session.request_end("button pressed", 1.0)
+    assert not session.accepts_input
     assert session.user_message("hello?", 1.1) == []
     assert session.contextual_update("late", 1.1) == []
 

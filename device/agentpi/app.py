@@ -646,7 +646,7 @@ class _ConversationRun:
 
     def from_device(self, text: str, typed: bool) -> str | None:
         """A user_message (typed) or contextual_update into this conversation."""
-        if self.ended.done() or self.session.ended:
+        if self.ended.done() or not self.session.accepts_input:
             return "the conversation is ending"
         now = time.monotonic()
         if typed:

@@ -271,6 +271,11 @@ class ConversationSession:
             Notify("tool_result", {"tool_call_id": tool_call_id, "is_error": is_error}),
         ]
 
+    @property
+    def accepts_input(self) -> bool:
+        """Whether text from the device would still be sent (not once closing has begun)."""
+        return not (self.ended or self._closing)
+
     def user_message(self, text: str, now: float) -> list[Action]:
         """Text from the device as if the user had said it: the agent replies."""
         return self._from_device(UserMessage(text), now)
@@ -502,7 +507,7 @@ class ConversationSession:
         return actions
 
     def _from_device(self, message: UserMessage | ContextualUpdate, now: float) -> list[Action]:
-        if self.ended or self._closing:
+        if not self.accepts_input:
             return []
         if self.metadata is None:
             self._held_back.append(message)  # the server takes nothing before its metadata
