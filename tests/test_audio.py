@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import wave
 from pathlib import Path
@@ -156,6 +157,39 @@ def test_file_source_is_paced_like_a_microphone(tmp_path: Path) -> None:
     assert np.array_equal(delivered[: len(samples)], samples)
     assert not delivered[len(samples) :].any()  # silence after the end of the file
     assert source.exhausted
+
+
+def test_file_source_with_an_origin_is_a_room_a_late_microphone_joins(tmp_path: Path) -> None:
+    """With an origin, sample i is captured at origin + (i + 1) / rate whenever the stream
+    starts: one opened 0.3 s late begins with what is said then and misses what came before."""
+    path = tmp_path / "room.wav"
+    write_wav(path, np.arange(16000, dtype=np.int16), 16000)
+    origin = time.monotonic()
+    source = FileSource(path, chunk_ms=20, origin=origin)
+    got: list[tuple[npt.NDArray[Any], float, float]] = []
+    enough = threading.Event()
+
+    def deliver(chunk: npt.NDArray[Any], captured_until: float) -> None:
+        got.append((chunk.copy(), captured_until, time.monotonic()))
+        if len(got) == 5:
+            enough.set()
+
+    time.sleep(0.3)
+    opened_at = time.monotonic()
+    source.start(deliver, lambda exc: None)
+    try:
+        assert enough.wait(5)
+    finally:
+        source.stop()
+    assert source.started_at == origin
+    first_sample = int(got[0][0][0])  # the room's samples are their own index
+    assert (opened_at - origin) * 16000 <= first_sample <= (opened_at - origin) * 16000 + 160
+    for chunk, captured_until, arrived in got:
+        assert np.array_equal(chunk, np.arange(chunk[0], chunk[0] + 320, dtype=np.int16))
+        assert captured_until == pytest.approx(origin + (int(chunk[-1]) + 1) / 16000)
+        assert arrived >= captured_until - 0.001  # never before it was "captured"
+    delivered = np.concatenate([chunk for chunk, _, _ in got])
+    assert np.array_equal(delivered, np.arange(first_sample, first_sample + len(delivered)))
 
 
 def test_microphone_readers_start_anywhere_in_the_preroll_and_lose_nothing(tmp_path: Path) -> None:

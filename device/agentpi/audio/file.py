@@ -4,7 +4,8 @@
 delivers chunk k once its last sample would have been captured, so everything downstream (the
 wake word detector, the socket, the simulator's VAD, latency figures) sees real-time audio. After
 the file ends it delivers silence, as a quiet room would. Given a ``Room``, it also hears the
-speaker.
+speaker. Given an ``origin``, the file is a room that runs on the clock from then on, whether the
+microphone is open or not: a stream started late begins with what is being said at that moment.
 
 ``FileSink`` is a speaker that records what it plays: every ``period_s`` it writes exactly the
 samples that real-time playback would have consumed, silence when it has nothing queued, into a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 import wave
@@ -38,6 +40,7 @@ class FileSource:
         chunk_ms: int = DEFAULT_CHUNK_MS,
         room: Room | None = None,
         clock: Callable[[], float] = time.monotonic,
+        origin: float | None = None,
     ) -> None:
         try:
             self.samples, self._rate = read_wav(path)
@@ -49,7 +52,11 @@ class FileSource:
         self._clock = clock
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._next_chunk = 0
+        self._next_sample = 0
+        self.origin = origin
+        self.started_at: float | None = None
+        """The clock time of the file's first sample in the current run: sample ``i`` is
+        captured (delivered) at ``started_at + (i + 1) / sample_rate``."""
         self.fail_at_s: float | None = None
         """Fail like an unplugged USB device once this much audio has been delivered."""
 
@@ -63,39 +70,43 @@ class FileSource:
 
     @property
     def exhausted(self) -> bool:
-        return self._next_chunk * self._chunk_samples >= len(self.samples)
+        return self._next_sample >= len(self.samples)
 
     @property
     def position_samples(self) -> int:
-        """Samples delivered so far (the file's own samples first, then silence)."""
-        return self._next_chunk * self._chunk_samples
+        """Where in the file the next chunk starts (past its end: silence)."""
+        return self._next_sample
 
     def start(self, deliver: Deliver, failed: Failed) -> None:
         self._stopping.clear()
-        self._next_chunk = 0
+        self._next_sample = 0
+        if self.origin is not None:
+            # what was said before the stream opened is gone, as it would be for a microphone
+            late = (self._clock() - self.origin) * self._rate
+            self._next_sample = max(0, math.ceil(late))
         self._thread = threading.Thread(
             target=self._run, args=(deliver, failed), name="file-source", daemon=True
         )
         self._thread.start()
 
     def _run(self, deliver: Deliver, failed: Failed) -> None:
-        started = self._clock()
+        started = self.started_at = self._clock() if self.origin is None else self.origin
         size = self._chunk_samples
         silence = np.zeros(size, dtype=np.int16)
         while True:
-            index = self._next_chunk
-            ready_at = started + (index + 1) * size / self._rate
+            begin = self._next_sample
+            ready_at = started + (begin + size) / self._rate
             if self._stopping.wait(max(0.0, ready_at - self._clock())):
                 return
-            if self.fail_at_s is not None and index * size >= self.fail_at_s * self._rate:
+            if self.fail_at_s is not None and begin >= self.fail_at_s * self._rate:
                 failed(AudioDeviceError(f"audio input file:{self.path}: device went away"))
                 return
-            chunk = self.samples[index * size : (index + 1) * size]
+            chunk = self.samples[begin : begin + size]
             if len(chunk) < size:
                 chunk = np.concatenate([chunk, silence[: size - len(chunk)]])
             if self.room is not None:
                 chunk = self.room.mix(chunk, ready_at)
-            self._next_chunk = index + 1
+            self._next_sample = begin + size
             deliver(chunk, ready_at)
 
     def stop(self) -> None:
