@@ -252,26 +252,28 @@ def open_cues(audio: AudioConfig) -> Cues:
     return Cues(volume=audio.cue_volume, enabled=audio.cues)
 
 
-async def _run_device(config: Config, events: EventBus, once: bool) -> int:
-    mic = open_microphone(config.audio)
-    sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
+def assemble_device(config: Config, events: EventBus, mic: Microphone, sink: AudioSink) -> Device:
+    """The device ``agentpi run`` runs, around a microphone and a speaker already open."""
     modes = config.trigger.modes
-    wake = open_listener(config.wake, mic.sample_rate) if "wake" in modes else None
-    button = ButtonInput(config.button) if "button" in modes else None
-    leds = build_leds(config.leds, sink)
-    device = Device(
+    return Device(
         config,
         mic,
         sink,
         events=events,
         api_key=read_api_key(),
-        leds=leds,
-        wake=wake,
-        button=button,
+        leds=build_leds(config.leds, sink),
+        wake=open_listener(config.wake, mic.sample_rate) if "wake" in modes else None,
+        button=ButtonInput(config.button) if "button" in modes else None,
         cues=open_cues(config.audio),
         notifier=SystemdNotifier(),
         endpoint_token=read_endpoint_token(),
     )
+
+
+async def _run_device(config: Config, events: EventBus, once: bool) -> int:
+    mic = open_microphone(config.audio)
+    sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
+    device = assemble_device(config, events, mic, sink)
     if not config.control.enabled:
         return await _until_signalled(device, once)
     control = ControlServer(device, socket_path(config.control), config.control.group)
