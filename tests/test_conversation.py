@@ -324,6 +324,38 @@ def test_simulator_notices_missing_pongs_and_can_close_for_them(tmp_path: Path) 
     assert code == 1002
 
 
+def test_a_turn_can_stream_its_audio_at_its_own_pace() -> None:
+    """The simulator sends audio at once (pace 0); a turn with audio_pace = 1 takes as long to
+    send as it lasts, less its last 100 ms chunk."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from agentpi.agent.simulator import AgentSimulator
+
+    async def greeting_send_time(turn: TurnScript) -> tuple[float, float]:
+        script = SimulatorScript(simulator=SimulatorSettings(audio_pace=0.0), first_turn=turn)
+        async with AgentSimulator(script) as sim:
+            async with connect(f"{sim.url}/v1/convai/conversation?agent_id=pace") as ws:
+                await ws.send(m.encode(m.ConversationInitiationClientData()))
+                async for raw in ws:
+                    if isinstance(m.decode_server(raw), m.AgentResponseComplete):
+                        break
+            await sim.wait_for_conversations(1, timeout=5)
+            [greeting] = sim.conversations[0].turns
+            assert greeting.first_audio_at is not None and greeting.last_audio_at is not None
+            return greeting.last_audio_at - greeting.first_audio_at, greeting.audio_samples / 16000
+
+    text = "A greeting of a few seconds."
+    at_once, _ = asyncio.run(greeting_send_time(TurnScript(response=text, delay_s=0.0)))
+    paced, lasts = asyncio.run(
+        greeting_send_time(TurnScript(response=text, delay_s=0.0, audio_pace=1.0))
+    )
+    assert lasts > 1.0
+    assert at_once < 0.2 * lasts
+    assert paced >= lasts - 0.1 - 0.01
+
+
 def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
     from agentpi.agent.script import load_script
     from agentpi.settings import SettingsError
@@ -337,6 +369,9 @@ def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
         load_script(script)
     script.write_text("[[turns]]\nerror = { code = 4000 }\n")
     with pytest.raises(SettingsError, match="4000"):
+        load_script(script)
+    script.write_text("[first_turn]\naudio_pace = -1.0\n")
+    with pytest.raises(SettingsError, match="audio_pace: -1.0 is below 0"):
         load_script(script)
 
 

@@ -8,6 +8,7 @@ ping_interval_s = 2.0
 [first_turn]                # the agent's greeting; `silent = true` for none
 response = "Hello! How can I help?"
 interrupt_after_s = 1.0     # the server interrupts its own reply after this long
+audio_pace = 1.0            # this turn's audio streams in real time (default: [simulator]'s)
 
 [[turns]]                   # one per user turn, in order; echo replies after they run out
 transcript = "what's the weather"
@@ -77,6 +78,12 @@ class TurnScript:
     """After the reply, report the system tool end_call and close with 1000."""
     silent: bool = False
     """Say nothing at all for this turn."""
+    audio_pace: float | None = None
+    """This turn's audio pace, instead of the simulator's (a TTS that keeps only just ahead)."""
+
+    def __post_init__(self) -> None:
+        if self.audio_pace is not None and self.audio_pace < 0:
+            raise SettingsError(f"audio_pace: {self.audio_pace} is below 0")
 
 
 @dataclass(frozen=True)

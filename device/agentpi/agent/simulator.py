@@ -405,6 +405,7 @@ class _Conversation:
         self.interrupt_now.clear()
         await self.send(AgentResponse(text, event_id))
         chunk = max(1, rate * settings.audio_chunk_ms // 1000)
+        pace = settings.audio_pace if script.audio_pace is None else script.audio_pace
         for start in range(0, len(samples), chunk):
             now = time.monotonic()
             if self.should_interrupt(turn, script, now):
@@ -418,11 +419,9 @@ class _Conversation:
                 self.playback_ends_at = now + len(samples) / rate
             turn.last_audio_at = now
             turn.samples_sent += len(piece)
-            if settings.audio_pace > 0:
+            if pace > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self.interrupt_now.wait(), len(piece) / rate / settings.audio_pace
-                    )
+                    await asyncio.wait_for(self.interrupt_now.wait(), len(piece) / rate / pace)
         if script.interrupt_after_s is not None and turn.first_audio_at is not None:
             delay = turn.first_audio_at + script.interrupt_after_s - time.monotonic()
             with contextlib.suppress(TimeoutError):
