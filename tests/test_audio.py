@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
 import time
 import wave
@@ -26,6 +27,7 @@ from agentpi.audio.convert import (
 )
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.audio.formats import AudioFormat
+from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.soundcard import SoundCardSink
 from agentpi.audio.vad import EnergyVad
 
@@ -248,6 +250,47 @@ def test_file_sink_plays_in_real_time_and_flush_cuts_at_once(tmp_path: Path) -> 
     assert 0.28 * 16000 <= audible <= 0.35 * 16000  # what was heard before the flush, no more
     assert len(played) >= 0.45 * 16000  # and the speaker kept running, silent, afterwards
     assert drained == []  # a flush is not a drain
+
+
+def test_file_sink_is_causal_a_flush_is_heard_after_it_happens_within_two_periods(
+    tmp_path: Path,
+) -> None:
+    """The speaker never decides after the fact what already played: sound stops after the
+    flush, once the period the card already holds has played out."""
+    sink = FileSink(tmp_path / "out.wav", period_s=0.01)
+    blocks: list[tuple[float, npt.NDArray[Any]]] = []
+
+    class Recorder(PlaybackLog):
+        def played(self, block: npt.NDArray[Any], rate: int, started_at: float) -> None:
+            blocks.append((started_at, block.copy()))
+
+    sink.playback_log = Recorder(16000)
+
+    async def scenario() -> list[float]:
+        await sink.start(16000, lambda: None)
+        flushes = []
+        for _ in range(5):
+            sink.write(np.full(16000, 1000, dtype=np.int16))
+            await asyncio.sleep(0.123)
+            flushes.append(time.monotonic())
+            sink.flush()
+            await asyncio.sleep(0.05)
+        await sink.close()
+        return flushes
+
+    flushes = asyncio.run(scenario())
+    sound_ends = []
+    for started_at, block in blocks:
+        if block.any():
+            sound_ends.append(started_at + int(np.flatnonzero(block)[-1] + 1) / 16000)
+    heard_after = [
+        max(end for end in sound_ends if end < flushed_at + 0.045) - flushed_at
+        for flushed_at in flushes
+    ]
+    # a tick the loop ran late leaves the card dry a moment (an underrun) before the flush:
+    # a few ms at most; a sink deciding after the fact would cut up to a period before it
+    assert all(-0.003 <= after <= 0.025 for after in heard_after), heard_after
+    assert statistics.median(heard_after) >= 0, heard_after
 
 
 def test_file_sink_reports_drained_after_the_last_sample(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ the file ends it delivers silence, as a quiet room would. Given a ``Room``, it a
 speaker. Given an ``origin``, the file is a room that runs on the clock from then on, whether the
 microphone is open or not: a stream started late begins with what is being said at that moment.
 
-``FileSink`` is a speaker that records what it plays: every ``period_s`` it writes exactly the
-samples that real-time playback would have consumed, silence when it has nothing queued, into a
-WAV. So a flush on interruption really cuts what would have been heard, and the WAV's length is
-the time the speaker was on.
+``FileSink`` is a speaker that records what it plays: every ``period_s`` it hands the "card" the
+samples real-time playback will consume up to a period from now, silence when it has nothing
+queued, and writes them into a WAV. So a flush on interruption cuts what would have been heard
+(after the period already handed over, as on a real card, never before), and the WAV's length
+is the time the speaker was on.
 """
 
 from __future__ import annotations
@@ -180,22 +181,32 @@ class FileSink:
         assert self._wav is not None
         started = self._clock()
         written_at_start = self.written_samples
+        ahead = round(self.period_s * self._rate)
+        drains_at: float | None = None  # when the last queued sample will have played
         while True:
-            await asyncio.sleep(self.period_s)
+            # The card is kept a period ahead of the clock, as a real one holds a period in its
+            # buffer: what is handed over here plays after what was handed over before, so a
+            # flush is heard only once that has played - never before the flush happened.
             played_so_far = self.written_samples - written_at_start
-            due = int((self._clock() - started) * self._rate) - played_so_far
-            if due <= 0:
-                continue
-            had_audio = len(self._queue) > 0
-            out = np.zeros(due, dtype=np.int16)
-            self.played_samples += self._queue.take_into(out)
-            self.written_samples += due
-            self._wav.writeframes(out.astype("<i2").tobytes())
-            if self.playback_log is not None:
-                self.playback_log.played(out, self._rate, started + played_so_far / self._rate)
-            self.output_level = loudness(out)
-            if had_audio and not self._queue:
+            due = int((self._clock() - started) * self._rate) + ahead - played_so_far
+            if due > 0:
+                out = np.zeros(due, dtype=np.int16)
+                taken = self._queue.take_into(out)
+                self.played_samples += taken
+                self.written_samples += due
+                self._wav.writeframes(out.astype("<i2").tobytes())
+                block_at = started + played_so_far / self._rate
+                if self.playback_log is not None:
+                    self.playback_log.played(out, self._rate, block_at)
+                self.output_level = loudness(out)
+                if taken and not self._queue:
+                    drains_at = block_at + taken / self._rate
+            if self._queue:
+                drains_at = None
+            elif drains_at is not None and self._clock() >= drains_at:
+                drains_at = None
                 self._on_drained()
+            await asyncio.sleep(self.period_s)
 
     async def stop(self) -> None:
         self.flush()
