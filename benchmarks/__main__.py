@@ -1,23 +1,64 @@
-"""`make bench`: every figure against a peer measured in the same run, as a ratio."""
+"""`make bench`: every figure against a peer measured in the same run, as a ratio.
+
+    python -m benchmarks [clients] [protocol] [soundcard] [soak]    (default: all of them)
+
+``clients`` is the headline: agentpi against the official elevenlabs SDK (and the idle wake
+listener against openWakeWord's bare loop), a table, and JSON + PNG in benchmarks/results/.
+"""
 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
-from benchmarks import protocol, soak, soundcard, wake
+from benchmarks import protocol, report, soak, soundcard, versus_sdk, wake
+
+PARTS = ("clients", "protocol", "soundcard", "soak")
 
 
-def main() -> int:
-    print("== protocol layer ==")
-    protocol.main()
-    print("\n== idle wake-word listener ==")
-    wake.main()
-    print("\n== conversation through a sound card (PyAudio) ==")
-    soundcard.main()
-    print("\n== soak: 200 conversations in one process ==")
-    soak.main()
+def clients() -> int:
+    info = report.machine()
+    with tempfile.TemporaryDirectory(prefix="agentpi-bench-") as name:
+        try:
+            runs = versus_sdk.run(Path(name))
+        except versus_sdk.Incomplete as exc:
+            print(f"not reporting: a conversation was not complete: {exc}", file=sys.stderr)
+            return 1
+    idle = wake.measure()
+    rows = report.client_rows(runs) + (report.wake_rows(idle) if idle is not None else [])
+    print(
+        f"agentpi vs the elevenlabs SDK: one simulator, the same WAV and file-backed audio, "
+        f"{runs.rounds} conversations each, alternating; medians"
+    )
+    print(f"machine: {report.describe(info)}")
+    print(report.table(rows))
+    json_path, png_path = report.write_results(rows, runs, idle, info)
+    print(f"results: {json_path}\n         {png_path}")
     return 0
 
 
+def main(argv: list[str]) -> int:
+    parts = argv or list(PARTS)
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        print(f"unknown part {unknown[0]!r}: choose from {', '.join(PARTS)}", file=sys.stderr)
+        return 2
+    failed = 0
+    if "clients" in parts:
+        print("== agentpi and the official SDK, side by side ==")
+        failed |= clients()
+    if "protocol" in parts:
+        print("\n== protocol layer ==")
+        protocol.main()
+    if "soundcard" in parts:
+        print("\n== conversation through a sound card (PyAudio) ==")
+        soundcard.main()
+    if "soak" in parts:
+        print("\n== soak: 200 conversations in one process ==")
+        soak.main()
+    return failed
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -3,20 +3,20 @@
 Ours is the device's real idle path (``Device.run`` waiting for the wake word: a capture thread
 fills the microphone ring, the wake thread reads 80 ms frames from it and runs inference) fed by
 a stream that runs faster than real time, so the CPU it burns per second of audio can be measured
-quickly. The peer is the least any
-openWakeWord user writes: ``Model.predict`` on every 1280-sample frame. Rounds alternate; medians.
-Peak RSS compares an idle ``agentpi run`` process with a process running the bare loop.
+quickly. The peer is the least any openWakeWord user writes: ``Model.predict`` on every
+1280-sample frame. Rounds alternate. Peak RSS compares an idle ``agentpi run`` process with a
+process running the bare loop. ``make bench`` shows the medians in its table.
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -165,12 +165,23 @@ def peak_rss_mb(command: list[str]) -> float:
     return peak_kb / 1024
 
 
-def main() -> None:
+@dataclass
+class WakeFigures:
+    audio_s: float
+    clips: int
+    cpu_ms_per_s: dict[float, tuple[list[float], list[float]]]
+    """Per speed-up: (agentpi's idle path, the bare predict loop), one value per round."""
+    rss_mb: tuple[float, float]
+    false_triggers: tuple[int, int]
+
+
+def measure() -> WakeFigures | None:
+    """None where openwakeword does not install (Python 3.12 and later)."""
     if sys.version_info >= (3, 12):
-        print("openwakeword does not install on this Python; nothing to compare against")
-        return
+        return None
     audio = negative_audio()
     seconds = len(audio) / RATE
+    ours_fired = peer_fired = 0
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         cpu: dict[float, tuple[list[float], list[float]]] = {}
@@ -178,9 +189,9 @@ def main() -> None:
             ours_cpu, peer_cpu = cpu.setdefault(speed, ([], []))
             for _ in range(ROUNDS):
                 used, ours_fired = ours(audio, folder, speed)
-                ours_cpu.append(used / seconds)
+                ours_cpu.append(used / seconds * 1e3)
                 used, peer_fired = peer(audio, speed)
-                peer_cpu.append(used / seconds)
+                peer_cpu.append(used / seconds * 1e3)
         idle = save(folder / "idle.wav", silence(20.0))
         config = folder / "idle.toml"
         config.write_text(
@@ -190,16 +201,4 @@ def main() -> None:
         ours_rss = peak_rss_mb([sys.executable, "-m", "agentpi", "run", "--config", str(config)])
         peer_rss = peak_rss_mb([sys.executable, "-c", PEER_PROCESS, str(idle)])
     clips = len(VOICES) * len(SPEEDS) * len(NEGATIVES)
-    print(f"audio: {seconds:.0f} s of {clips} negative sentences (espeak-ng), medians of {ROUNDS}")
-    print(f"{'figure':48} {'agentpi':>10} {'bare oww':>10} {'ratio':>7}")
-    for speed, (ours_cpu, peer_cpu) in cpu.items():
-        ours_med, peer_med = statistics.median(ours_cpu), statistics.median(peer_cpu)
-        label = f"CPU ms per s of audio, {speed:g}x real time"
-        print(
-            f"{label:48} {ours_med * 1e3:10.2f} {peer_med * 1e3:10.2f} {ours_med / peer_med:7.2f}"
-        )
-    print(
-        f"{'peak RSS MB (idle process, 20 s silence)':48} {ours_rss:10.1f} {peer_rss:10.1f} "
-        f"{ours_rss / peer_rss:7.2f}"
-    )
-    print(f"{'false triggers on the negative set':48} {ours_fired:10d} {peer_fired:10d}")
+    return WakeFigures(seconds, clips, cpu, (ours_rss, peer_rss), (ours_fired, peer_fired))
