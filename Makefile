@@ -28,8 +28,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check device tests benchmarks hardware
 	$(BIN)/mypy
 
+# All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH)
 
 # Wiring diagrams and hardware/README.md, from hardware/profiles/*.toml.
 wiring: $(STAMP)

@@ -31,9 +31,7 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        if self.theirs == 0:
-            return None if self.ours else 1.0
-        return self.ours / self.theirs
+        return self.ours / self.theirs if self.theirs else None
 
 
 def client_rows(runs: ClientRuns) -> list[Row]:

@@ -371,7 +371,7 @@ def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="4000"):
         load_script(script)
     script.write_text("[first_turn]\naudio_pace = -1.0\n")
-    with pytest.raises(SettingsError, match="audio_pace: -1.0 is below 0"):
+    with pytest.raises(SettingsError, match=r"audio_pace: -1\.0 is below 0"):
         load_script(script)
 
 
