@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class Devices:
     sink: FileSink
     speaker: SpeakerLog
     mic: RoomMicrophone | None = None
-    opened: list[Any] = field(default_factory=list)
 
 
 class InputStream:

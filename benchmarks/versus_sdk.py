@@ -30,6 +30,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,8 @@ class Child:
             await asyncio.sleep(0.02)
 
 
-async def until(condition: Any, timeout: float, what: str) -> Any:
+async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``condition()`` once it is truthy, checked every 5 ms."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
