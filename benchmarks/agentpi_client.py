@@ -29,7 +29,6 @@ async def main(config_path: Path, room: Path, question: Path, record: Path) -> i
     mic.prepare(stream)
     sink = FileSink(config.audio.output.removeprefix("file:"))
     speaker = SpeakerLog(sink)
-    sink.playback_log = speaker
     events = EventBus()
 
     def on_event(event: Event) -> None:

@@ -40,7 +40,7 @@ class Commands:
 
 def write_record(path: Path, mic: RoomMicrophone | None, speaker: SpeakerLog) -> None:
     record = {
-        "origin": mic.origin if mic is not None else None,
+        "origin": mic.started_at if mic is not None else None,
         "question_at": mic.question_at if mic is not None else None,
         "blocks": speaker.blocks,
     }

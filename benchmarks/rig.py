@@ -73,11 +73,13 @@ class RoomMicrophone(FileSource):
 
 
 class SpeakerLog(PlaybackLog):
-    """Every block the speaker played: (start time, samples, agent samples played by its end)."""
+    """Every block ``sink`` plays (it becomes the sink's playback log): (start time, samples,
+    agent samples played by its end)."""
 
     def __init__(self, sink: FileSink) -> None:
         super().__init__(RATE)
         self.sink = sink
+        sink.playback_log = self
         self.blocks: list[tuple[float, int, int]] = []
         self.agent_audio_until = float("-inf")
         """When the last of the agent's samples the speaker played finished playing."""

@@ -132,7 +132,6 @@ async def main(http_url: str, room: Path, question: Path, output: Path, record: 
     commands = Commands(loop)
     sink = FileSink(output)
     speaker = SpeakerLog(sink)
-    sink.playback_log = speaker
     await sink.start(RATE, lambda: None)
     devices = Devices(loop, room, question, time.monotonic(), sink, speaker)
     interface = FileBackedAudioInterface(devices)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -36,9 +35,9 @@ from tests.helpers import AGENTPI, HELLO_WAV
 from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
 from agentpi.audio.convert import read_wav
+from benchmarks.proc import cpu_seconds
 
 ROUNDS = 3
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GREETING = " ".join(["This greeting goes on so that there is something to interrupt."] * 3)
 SCRIPT = SimulatorScript(
     first_turn=TurnScript(response=GREETING, interrupt_after_s=1.5),
@@ -51,14 +50,6 @@ class Figures:
     latencies_ms: list[float] = field(default_factory=list)
     silence_ms: list[float] = field(default_factory=list)
     cpu_ms_per_s: list[float] = field(default_factory=list)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 KINDS = {

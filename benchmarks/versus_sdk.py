@@ -42,13 +42,13 @@ from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
 from agentpi.audio.convert import Int16Array, read_wav
 from agentpi.cli import bundled
+from benchmarks.proc import cpu_seconds, peak_rss_mb
 from benchmarks.rig import RATE, room_with_question, write_room
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CLIENTS = ("agentpi", "sdk", "agentpi-no-wake")
 """agentpi as shipped (wake listener loaded), the SDK, and agentpi triggered only over the control
 socket, so without the wake model in memory: the client alone."""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GREETING = (
     "Hello! This is the bench agent. I know a lot about small computers, the sensors you can "
     "attach to them, and the many ways to wire them together."
@@ -138,19 +138,11 @@ def client_command(client: str, sim: AgentSimulator, files: RoomFiles, folder: P
     ]
 
 
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise Incomplete(f"no VmHWM for process {pid}")
+def client_peak_rss_mb(pid: int) -> float:
+    rss = peak_rss_mb(pid)
+    if rss is None:
+        raise Incomplete(f"no VmHWM for process {pid}")
+    return rss
 
 
 class Child:
@@ -246,7 +238,7 @@ async def one_conversation(
         await asyncio.wait_for(record.done.wait(), 10)
         sampling.cancel()
         child.take_cpu_sample()  # one from after the close
-        rss = peak_rss_mb(process.pid)
+        rss = client_peak_rss_mb(process.pid)
         child.send("exit")
         code = await asyncio.wait_for(process.wait(), 30)
         if code != 0:
@@ -416,16 +408,21 @@ def follow_speaker(
     record: ConversationRecord, blocks: list[list[float]], output: Int16Array
 ) -> SpeakerPath:
     """What the speaker played of the agent's audio, in order, and when each sample finished."""
-    played_parts = []
-    ends: list[float] = []  # when each played agent sample finished playing
-    offset = previous = 0
-    for started_at, length, played_total in blocks:
-        real = int(played_total) - previous
-        previous = int(played_total)
-        played_parts.append(output[offset : offset + real])
-        ends.extend(started_at + (np.arange(real) + 1) / RATE)
-        offset += int(length)
-    played = np.concatenate(played_parts) if played_parts else np.zeros(0, np.int16)
+    starts = np.array([block[0] for block in blocks])
+    offsets = np.cumsum([0] + [int(block[1]) for block in blocks])
+    totals = np.array([int(block[2]) for block in blocks])
+    before = np.concatenate([[0], totals[:-1]])
+    # a block plays what was queued first, then silence
+    played = np.concatenate(
+        [np.zeros(0, np.int16)]
+        + [output[at : at + n] for at, n in zip(offsets[:-1], totals - before, strict=True)]
+    )
+
+    def finished_at(sample: int) -> float:
+        """When the speaker finished playing the agent's ``sample``-th sample."""
+        block = int(np.searchsorted(totals, sample, side="right"))
+        return float(starts[block] + (sample - before[block] + 1) / RATE)
+
     greeting_turn, answer_turn = record.turns
     greeting = sent_audio(record, greeting_turn.event_id)
     answer = sent_audio(record, answer_turn.event_id)
@@ -438,7 +435,7 @@ def follow_speaker(
         raise Incomplete("the speaker did not play the whole answer, exactly")
     if not np.array_equal(played[:greeting_played], greeting[:greeting_played]):
         raise Incomplete("what the speaker played of the greeting is not what the agent sent")
-    return SpeakerPath(ends[greeting_played - 1], ends[-1])
+    return SpeakerPath(finished_at(greeting_played - 1), finished_at(len(played) - 1))
 
 
 def cpu_per_minute(cpu: list[tuple[float, float]], opened_at: float, closed_at: float) -> float:
@@ -456,7 +453,7 @@ def cpu_per_minute(cpu: list[tuple[float, float]], opened_at: float, closed_at: 
 
 RIG_ALONE = """
 import time
-import benchmarks.rig, agentpi.audio.file
+import benchmarks.rig
 time.sleep(0.3)
 print("ready", flush=True)
 input()
@@ -475,7 +472,7 @@ async def rig_alone_rss_mb() -> float:
     )
     assert process.stdout is not None and process.stdin is not None
     await asyncio.wait_for(process.stdout.readline(), 60)
-    rss = peak_rss_mb(process.pid)
+    rss = client_peak_rss_mb(process.pid)
     process.stdin.write(b"\n")
     await process.wait()
     return rss

@@ -31,6 +31,7 @@ from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig, Wake
 from agentpi.wake.framer import FRAME_SAMPLES
 from agentpi.wake.listener import open_listener
 from agentpi.wake.models import resolve
+from benchmarks import proc
 
 ROUNDS = 3
 # Paced like a microphone, faster than real time so a round takes seconds, not minutes: both sides
@@ -147,22 +148,15 @@ time.sleep(0.5)  # time for the parent to read the final VmHWM
 
 
 def peak_rss_mb(command: list[str]) -> float:
-    """Peak RSS of a child process: its VmHWM, read while it runs. (wait4's ru_maxrss would
-    count the parent's pages the child had between fork and exec.)"""
+    """Peak RSS of a child process: its VmHWM, read while it runs."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status = Path(f"/proc/{process.pid}/status")
-    peak_kb = 0
+    peak = 0.0
     while process.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kb = max(peak_kb, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
+        peak = max(peak, proc.peak_rss_mb(process.pid) or 0.0)
         time.sleep(0.05)
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-    return peak_kb / 1024
+    return peak
 
 
 @dataclass
