@@ -16,7 +16,7 @@ from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
 from agentpi.cli import assemble_device
 from agentpi.config import load_config
-from agentpi.events import Event, EventBus
+from agentpi.events import EventBus, EventRecord, as_records
 from benchmarks.child import Commands, tell, write_record
 from benchmarks.rig import RoomMicrophone, SpeakerLog
 
@@ -31,11 +31,11 @@ async def main(config_path: Path, room: Path, question: Path, record: Path) -> i
     speaker = SpeakerLog(sink)
     events = EventBus()
 
-    def on_event(event: Event) -> None:
+    def on_event(event: EventRecord) -> None:
         if event["event"] == "conversation_ended":
             tell("ended")
 
-    events.subscribe(on_event)
+    events.subscribe(as_records(on_event))
     device = assemble_device(config, events, mic, sink)
     running = asyncio.ensure_future(device.run(once=True))
     ready = asyncio.ensure_future(device.ready.wait())

@@ -23,7 +23,7 @@ from agentpi.audio.backend import Deliver, Failed
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
 from agentpi.config import AgentConfig, AudioConfig, Config, ConversationConfig, TriggerConfig
-from agentpi.events import Event, EventBus
+from agentpi.events import EventBus, EventRecord, as_records
 
 CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "200"))
 WARM_UP = 10
@@ -87,7 +87,7 @@ async def soak(url: str, folder: Path) -> tuple[tuple[int, int, float], tuple[in
     marks: list[tuple[int, int, float]] = []
     done = asyncio.Event()
 
-    def count(event: Event) -> None:
+    def count(event: EventRecord) -> None:
         nonlocal ended
         if event["event"] == "conversation_ended":
             ended += 1
@@ -96,7 +96,7 @@ async def soak(url: str, folder: Path) -> tuple[tuple[int, int, float], tuple[in
             if ended == CONVERSATIONS:
                 done.set()
 
-    bus.subscribe(count)
+    bus.subscribe(as_records(count))
     room = QuietRoom()
     mic = Microphone(lambda: room)
     mic.prepare(room)

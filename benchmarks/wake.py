@@ -28,6 +28,7 @@ from agentpi.audio.capture import Microphone
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.file import FileSink
 from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig, WakeConfig
+from agentpi.events import TriggerFired
 from agentpi.wake.framer import FRAME_SAMPLES
 from agentpi.wake.listener import open_listener
 from agentpi.wake.models import resolve
@@ -104,7 +105,7 @@ def ours(audio: Int16Array, folder: Path, speed: float) -> tuple[float, int]:
     )
     fired = []
     device.events.subscribe(
-        lambda event: fired.append(event) if event["event"] == "trigger" else None
+        lambda event: fired.append(event) if isinstance(event, TriggerFired) else None
     )
     start = time.process_time()
     asyncio.run(device.run())

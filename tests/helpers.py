@@ -28,7 +28,7 @@ from agentpi.config import (
     Secret,
     TriggerConfig,
 )
-from agentpi.events import Event, EventBus
+from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.leds.driver import LedController
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import WakeListener
@@ -40,7 +40,7 @@ AGENTPI = [sys.executable, "-m", "agentpi"]
 @dataclass
 class Run:
     exit_code: int
-    events: list[Event]
+    events: list[EventRecord]
     simulator: AgentSimulator
     output: Path
     sink: FileSink
@@ -57,7 +57,7 @@ class Run:
     def kinds(self) -> list[str]:
         return [event["event"] for event in self.events]
 
-    def of_kind(self, kind: str) -> list[Event]:
+    def of_kind(self, kind: str) -> list[EventRecord]:
         return [event for event in self.events if event["event"] == kind]
 
     def states(self) -> list[str]:
@@ -84,7 +84,7 @@ def run_conversation(
     wake: WakeListener | None = None,
     button: ButtonInput | None = None,
     once: bool = True,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[EventRecord], None] | None = None,
     audio: dict[str, Any] | None = None,
     room: Room | None = None,
     cues: bool = False,
@@ -136,11 +136,11 @@ def run_conversation(
                 ),
             )
             config = replace(config, **(sections or {}))
-            events: list[Event] = []
+            events: list[EventRecord] = []
             bus = EventBus()
-            bus.subscribe(events.append)
+            bus.subscribe(as_records(events.append))
             if on_event is not None:
-                bus.subscribe(on_event)
+                bus.subscribe(as_records(on_event))
             source = FileSource(input_wav, chunk_ms=chunk_ms, room=room)
             source.fail_at_s = fail_at_s
             sink = FileSink(output)

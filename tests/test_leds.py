@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from agentpi import events as ev
 from agentpi.config import ConfigError, load_config, load_profile, profile_dirs
 from agentpi.leds.driver import (
     STEPS,
@@ -189,13 +190,13 @@ def test_vad_score_events_drive_the_listening_light(factory: MockFactory) -> Non
     controller = LedController(
         GpioLeds(BOARD, factory), LedAnimator(BOARD.pattern_table()), clock=lambda: clock["now"]
     )
-    controller.on_event({"event": "state", "state": "listening"})
+    controller.on_event(ev.StateChanged("listening"))
     blue = factory.pin(27)
     controller.render()
     quiet = blue.state
     for frame in range(1, 30):
         clock["now"] = frame / 50
-        controller.on_event({"event": "vad_score", "score": 0.95})
+        controller.on_event(ev.VadScore(0.95))
         controller.render()
     loud = blue.state
     assert quiet == pytest.approx(0.15, abs=1 / STEPS)
@@ -286,8 +287,8 @@ def test_led_updates_never_wait_for_a_slow_output() -> None:
 
         def feed() -> None:
             for step in range(100):
-                controller.on_event({"event": "state", "state": "listening"})
-                controller.on_event({"event": "vad_score", "score": step / 100})
+                controller.on_event(ev.StateChanged("listening"))
+                controller.on_event(ev.VadScore(step / 100))
 
         feeder = threading.Thread(target=feed)
         feeder.start()

@@ -14,7 +14,7 @@ from agentpi.app import Device, reconnect_delay
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig
-from agentpi.events import Event, EventBus
+from agentpi.events import EventBus, EventRecord, as_records
 from tests.helpers import Run, run_conversation, silence_wav
 from tests.netcut import FlakyNetwork
 
@@ -41,9 +41,9 @@ def test_network_down_shows_offline_backs_off_and_returns_to_idle(tmp_path: Path
         trigger=TriggerConfig(mode="immediate", restart_pause_s=0.1),
         audio=AudioConfig(echo="off", cues=False),
     )
-    events: list[Event] = []
+    events: list[EventRecord] = []
     bus = EventBus()
-    bus.subscribe(events.append)
+    bus.subscribe(as_records(events.append))
     source = FileSource(silence_wav(tmp_path / "quiet.wav", 9.0))
     device = Device(config, Microphone.of(source), FileSink(tmp_path / "out.wav"), events=bus)
     code = asyncio.run(asyncio.wait_for(device.run(), 30))
@@ -71,7 +71,7 @@ def run_through_flaky_network(tmp_path: Path, cut: Callable[[FlakyNetwork], None
         networks.append(FlakyNetwork(simulator_url))
         return {"url": networks[0].url}
 
-    def on_event(event: Event) -> None:
+    def on_event(event: EventRecord) -> None:
         network = networks[0]
         if event["event"] == "state" and event["state"] == "speaking" and network.cut_at is None:
             cut(network)

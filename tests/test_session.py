@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from agentpi import events as ev
+from agentpi.errors import LocalProtocolError
 from agentpi.protocol import messages as m
-from agentpi.protocol.session import (
+from agentpi.protocol.actions import (
     Action,
     CloseConnection,
     ConversationEnded,
-    ConversationSession,
     FlushPlayback,
     Notify,
     PlayAudio,
     RunTool,
     Send,
-    SessionSettings,
-    SessionUsageError,
     SetState,
+    StartAudio,
 )
+from agentpi.protocol.session import ConversationSession, SessionSettings
 from agentpi.protocol.states import DeviceState, InvalidTransition, check_transition
 
 METADATA = m.ConversationInitiationMetadata("conv_1", "pcm_16000", "pcm_16000")
@@ -74,12 +75,14 @@ def test_metadata_sets_formats_and_starts_listening() -> None:
     assert session.output_format is not None and session.output_format.encoding == "ulaw"
     assert session.input_format is not None and session.input_format.sample_rate == 44100
     assert any(isinstance(a, Notify) and a.kind == "conversation_started" for a in actions)
+    # the adapters are told the formats as an action, not by reading the session
+    assert actions[0] == StartAudio(session.input_format, session.output_format)
 
 
 def test_mic_audio_before_metadata_is_a_usage_error() -> None:
     session = ConversationSession()
     session.connection_opened(0.0)
-    with pytest.raises(SessionUsageError):
+    with pytest.raises(LocalProtocolError):
         session.mic_audio(CHUNK, False, 0.1)
 
 
@@ -389,7 +392,7 @@ def test_nothing_happens_after_the_end() -> None:
 def test_invalid_frames_are_reported_and_do_not_end_the_conversation() -> None:
     session = started()
     actions = session.receive_invalid(m.ProtocolError("ping.ping_event: missing"), 1.0)
-    assert actions == [Notify("protocol_error", {"message": "ping.ping_event: missing"})]
+    assert actions == [Notify(ev.ProtocolErrorSeen("ping.ping_event: missing"))]
     assert not session.ended
     assert sent(session.receive(m.Ping(4), 1.1)) == [m.Pong(4)]
 
@@ -397,7 +400,7 @@ def test_invalid_frames_are_reported_and_do_not_end_the_conversation() -> None:
 def test_unknown_events_are_reported_not_fatal() -> None:
     session = started()
     actions = session.receive(m.UnknownEvent("context_usage", {"type": "context_usage"}), 1.0)
-    assert actions == [Notify("unknown_event", {"type": "context_usage"})]
+    assert actions == [Notify(ev.UnknownEventSeen("context_usage"))]
 
 
 def test_every_observable_event_becomes_a_notification() -> None:

@@ -11,7 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agentpi.config import ButtonConfig, TriggerConfig, WakeConfig
-from agentpi.events import Event
+from agentpi.events import EventRecord
 from agentpi.protocol import messages as m
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener
@@ -33,7 +33,7 @@ def test_button_press_starts_and_a_second_press_ends(tmp_path: Path, factory: Mo
         pin.drive_low()
         pin.drive_high()
 
-    def on_event(event: Event) -> None:
+    def on_event(event: EventRecord) -> None:
         if event["event"] == "state" and event["state"] == "idle" and not pressed["start"]:
             pressed["start"] = True
             press()
@@ -69,7 +69,7 @@ def test_push_to_talk_streams_the_mic_only_while_held(tmp_path: Path, factory: M
         released.append(time.monotonic())
         pin.drive_high()
 
-    def on_event(event: Event) -> None:
+    def on_event(event: EventRecord) -> None:
         if event["event"] == "state" and event["state"] == "idle" and not released:
             pin.drive_low()  # held from the start, released between the two sentences
             asyncio.get_running_loop().call_later(first_sentence_end_s + gap / 2, release)
@@ -129,7 +129,7 @@ def test_wake_word_and_button_together(tmp_path: Path, factory: MockFactory) -> 
     wav = save(tmp_path / "mic.wav", audio)
     ended = []
 
-    def on_event(event: Event) -> None:
+    def on_event(event: EventRecord) -> None:
         # after the wake-word conversation the button starts the next one, and ends it
         if event["event"] == "conversation_ended":
             ended.append(event)

@@ -9,7 +9,7 @@ from typing import Any
 
 from agentpi import __version__
 from agentpi.config import ContextConfig, ConversationConfig
-from agentpi.events import Event
+from agentpi.events import EventRecord
 from agentpi.protocol.messages import ConversationInitiationClientData, JsonDict
 
 SOURCE_INFO = {"source": "agentpi", "version": __version__}
@@ -68,7 +68,7 @@ def start_context(context: ContextConfig, device_id: str, now: datetime | None =
     return context.at_start.format_map(_LeaveUnknown(fields))
 
 
-def event_context(context: ContextConfig, event: Event) -> str:
+def event_context(context: ContextConfig, event: EventRecord) -> str:
     """The update a device event calls for ("" when the config names none for its kind)."""
     template = context.on_event.get(event["event"])
     if not template:

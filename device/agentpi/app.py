@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentpi import __version__
+from agentpi import events as ev
 from agentpi.agent.client import (
     AgentConnectError,
     AgentConnection,
@@ -33,28 +34,29 @@ from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
 from agentpi.audio.cues import Cues
 from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
+from agentpi.audio.formats import AudioFormat
 from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
 from agentpi.custom_tools import build_tools
 from agentpi.device_tools import MAX_VOLUME_PERCENT, register_device_tools
-from agentpi.events import Event, EventBus
+from agentpi.events import DeviceEvent, EventBus
 from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
-from agentpi.protocol.messages import ProtocolError
-from agentpi.protocol.session import (
+from agentpi.protocol.actions import (
     Action,
     CloseConnection,
     ConversationEnded,
-    ConversationSession,
     FlushPlayback,
     Notify,
     PlayAudio,
     RunTool,
     Send,
-    SessionSettings,
     SetState,
+    StartAudio,
 )
+from agentpi.protocol.messages import ProtocolError
+from agentpi.protocol.session import ConversationSession, SessionSettings
 from agentpi.protocol.states import DeviceState, check_transition
 from agentpi.service import SystemdNotifier
 from agentpi.tools import ToolRegistry
@@ -93,16 +95,6 @@ class Trigger:
     """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
     user_message: str | None = None
     """Typed text to open the conversation with (`agentpi say` while idle)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one conversation ended."""
-
-    ok: bool
-    reason: str
-    code: int | None = None
-    error: str | None = None
 
 
 class Device:
@@ -166,7 +158,7 @@ class Device:
             return
         check_transition(self.state, new)
         self.state = new
-        self.events.emit("state", state=new.value)
+        self.events.publish(ev.StateChanged(new.value))
         self.notifier.status(new.value)
 
     # ------------------------------------------------------------------ controls
@@ -180,15 +172,14 @@ class Device:
     def set_volume_percent(self, percent: float) -> None:
         percent = min(max(percent, 0.0), MAX_VOLUME_PERCENT)
         self.volume_gain = min(4.0, self.config.audio.volume * percent / 100)
-        self.events.emit("volume", percent=self.volume_percent)
+        self.events.publish(ev.VolumeChanged(self.volume_percent))
 
     def status(self) -> dict[str, Any]:
         run = self._run
-        metadata = run.session.metadata if run is not None else None
         return {
             "state": self.state.value,
             "in_conversation": run is not None,
-            "conversation_id": metadata.conversation_id if metadata else None,
+            "conversation_id": run.session.conversation_id if run is not None else None,
             "conversations": self.conversations,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "volume_percent": self.volume_percent,
@@ -234,11 +225,11 @@ class Device:
             return "no conversation is running"
         return self._run.from_device(text, typed=False)
 
-    def _context_for_event(self, event: Event) -> None:
+    def _context_for_event(self, event: DeviceEvent) -> None:
         run = self._run
         if run is None:
             return
-        text = event_context(self.config.context, event)
+        text = event_context(self.config.context, event.record())
         if text:
             run.from_device(text, typed=False)
 
@@ -258,7 +249,7 @@ class Device:
             loop.call_soon_threadsafe(self._speaker_failed, exc)
 
         self.sink.on_failure = speaker_failed
-        outcome = Outcome(True, "not started")
+        outcome = ConversationEnded(None, "not started", "client")
         watchdog: asyncio.Task[None] | None = None
         try:
             # inside the try: a stop while the device opens must still close it
@@ -271,9 +262,9 @@ class Device:
                 self._runner = WakeRunner(self.wake, self.mic, self._wake_fired, self._input_ended)
             if self.leds is not None:
                 self.leds.start()
-            self.events.emit("state", state=self.state.value)
+            self.events.publish(ev.StateChanged(self.state.value))
             if self._runner is not None:
-                self.events.emit("listening_for_wake_word", engine=self._runner.engine_name)
+                self.events.publish(ev.ListeningForWakeWord(self._runner.engine_name))
             if "immediate" in modes:
                 self._triggers.put_nowait(Trigger("immediate"))
             # microphone open, models loaded: from here on the device does its job
@@ -284,7 +275,7 @@ class Device:
                 trigger = await self._next_trigger()
                 if trigger is None:
                     break
-                self.events.emit("trigger", source=trigger.source, **trigger.detail)
+                self.events.publish(ev.TriggerFired(trigger.source, **trigger.detail))
                 outcome = await self.converse(trigger)
                 if once:
                     break
@@ -383,7 +374,7 @@ class Device:
             return
         self._audio_ok.clear()
         message = str(exc)
-        self.events.emit("audio_error", message=message)
+        self.events.publish(ev.AudioError(message))
         if self._run is not None:
             self._run.fail(message)
         self._recovering = asyncio.get_running_loop().create_task(self._recover_audio())
@@ -391,7 +382,7 @@ class Device:
     def _speaker_failed(self, exc: Exception) -> None:
         """The speaker went away mid-conversation: end it; the next one opens the speaker anew."""
         message = str(exc)
-        self.events.emit("audio_error", message=message)
+        self.events.publish(ev.AudioError(message))
         if self._run is not None:
             self._run.fail(message)
 
@@ -410,14 +401,14 @@ class Device:
             try:
                 await loop.run_in_executor(None, self.mic.open)
             except AudioDeviceError as exc:
-                self.events.emit("audio_retry", attempt=attempt, message=str(exc))
+                self.events.publish(ev.AudioRetry(attempt, str(exc)))
                 continue
             break
-        self.events.emit("audio_restored", attempts=attempt)
+        self.events.publish(ev.AudioRestored(attempt))
         self.set_state(DeviceState.IDLE)
         self._audio_ok.set()
 
-    async def converse(self, trigger: Trigger | None = None) -> Outcome:
+    async def converse(self, trigger: Trigger | None = None) -> ConversationEnded:
         """One whole conversation, from the trigger to idle again."""
         trigger = trigger or Trigger("immediate")
         self.conversations += 1
@@ -428,7 +419,7 @@ class Device:
         finally:
             reader.close()
 
-    async def _converse(self, trigger: Trigger, reader: MicReader) -> Outcome:
+    async def _converse(self, trigger: Trigger, reader: MicReader) -> ConversationEnded:
         if trigger.source == "wake":
             self.set_state(DeviceState.WAKE_DETECTED)
             await self._cue("wake")
@@ -436,45 +427,41 @@ class Device:
         started = time.monotonic()
         try:
             url = await self._resolve_url()
-            self.events.emit("connecting", url=redact_url(url))
+            self.events.publish(ev.Connecting(redact_url(url)))
             connection = await AgentConnection.open(
                 url, self.config.agent.connect_timeout_s, self.config.agent.keepalive_s
             )
         except AgentConnectError as exc:
             self._connect_failures += 1
-            self.events.emit(
-                "connect_failed",
-                message=str(exc),
-                offline=exc.offline,
-                failures=self._connect_failures,
-            )
+            self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self._connect_failures))
             await self._show_error(offline=exc.offline)
-            return Outcome(False, "connect failed", error=str(exc))
+            return ConversationEnded(None, "connect failed", "client", str(exc))
         self._connect_failures = 0
-        self.events.emit("connected")
+        self.events.publish(ev.Connected())
         run = _ConversationRun(self, connection, trigger, reader)
         self._run = run
         try:
             ended = await run.run()
         finally:
             self._run = None
-        self.events.emit(
-            "conversation_ended",
-            conversation_id=run.session.metadata.conversation_id if run.session.metadata else None,
-            reason=ended.reason,
-            code=ended.code,
-            closed_by=ended.closed_by,
-            error=ended.error,
-            duration_s=round(time.monotonic() - started, 3),
-            turns=run.session.turns,
-            ping_ms=statistics.median(run.pings_ms) if run.pings_ms else None,
+        self.events.publish(
+            ev.ConversationEnded(
+                conversation_id=run.session.conversation_id,
+                reason=ended.reason,
+                code=ended.code,
+                closed_by=ended.closed_by,
+                error=ended.error,
+                duration_s=round(time.monotonic() - started, 3),
+                turns=run.session.turns,
+                ping_ms=statistics.median(run.pings_ms) if run.pings_ms else None,
+            )
         )
         if ended.error:
             if self._audio_ok.is_set():
                 await self._show_error()
         else:
             await self._cue("end")
-        return Outcome(ended.error is None, ended.reason, ended.code, ended.error)
+        return ended
 
     async def _resolve_url(self) -> str:
         agent = self.config.agent
@@ -505,7 +492,7 @@ class Device:
             # the wake cue plays while the socket opens; the others are waited for
             await self.cues.play(name, self.sink, wait=name != "wake")
         except AudioDeviceError as exc:
-            self.events.emit("audio_error", message=str(exc))
+            self.events.publish(ev.AudioError(str(exc)))
 
 
 class _ConversationRun:
@@ -534,6 +521,7 @@ class _ConversationRun:
         self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
         self.audio_ready = asyncio.Event()
         self.decoder: WireDecoder | None = None
+        self.input_format: AudioFormat | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.failed = False
         self.pings_ms: list[int] = []
@@ -575,7 +563,7 @@ class _ConversationRun:
         exc = task.exception()
         if isinstance(exc, AudioDeviceError):
             if self.device._audio_ok.is_set():  # not the microphone, whose recovery reports it
-                self.device.events.emit("audio_error", message=str(exc))
+                self.device.events.publish(ev.AudioError(str(exc)))
             self.fail(str(exc))
             return
         log.error("conversation task failed: %r", exc)
@@ -597,21 +585,17 @@ class _ConversationRun:
             if isinstance(item, ProtocolError):
                 await self.execute(self.session.receive_invalid(item, now))
                 continue
-            had_metadata = self.session.metadata is not None
-            actions = self.session.receive(item, now)
-            if not had_metadata and self.session.metadata is not None:
-                await self.start_audio()
-            await self.execute(actions)
+            await self.execute(self.session.receive(item, now))
 
-    async def start_audio(self) -> None:
-        assert self.session.output_format is not None
+    async def start_audio(self, formats: StartAudio) -> None:
         loop = asyncio.get_running_loop()
 
         def drained() -> None:
             loop.call_soon(self._on_drained)
 
-        rate = await self.device.sink.start(self.session.output_format.sample_rate, drained)
-        self.decoder = WireDecoder(self.session.output_format, rate)
+        rate = await self.device.sink.start(formats.output_format.sample_rate, drained)
+        self.decoder = WireDecoder(formats.output_format, rate)
+        self.input_format = formats.input_format
         self.audio_ready.set()
 
     def _on_drained(self) -> None:
@@ -619,17 +603,17 @@ class _ConversationRun:
 
     async def mic_loop(self) -> None:
         await self.audio_ready.wait()
-        assert self.session.input_format is not None
+        assert self.input_format is not None
         device = self.device
         mic = device.mic
-        encoder = WireEncoder(mic.sample_rate, self.session.input_format)
+        encoder = WireEncoder(mic.sample_rate, self.input_format)
         vad = EnergyVad(mic.sample_rate, threshold_dbfs=device.config.audio.vad_threshold_dbfs)
         reader = self.reader
         lost = 0
         while not self.ended.done():
             chunk = await reader.read(mic.chunk_samples)
             if reader.lost != lost:
-                device.events.emit("audio_dropped", samples=reader.lost - lost)
+                device.events.publish(ev.AudioDropped(reader.lost - lost))
                 lost = reader.lost
             speaking = vad.process(chunk)
             if self.push_to_talk:
@@ -664,15 +648,15 @@ class _ConversationRun:
     def button_pressed(self) -> None:
         if self.push_to_talk:
             self.held = True
-            self.device.events.emit("button", action="talk")
+            self.device.events.publish(ev.ButtonAction("talk"))
         else:
-            self.device.events.emit("button", action="end")
+            self.device.events.publish(ev.ButtonAction("end"))
             self.request_end("button pressed")
 
     def button_released(self) -> None:
         if self.push_to_talk and self.held:
             self.held = False
-            self.device.events.emit("button", action="released")
+            self.device.events.publish(ev.ButtonAction("released"))
 
     async def tick_loop(self) -> None:
         while not self.ended.done():
@@ -697,13 +681,15 @@ class _ConversationRun:
                     self.device.sink.write(apply_gain(audio, self.device.volume_gain))
             elif isinstance(action, FlushPlayback):
                 dropped = self.device.sink.flush()
-                events.emit("playback_flushed", dropped_samples=dropped)
+                events.publish(ev.PlaybackFlushed(dropped))
             elif isinstance(action, SetState):
                 self.device.set_state(action.state)
             elif isinstance(action, Notify):
-                if action.kind == "latency" and isinstance(action.fields.get("ping_ms"), int):
-                    self.pings_ms.append(action.fields["ping_ms"])
-                events.emit(action.kind, **action.fields)
+                if isinstance(action.event, ev.Latency):
+                    self.pings_ms.append(action.event.ping_ms)
+                events.publish(action.event)
+            elif isinstance(action, StartAudio):
+                await self.start_audio(action)
             elif isinstance(action, RunTool):
                 self.spawn(self.run_tool(action))
             elif isinstance(action, CloseConnection):

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TextIO
 
 from agentpi import __version__
+from agentpi import events as ev
 from agentpi.agent.script import SimulatorScript, load_script
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
 from agentpi.audio.backend import (
-    AudioDeviceError,
     AudioSink,
     CaptureStream,
     open_sink,
@@ -47,10 +47,11 @@ from agentpi.config import (
     read_endpoint_token,
     with_profile,
 )
+from agentpi.console import ConsolePrinter, JsonLinesWriter
 from agentpi.control import ControlServer, socket_path
 from agentpi.control_client import ControlClientError, event_lines, find_socket, request
-from agentpi.events import ConsolePrinter, EventBus, JsonLinesWriter
-from agentpi.gpio import GpioError
+from agentpi.errors import AgentpiError
+from agentpi.events import EventBus
 from agentpi.leds.driver import LedController, LedSettings, open_leds
 from agentpi.leds.patterns import LedAnimator
 from agentpi.protocol.states import DeviceState
@@ -58,7 +59,7 @@ from agentpi.service import SystemdNotifier
 from agentpi.settings import build_dataclass, load_toml
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener, open_models
-from agentpi.wake.models import ModelError, download, model_dirs, user_models_dir
+from agentpi.wake.models import download, model_dirs, user_models_dir
 
 log = logging.getLogger("agentpi")
 
@@ -76,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
-    except (ConfigError, AudioDeviceError, GpioError, ModelError) as exc:
-        print(f"agentpi: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ControlClientError as exc:
         print(f"agentpi: {exc}", file=sys.stderr)
         return 1
+    except AgentpiError as exc:
+        # what the user can fix (config, a device, a model): one line, never a traceback
+        print(f"agentpi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
@@ -285,7 +287,7 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         try:
             await control.start()
         except ConfigError as exc:
-            device.events.emit("control_error", message=str(exc))
+            device.events.publish(ev.ControlError(str(exc)))
 
     serving = asyncio.ensure_future(serve_once_ready())
     try:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentpi.config import ConfigError, ControlConfig
-from agentpi.events import Event, EventBus, event_line
+from agentpi.errors import AgentpiError
+from agentpi.events import DeviceEvent, EventBus, event_line
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ COMMANDS = ("status", "start", "stop", "say", "context", "events")
 # --------------------------------------------------------------------------- requests
 
 
-class ControlRequestError(ValueError):
+class ControlRequestError(AgentpiError, ValueError):
     """A request that cannot be carried out as sent; the message says why."""
 
 
@@ -274,9 +275,9 @@ class ControlServer:
             except asyncio.QueueFull:
                 dropped += 1
 
-        def listener(event: Event) -> None:
+        def listener(event: DeviceEvent) -> None:
             # events may come from any thread; the queue lives on the loop
-            loop.call_soon_threadsafe(offer, event_line(event))
+            loop.call_soon_threadsafe(offer, event_line(event.record()))
 
         self.device.events.subscribe(listener)
         hung_up = asyncio.ensure_future(reader.read())  # EOF: the subscriber is gone

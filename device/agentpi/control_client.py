@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from agentpi.control import SYSTEM_SOCKET, user_socket_path
+from agentpi.errors import AgentpiError
 
 SOCKET_ENV = "AGENTPI_CONTROL_SOCKET"
 REPLY_TIMEOUT_S = 10.0
 
 
-class ControlClientError(RuntimeError):
+class ControlClientError(AgentpiError):
     """No device to talk to, or it said no; the message is for the person at the shell."""
 
 

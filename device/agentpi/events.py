@@ -1,24 +1,303 @@
-"""The device's observable surface: one JSON object per line for everything that happens.
+"""The device's observable surface: one typed event per thing that happens.
 
-Every event has ``t`` (monotonic seconds) and ``event`` (its kind). Listeners (the ``--events``
-writer, the console printer, tests) subscribe to the same stream.
+Inside the process every event is a frozen dataclass (one per kind), so a listener matches on a
+type and a typo is a type error. Only where an event leaves the process (the ``--events`` JSON
+lines, the control socket, tests that compare lines) does it become a record: a dict with ``t``
+(monotonic seconds, stamped by the bus), ``event`` (the kind) and the fields in declaration order.
+
+This module imports nothing from agentpi: every layer may publish and listen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-Event = dict[str, Any]
-Listener = Callable[[Event], None]
+EventRecord = dict[str, Any]
 
-CONTEXT_SENT_EVENT = "contextual_update_sent"
+EVENT_KINDS: dict[str, type[DeviceEvent]] = {}
+"""Every kind of event, by the name its lines carry."""
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    kind: ClassVar[str] = ""
+    omit_if_none: ClassVar[frozenset[str]] = frozenset()
+    """Fields left out of the record when they are None (as today's lines leave them out)."""
+
+    t: float = field(default=0.0, kw_only=True, compare=False)
+
+    def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind:
+            cls.kind = kind
+            EVENT_KINDS[kind] = cls
+
+    def fields(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(self):
+            if spec.name == "t":
+                continue
+            value = getattr(self, spec.name)
+            if value is None and spec.name in self.omit_if_none:
+                continue
+            values[spec.name] = value
+        return values
+
+    def record(self) -> EventRecord:
+        return {"t": round(self.t, 6), "event": self.kind, **self.fields()}
+
+
+# --------------------------------------------------------------------------- the device
+
+
+@dataclass(frozen=True)
+class StateChanged(DeviceEvent, kind="state"):
+    state: str
+
+
+@dataclass(frozen=True)
+class LedShown(DeviceEvent, kind="led"):
+    state: str
+    effect: str
+    color: str
+
+
+@dataclass(frozen=True)
+class TriggerFired(DeviceEvent, kind="trigger"):
+    omit_if_none = frozenset({"model", "score", "audio_s"})
+    source: str
+    model: str | None = None
+    score: float | None = None
+    audio_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ListeningForWakeWord(DeviceEvent, kind="listening_for_wake_word"):
+    engine: str
+
+
+@dataclass(frozen=True)
+class ButtonAction(DeviceEvent, kind="button"):
+    action: str  # end | talk | released
+
+
+@dataclass(frozen=True)
+class VolumeChanged(DeviceEvent, kind="volume"):
+    percent: float
+
+
+@dataclass(frozen=True)
+class ControlError(DeviceEvent, kind="control_error"):
+    message: str
+
+
+@dataclass(frozen=True)
+class AudioError(DeviceEvent, kind="audio_error"):
+    message: str
+
+
+@dataclass(frozen=True)
+class AudioRetry(DeviceEvent, kind="audio_retry"):
+    attempt: int
+    message: str
+
+
+@dataclass(frozen=True)
+class AudioRestored(DeviceEvent, kind="audio_restored"):
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AudioDropped(DeviceEvent, kind="audio_dropped"):
+    samples: int
+
+
+@dataclass(frozen=True)
+class PlaybackFlushed(DeviceEvent, kind="playback_flushed"):
+    dropped_samples: int
+
+
+# --------------------------------------------------------------------------- the connection
+
+
+@dataclass(frozen=True)
+class Connecting(DeviceEvent, kind="connecting"):
+    url: str
+
+
+@dataclass(frozen=True)
+class Connected(DeviceEvent, kind="connected"):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectFailed(DeviceEvent, kind="connect_failed"):
+    message: str
+    offline: bool
+    failures: int
+
+
+@dataclass(frozen=True)
+class ConversationStarted(DeviceEvent, kind="conversation_started"):
+    conversation_id: str
+    user_input_audio_format: str
+    agent_output_audio_format: str
+
+
+@dataclass(frozen=True)
+class Disconnected(DeviceEvent, kind="disconnected"):
+    code: int | None
+    reason: str
+    closed_by: str
+
+
+@dataclass(frozen=True)
+class ConversationEnded(DeviceEvent, kind="conversation_ended"):
+    conversation_id: str | None
+    reason: str
+    code: int | None
+    closed_by: str
+    error: str | None
+    duration_s: float
+    turns: int
+    ping_ms: float | None
+
+
+@dataclass(frozen=True)
+class Latency(DeviceEvent, kind="latency"):
+    ping_ms: int
+
+
+@dataclass(frozen=True)
+class ServerError(DeviceEvent, kind="server_error"):
+    code: int | None
+    error_type: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ProtocolErrorSeen(DeviceEvent, kind="protocol_error"):
+    message: str
+
+
+@dataclass(frozen=True)
+class UnknownEventSeen(DeviceEvent, kind="unknown_event"):
+    type: str
+
+
+@dataclass(frozen=True)
+class Ignored(DeviceEvent, kind="ignored"):
+    """A server event with no meaning in the conversation's phase (debug; not a failure)."""
+
+    type: str
+    phase: str
+
+
+# --------------------------------------------------------------------------- what was said
+
+
+@dataclass(frozen=True)
+class UserTranscript(DeviceEvent, kind="user_transcript"):
+    text: str
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class TentativeUserTranscript(DeviceEvent, kind="tentative_user_transcript"):
+    text: str
+
+
+@dataclass(frozen=True)
+class AgentResponse(DeviceEvent, kind="agent_response"):
+    text: str
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class AgentResponseCorrection(DeviceEvent, kind="agent_response_correction"):
+    original: str
+    corrected: str
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class TentativeAgentResponse(DeviceEvent, kind="tentative_agent_response"):
+    text: str
+
+
+@dataclass(frozen=True)
+class AgentChatResponsePart(DeviceEvent, kind="agent_chat_response_part"):
+    text: str
+    part: str
+
+
+@dataclass(frozen=True)
+class AgentResponseComplete(DeviceEvent, kind="agent_response_complete"):
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class Interruption(DeviceEvent, kind="interruption"):
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class VadScore(DeviceEvent, kind="vad_score"):
+    score: float
+
+
+@dataclass(frozen=True)
+class ToolCall(DeviceEvent, kind="tool_call"):
+    tool_name: str
+    tool_call_id: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult(DeviceEvent, kind="tool_result"):
+    tool_call_id: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class AgentToolResponse(DeviceEvent, kind="agent_tool_response"):
+    tool_name: str
+    tool_type: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class UserMessageSent(DeviceEvent, kind="user_message"):
+    text: str | None
+
+
+@dataclass(frozen=True)
+class ContextualUpdateSent(DeviceEvent, kind="contextual_update_sent"):
+    text: str
+
+
+@dataclass(frozen=True)
+class ContextualUpdateReceived(DeviceEvent, kind="contextual_update"):
+    text: str
+
+
+CONTEXT_SENT_EVENT = ContextualUpdateSent.kind
+
+
+# --------------------------------------------------------------------------- the bus
+
+Listener = Callable[[DeviceEvent], None]
 
 
 class EventBus:
+    """Stamps each event with the time and hands it to every listener, in order."""
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._listeners: list[Listener] = []
@@ -30,78 +309,22 @@ class EventBus:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    def emit(self, kind: str, **fields: Any) -> Event:
-        event: Event = {"t": round(self._clock(), 6), "event": kind, **fields}
+    def publish(self, event: DeviceEvent) -> DeviceEvent:
+        stamped = dataclasses.replace(event, t=self._clock())
         for listener in list(self._listeners):
-            listener(event)
-        return event
+            listener(stamped)
+        return stamped
 
 
-class JsonLinesWriter:
-    """Writes each event as one JSON line and flushes, so a reader sees it at once."""
+def as_records(take: Callable[[EventRecord], object]) -> Listener:
+    """A listener that hands each event on as its record (for writers and tests)."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def listener(event: DeviceEvent) -> None:
+        take(event.record())
 
-    def __call__(self, event: Event) -> None:
-        self._stream.write(event_line(event))
-        self._stream.flush()
+    return listener
 
 
-def event_line(event: Event) -> str:
-    """One event as the line `--events` and the control socket's subscribers get."""
-    return json.dumps(event, ensure_ascii=False, default=str) + "\n"
-
-
-class ConsolePrinter:
-    """The conversation as a person wants to read it while it happens."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._start: float | None = None
-
-    def __call__(self, event: Event) -> None:
-        line = self._describe(event)
-        if line is None:
-            return
-        if self._start is None:
-            self._start = event["t"]
-        self._stream.write(f"[{event['t'] - self._start:6.2f}] {line}\n")
-        self._stream.flush()
-
-    @staticmethod
-    def _describe(event: Event) -> str | None:
-        kind = event["event"]
-        if kind == "connecting":
-            return f"connecting to {event['url']}"
-        if kind == "conversation_started":
-            return (
-                f"conversation {event['conversation_id']} started "
-                f"(mic {event['user_input_audio_format']}, speaker "
-                f"{event['agent_output_audio_format']})"
-            )
-        if kind == "user_transcript":
-            return f"you:   {event['text']}"
-        if kind == "agent_response":
-            return f"agent: {event['text']}"
-        if kind == "agent_response_correction":
-            return f"agent (cut off): {event['corrected']}"
-        if kind == "interruption":
-            return "-- interrupted: playback stopped"
-        if kind == "tool_call":
-            return f"tool call: {event['tool_name']}({json.dumps(event['parameters'])})"
-        if kind in ("server_error", "protocol_error", "connect_failed", "audio_error"):
-            return f"!! {kind.replace('_', ' ')}: {event.get('message')}"
-        if kind == "conversation_ended":
-            # one summary line per conversation: what the journal shows an owner
-            how = f"closed by {event['closed_by']}, code {event['code']}"
-            error = f"; error: {event['error']}" if event.get("error") else ""
-            facts = [f"{event.get('duration_s', 0):.1f} s", f"{event.get('turns', 0)} turns"]
-            if event.get("ping_ms") is not None:
-                facts.append(f"ping {event['ping_ms']:g} ms")
-            ident = event.get("conversation_id") or "(none)"
-            return (
-                f"conversation {ident} ended after {', '.join(facts)}: "
-                f"{event['reason']} ({how}){error}"
-            )
-        return None
+def event_line(record: EventRecord) -> str:
+    """One record as the line `--events` and the control socket's subscribers get."""
+    return json.dumps(record, ensure_ascii=False, default=str) + "\n"

@@ -11,8 +11,10 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
+from agentpi.errors import AgentpiError
 
-class GpioError(RuntimeError):
+
+class GpioError(AgentpiError):
     """Pins that cannot be driven: no GPIO library, a pin in use, a bad pin number."""
 
 

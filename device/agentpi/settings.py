@@ -13,10 +13,12 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from agentpi.errors import AgentpiError
+
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(AgentpiError, ValueError):
     """A config or script value that cannot be used; the message names the key and the fix."""
 
 

@@ -13,10 +13,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agentpi.errors import AgentpiError
+
 ToolFunction = Callable[[dict[str, Any]], Any | Awaitable[Any]]
 
 
-class ToolError(Exception):
+class ToolError(AgentpiError):
     """A tool's own report of failure; its message is what the agent is told."""
 
 

@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentpi import __version__
+from agentpi.errors import AgentpiError
 from agentpi.protocol.messages import (
     ClientMessage,
     ProtocolError,
@@ -36,7 +37,7 @@ KEEPALIVE_GRACE = 1.5
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
 
-class AgentConnectError(RuntimeError):
+class AgentConnectError(AgentpiError):
     """The agent could not be reached; the message is safe to log (no credentials).
     ``offline``: the network or the host is unreachable (not a refusal by the server)."""
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.playback_log import PlaybackLog
+from agentpi.errors import AgentpiError
 
 DEFAULT_CHUNK_MS = 40
 
@@ -74,7 +75,7 @@ class AudioSink(Protocol):
     async def close(self) -> None: ...
 
 
-class AudioDeviceError(RuntimeError):
+class AudioDeviceError(AgentpiError):
     """An audio device could not be opened or went away."""
 
 

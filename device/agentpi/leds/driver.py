@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from agentpi.events import Event, EventBus
+from agentpi import events as ev
+from agentpi.events import DeviceEvent, EventBus
 from agentpi.gpio import GpioError, gpio_errors
 from agentpi.leds.patterns import Color, LedAnimator, Pattern, parse_color
 from agentpi.protocol.states import DeviceState
@@ -223,16 +224,15 @@ class LedController:
         self._bus = bus
         bus.subscribe(self.on_event)
 
-    def on_event(self, event: Event) -> None:
-        kind = event["event"]
-        if kind == "state":
-            state = DeviceState(event["state"])
+    def on_event(self, event: DeviceEvent) -> None:
+        if isinstance(event, ev.StateChanged):
+            state = DeviceState(event.state)
             self.animator.set_state(state, self._clock())
             pattern = self.animator.pattern
             if self._bus is not None:
-                self._bus.emit("led", state=state.value, effect=pattern.effect, color=pattern.color)
-        elif kind == "vad_score":
-            self.animator.set_vad(float(event["score"]), self._clock())
+                self._bus.publish(ev.LedShown(state.value, pattern.effect, pattern.color))
+        elif isinstance(event, ev.VadScore):
+            self.animator.set_vad(event.score, self._clock())
 
     def render(self, now: float | None = None) -> Color:
         now = self._clock() if now is None else now

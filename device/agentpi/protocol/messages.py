@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
 
+from agentpi.errors import RemoteProtocolError
+
 JsonDict = dict[str, Any]
 
 
@@ -30,7 +32,7 @@ AGENT_LANGUAGES: tuple[str, ...] = (
 """The language codes an override may name (the contract's Language enum)."""
 
 
-class ProtocolError(ValueError):
+class ProtocolError(RemoteProtocolError):
     """A frame that is not valid JSON or does not have the shape its type requires."""
 
 

@@ -2,13 +2,13 @@
 
 ``ConversationSession`` is fed what happens (the socket opened, a server message arrived, a
 microphone chunk was captured, playback ran dry, a tool finished, time passed) and answers with
-the actions the adapters must carry out (send a message, play or flush audio, change the device
-state, report an event, run a tool, close the socket). Time is always passed in, never read, so
-tests drive it as fast as they like.
+the actions the adapters must carry out (``protocol/actions.py``). Time is always passed in, never
+read, so tests drive it as fast as they like. What each input means in each phase of the
+conversation is one table, ``protocol/phases.py``; nothing the server sends makes it raise.
 
 The rules it owns:
 - ``conversation_initiation_client_data`` is the first message sent;
-- every ``ping`` gets a ``pong`` echoing its ``event_id``;
+- every ``ping`` gets a ``pong`` echoing its ``event_id`` (while closing too);
 - after ``interruption`` N, playback is flushed and audio with ``event_id <= N`` is dropped;
 - ``user_activity`` goes out while the user speaks (at onset, then every interval);
 - the conversation closes with 1000 once the agent's turn is complete (``agent_response_complete``,
@@ -23,40 +23,28 @@ The rules it owns:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentpi import events as ev
 from agentpi.audio.formats import AudioFormat
-from agentpi.events import CONTEXT_SENT_EVENT
-from agentpi.protocol.messages import (
-    AgentChatResponsePart,
-    AgentResponse,
-    AgentResponseComplete,
-    AgentResponseCorrection,
-    AgentToolResponse,
-    Audio,
-    ClientMessage,
-    ClientToolCall,
-    ClientToolResult,
-    ContextualUpdate,
-    ConversationInitiationClientData,
-    ConversationInitiationMetadata,
-    ErrorEvent,
-    InternalTentativeAgentResponse,
-    Interruption,
-    Ping,
-    Pong,
-    ProtocolError,
-    ServerEvent,
-    TentativeUserTranscript,
-    UnknownEvent,
-    UserActivity,
-    UserAudioChunk,
-    UserMessage,
-    UserTranscript,
-    VadScore,
+from agentpi.errors import LocalProtocolError
+from agentpi.protocol import messages as m
+from agentpi.protocol.actions import (
+    Action,
+    CloseConnection,
+    ConversationEnded,
+    FlushPlayback,
+    Notify,
+    PlayAudio,
+    RunTool,
+    Send,
+    SetState,
+    StartAudio,
 )
-from agentpi.protocol.states import DeviceState, check_transition
+from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
+from agentpi.protocol.states import DeviceState
 
 NORMAL_CLOSE = 1000
 
@@ -75,79 +63,14 @@ class SessionSettings:
     """Close when neither side has done anything for this long (an agent that never answers)."""
     error_close_grace_s: float = 2.0
     """After a server ``error``, how long to wait for the server's own close before closing."""
-    init: ConversationInitiationClientData = field(default_factory=ConversationInitiationClientData)
+    init: m.ConversationInitiationClientData = field(
+        default_factory=m.ConversationInitiationClientData
+    )
 
 
-# --------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class Send:
-    message: ClientMessage
-
-
-@dataclass(frozen=True)
-class PlayAudio:
-    """Agent audio, still in the agent's output format, to queue for the speaker."""
-
-    audio: bytes = field(repr=False)
-    event_id: int
-
-
-@dataclass(frozen=True)
-class FlushPlayback:
-    """Stop sound now and drop everything queued (an interruption)."""
-
-
-@dataclass(frozen=True)
-class SetState:
-    state: DeviceState
-
-
-@dataclass(frozen=True)
-class Notify:
-    """Something observable happened; becomes one line of the ``--events`` stream."""
-
-    kind: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunTool:
-    call: ClientToolCall
-
-
-@dataclass(frozen=True)
-class CloseConnection:
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class ConversationEnded:
-    code: int | None
-    reason: str
-    closed_by: str  # "client" or "server"
-    error: str | None = None
-
-
-Action = (
-    Send
-    | PlayAudio
-    | FlushPlayback
-    | SetState
-    | Notify
-    | RunTool
-    | CloseConnection
-    | ConversationEnded
-)
-
-
-# --------------------------------------------------------------------------- the session
-
-
-class SessionUsageError(RuntimeError):
-    """The adapter called the session out of order (a bug in agentpi, not in the peer)."""
+def event_name(event: m.ServerEvent) -> str:
+    """The name ``phases.RULES`` knows a server event by."""
+    return "unknown" if isinstance(event, m.UnknownEvent) else event.type
 
 
 class ConversationSession:
@@ -155,24 +78,25 @@ class ConversationSession:
 
     def __init__(self, settings: SessionSettings | None = None) -> None:
         self.settings = settings or SessionSettings()
-        self.state = DeviceState.CONNECTING
-        self.metadata: ConversationInitiationMetadata | None = None
+        self.phase = Phase.CONNECTING
+        self.conversation_id: str | None = None
         self.input_format: AudioFormat | None = None
         self.output_format: AudioFormat | None = None
-        self.ended = False
         self.last_interrupt_id: int | None = None
         self.dropped_audio_chunks = 0
         self.turns = 0
 
-        self._opened_at: float | None = None
-        self._closing = False
+        self._turn = Turn.LISTENING
+        self._failed = False
+        self._shown = DeviceState.CONNECTING
+        self._opened_at = 0.0
         self._local_error: str | None = None
-        self._server_error: ErrorEvent | None = None
+        self._server_error: m.ErrorEvent | None = None
         self._server_error_at = 0.0
         self._pending_tools: set[str] = set()
         self._hangup_after_playback = False
         self._end_after_turn_at: float | None = None
-        self._held_back: list[UserMessage | ContextualUpdate] = []
+        self._held_back: list[m.UserMessage | m.ContextualUpdate] = []
 
         self._playing = False
         self._drained_at = 0.0
@@ -185,76 +109,119 @@ class ConversationSession:
         self._last_speech_at = 0.0
         self._last_user_activity_sent = float("-inf")
 
-    # ------------------------------------------------------------------ inputs
+        self._server_rules: dict[str, Callable[[Any, float], list[Action]]] = {
+            "conversation_initiation_metadata": self._on_metadata,
+            "ping": self._on_ping,
+            "audio": self._on_audio,
+            "interruption": self._on_interruption,
+            "user_transcript": self._on_user_transcript,
+            "tentative_user_transcript": self._on_tentative_user_transcript,
+            "agent_response": self._on_agent_response,
+            "agent_response_correction": self._on_correction,
+            "agent_response_complete": self._on_complete,
+            "client_tool_call": self._on_tool_call,
+            "vad_score": self._on_vad_score,
+            "internal_tentative_agent_response": self._on_tentative_agent_response,
+            "agent_chat_response_part": self._on_chat_part,
+            "agent_tool_response": self._on_agent_tool_response,
+            "contextual_update": self._on_contextual_update,
+            "error": self._on_error,
+            "unknown": self._on_unknown,
+        }
+
+    # ------------------------------------------------------------------ what it shows
+
+    @property
+    def state(self) -> DeviceState:
+        return device_state(self.phase, self._turn, self._failed)
+
+    @property
+    def ended(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def accepts_input(self) -> bool:
+        """Whether text from the device would still be sent (not once closing has begun)."""
+        return RULES[self.phase]["user_message"] in (Handling.ACT, Handling.HOLD)
+
+    # ------------------------------------------------------------------ the table
+
+    def _handling(self, name: str) -> Handling:
+        handling = RULES[self.phase][name]
+        if handling is Handling.MISUSE:
+            raise LocalProtocolError(
+                f"{name} is not allowed while the conversation is {self.phase.value}"
+            )
+        return handling
+
+    def _passed_over(self, name: str, handling: Handling) -> list[Action]:
+        if handling is Handling.IGNORE:
+            return [Notify(ev.Ignored(name, self.phase.value))]
+        if handling is Handling.REJECT:
+            phase = self.phase.value.replace("_", " ")
+            return [Notify(ev.ProtocolErrorSeen(f"{name} while {phase}; ignored"))]
+        return []
+
+    # ------------------------------------------------------------------ inputs from the device
 
     def connection_opened(self, now: float) -> list[Action]:
-        if self._opened_at is not None:
-            raise SessionUsageError("connection_opened called twice")
+        self._handling("connection_opened")
+        self.phase = Phase.AWAITING_METADATA
         self._opened_at = now
         self._last_activity_at = now
         return [Send(self.settings.init)]
 
-    def receive(self, event: ServerEvent, now: float) -> list[Action]:
+    def receive(self, event: m.ServerEvent, now: float) -> list[Action]:
         """A message from the server."""
-        if self.ended:
+        name = event_name(event)
+        handling = self._handling(name)
+        if handling is Handling.ACT:
+            return self._server_rules[name](event, now)
+        if handling is Handling.NOTE and isinstance(event, m.ConversationInitiationMetadata):
+            self.conversation_id = event.conversation_id  # the record names the conversation
             return []
-        if self._opened_at is None:
-            raise SessionUsageError("receive called before connection_opened")
-        if isinstance(event, Ping):
-            # Answered even while closing: a late pong costs nothing, a missing one looks dead.
-            actions: list[Action] = [Send(Pong(event.event_id))]
-            if event.ping_ms is not None:
-                actions.append(Notify("latency", {"ping_ms": event.ping_ms}))
-            return actions
-        if isinstance(event, ConversationInitiationMetadata):
-            return self._on_metadata(event, now)
-        if isinstance(event, ErrorEvent):
-            return self._on_error(event, now)
-        if self.metadata is None and not isinstance(event, UnknownEvent):
-            return [Notify("protocol_error", {"message": f"{event.type} before metadata; ignored"})]
-        return self._dispatch(event, now)
+        return self._passed_over(name, handling)
 
-    def receive_invalid(self, error: ProtocolError, now: float) -> list[Action]:
+    def receive_invalid(self, error: m.ProtocolError, now: float) -> list[Action]:
         """A frame that could not be decoded: reported once, otherwise ignored."""
-        if self.ended:
-            return []
-        return [Notify("protocol_error", {"message": str(error)})]
+        handling = self._handling("invalid_frame")
+        if handling is not Handling.ACT:
+            return self._passed_over("invalid_frame", handling)
+        return [Notify(ev.ProtocolErrorSeen(str(error)))]
 
     def mic_audio(self, chunk: bytes, speaking: bool, now: float) -> list[Action]:
         """A captured chunk, already in the agent's input format, and the local VAD verdict."""
-        if self.metadata is None:
-            raise SessionUsageError("mic_audio before conversation_initiation_metadata")
-        if self._closing or self.ended:
-            return []
+        handling = self._handling("mic_audio")
+        if handling is not Handling.ACT:
+            return self._passed_over("mic_audio", handling)
         actions: list[Action] = []
         if speaking:
             self._last_speech_at = now
             self._last_activity_at = now
             if not self._user_speaking:
                 self._user_speaking = True
-                if self.state in (DeviceState.LISTENING, DeviceState.THINKING):
-                    self._set_state(DeviceState.USER_SPEAKING, actions)
+                if self._turn in (Turn.LISTENING, Turn.THINKING):
+                    self._set_turn(Turn.USER_SPEAKING, actions)
             if now - self._last_user_activity_sent >= self.settings.user_activity_interval_s:
                 self._last_user_activity_sent = now
-                actions.append(Send(UserActivity()))
+                actions.append(Send(m.UserActivity()))
         elif self._user_speaking:
             self._user_speaking = False
-            if self.state is DeviceState.USER_SPEAKING:
-                self._set_state(DeviceState.LISTENING, actions)
-        actions.append(Send(UserAudioChunk(chunk)))
+            if self._turn is Turn.USER_SPEAKING:
+                self._set_turn(Turn.LISTENING, actions)
+        actions.append(Send(m.UserAudioChunk(chunk)))
         return actions
 
     def playback_drained(self, now: float) -> list[Action]:
         """The speaker has played everything it was given."""
-        if not self._playing or self.ended:
-            return []
+        handling = self._handling("playback_drained")
+        if handling is not Handling.ACT or not self._playing:
+            return self._passed_over("playback_drained", handling)
         self._playing = False
         self._drained_at = now
         self._last_activity_at = now
         actions: list[Action] = []
-        if self.state is DeviceState.SPEAKING:
-            next_state = DeviceState.USER_SPEAKING if self._user_speaking else DeviceState.LISTENING
-            self._set_state(next_state, actions)
+        self._floor_back_to_user(actions)
         if self._hangup_after_playback:
             actions += self._close(NORMAL_CLOSE, "agent ended the call")
         return actions
@@ -262,46 +229,46 @@ class ConversationSession:
     def tool_finished(
         self, tool_call_id: str, result: str, is_error: bool, now: float
     ) -> list[Action]:
-        if tool_call_id not in self._pending_tools or self.ended:
-            return []
+        handling = self._handling("tool_finished")
+        if handling is not Handling.ACT or tool_call_id not in self._pending_tools:
+            return self._passed_over("tool_finished", handling)
         self._pending_tools.discard(tool_call_id)
         self._last_activity_at = now
         return [
-            Send(ClientToolResult(tool_call_id, result, is_error)),
-            Notify("tool_result", {"tool_call_id": tool_call_id, "is_error": is_error}),
+            Send(m.ClientToolResult(tool_call_id, result, is_error)),
+            Notify(ev.ToolResult(tool_call_id, is_error)),
         ]
-
-    @property
-    def accepts_input(self) -> bool:
-        """Whether text from the device would still be sent (not once closing has begun)."""
-        return not (self.ended or self._closing)
 
     def user_message(self, text: str, now: float) -> list[Action]:
         """Text from the device as if the user had said it: the agent replies."""
-        return self._from_device(UserMessage(text), now)
+        return self._from_device("user_message", m.UserMessage(text), now)
 
     def contextual_update(self, text: str, now: float) -> list[Action]:
         """Background for the agent; it does not reply to it."""
-        return self._from_device(ContextualUpdate(text), now)
+        return self._from_device("contextual_update_from_device", m.ContextualUpdate(text), now)
 
     def end_after_turn(self, now: float) -> list[Action]:
         """End once the agent has finished its current turn (its goodbye), without waiting for
         the user's silence."""
-        if not self.ended and not self._closing:
+        if self._handling("end_after_turn") is Handling.ACT:
             self._end_after_turn_at = now
         return []
 
     def request_end(self, reason: str, now: float) -> list[Action]:
         """The device wants to end (button, control API, shutdown)."""
-        if self.ended:
+        if self._handling("request_end") is not Handling.ACT:
             return []
         return self._close(NORMAL_CLOSE, reason)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed; checks the timers. Call it every ~100 ms."""
-        if self.ended or self._closing or self._opened_at is None:
+        if self._handling("tick") is not Handling.ACT:
             return []
-        if self.metadata is None:
+        if self._server_error is not None:
+            if now - self._server_error_at >= self.settings.error_close_grace_s:
+                return self._close(NORMAL_CLOSE, "server reported an error")
+            return []
+        if self.phase is Phase.AWAITING_METADATA:
             if now - self._opened_at >= self.settings.metadata_timeout_s:
                 return self._close(
                     NORMAL_CLOSE,
@@ -309,10 +276,6 @@ class ConversationSession:
                     error=f"the agent sent no conversation metadata within "
                     f"{self.settings.metadata_timeout_s:g} s",
                 )
-            return []
-        if self._server_error is not None:
-            if now - self._server_error_at >= self.settings.error_close_grace_s:
-                return self._close(NORMAL_CLOSE, "server reported an error")
             return []
         if self._pending_tools or self._playing:
             return []
@@ -329,10 +292,9 @@ class ConversationSession:
 
     def connection_closed(self, code: int | None, reason: str, now: float) -> list[Action]:
         """The socket is closed (either side), or was lost (code None)."""
-        if self.ended:
+        if self._handling("connection_closed") is not Handling.ACT:
             return []
-        self.ended = True
-        closed_by = "client" if self._closing else "server"
+        closed_by = "client" if self.phase is Phase.CLOSING else "server"
         error = self._local_error
         if self._server_error is not None:
             err = self._server_error
@@ -344,191 +306,186 @@ class ConversationSession:
                 else f"server closed the connection with {code}"
                 + (f" ({reason})" if reason else "")
             )
+        self.phase = Phase.CLOSED
+        self._failed = error is not None
         actions: list[Action] = []
         if self._playing and error is not None:
             self._playing = False
             actions.append(FlushPlayback())
-        actions.append(
-            Notify("disconnected", {"code": code, "reason": reason, "closed_by": closed_by})
-        )
+        actions.append(Notify(ev.Disconnected(code, reason, closed_by)))
         actions.append(ConversationEnded(code, reason, closed_by, error))
-        self._set_state(DeviceState.ERROR if error else DeviceState.IDLE, actions)
+        self._show(actions)
         return actions
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ server events, OPEN
 
-    def _on_metadata(self, event: ConversationInitiationMetadata, now: float) -> list[Action]:
-        if self.metadata is not None:
-            return [Notify("protocol_error", {"message": "duplicate conversation metadata"})]
+    def _on_metadata(self, event: m.ConversationInitiationMetadata, now: float) -> list[Action]:
+        self.conversation_id = event.conversation_id
         try:
             input_format = AudioFormat.parse(event.user_input_audio_format)
             output_format = AudioFormat.parse(event.agent_output_audio_format)
         except ValueError as exc:
             return self._close(NORMAL_CLOSE, "unsupported audio format", error=str(exc))
-        self.metadata = event
         self.input_format = input_format
         self.output_format = output_format
+        self.phase = Phase.OPEN
         self._last_activity_at = now
         actions: list[Action] = [
+            StartAudio(input_format, output_format),
             Notify(
-                "conversation_started",
-                {
-                    "conversation_id": event.conversation_id,
-                    "user_input_audio_format": event.user_input_audio_format,
-                    "agent_output_audio_format": event.agent_output_audio_format,
-                },
-            )
+                ev.ConversationStarted(
+                    event.conversation_id,
+                    event.user_input_audio_format,
+                    event.agent_output_audio_format,
+                )
+            ),
         ]
-        self._set_state(DeviceState.LISTENING, actions)
+        self._show(actions)
         held_back, self._held_back = self._held_back, []
         for message in held_back:
             actions += self._send_from_device(message, now)
         return actions
 
-    def _on_error(self, event: ErrorEvent, now: float) -> list[Action]:
+    def _on_ping(self, event: m.Ping, now: float) -> list[Action]:
+        actions: list[Action] = [Send(m.Pong(event.event_id))]
+        if event.ping_ms is not None:
+            actions.append(Notify(ev.Latency(event.ping_ms)))
+        return actions
+
+    def _on_error(self, event: m.ErrorEvent, now: float) -> list[Action]:
         self._server_error = event
         self._server_error_at = now
         actions: list[Action] = [
-            Notify(
-                "server_error",
-                {"code": event.code, "error_type": event.error_type, "message": event.message},
-            )
+            Notify(ev.ServerError(event.code, event.error_type, event.message))
         ]
         if self._playing:
             self._playing = False
             actions.append(FlushPlayback())
         return actions
 
-    def _dispatch(self, event: ServerEvent, now: float) -> list[Action]:
+    def _on_audio(self, event: m.Audio, now: float) -> list[Action]:
+        if self.last_interrupt_id is not None and event.event_id <= self.last_interrupt_id:
+            self.dropped_audio_chunks += 1
+            return []
+        self._agent_active(now)
+        self._last_agent_audio_at = now
         actions: list[Action] = []
-        if isinstance(event, Audio):
-            if self.last_interrupt_id is not None and event.event_id <= self.last_interrupt_id:
-                self.dropped_audio_chunks += 1
-                return []
-            if self._closing:
-                return []
-            self._agent_active(now)
-            self._last_agent_audio_at = now
-            if not self._playing:
-                self._playing = True
-                self._set_state(DeviceState.SPEAKING, actions)
-            actions.append(PlayAudio(event.audio, event.event_id))
-        elif isinstance(event, Interruption):
-            if self.last_interrupt_id is None or event.event_id > self.last_interrupt_id:
-                self.last_interrupt_id = event.event_id
-            self._playing = False
-            self._drained_at = now
-            self._last_activity_at = now
-            actions.append(FlushPlayback())
-            actions.append(Notify("interruption", {"event_id": event.event_id}))
-            if self.state is DeviceState.SPEAKING:
-                next_state = (
-                    DeviceState.USER_SPEAKING if self._user_speaking else DeviceState.LISTENING
-                )
-                self._set_state(next_state, actions)
-        elif isinstance(event, AgentResponse):
-            self._agent_active(now)
-            self._response_at = now
-            self.turns += 1
-            actions.append(
-                Notify("agent_response", {"text": event.text, "event_id": event.event_id})
-            )
-        elif isinstance(event, AgentResponseComplete):
-            self._complete_at = now
-            self._last_activity_at = now
-            actions.append(Notify("agent_response_complete", {"event_id": event.event_id}))
-        elif isinstance(event, UserTranscript):
-            # A finished user turn: an agent reply is now due, so no close until it has come.
-            self._complete_at = None
-            self._response_at = None
-            self._last_activity_at = now
-            actions.append(
-                Notify("user_transcript", {"text": event.text, "event_id": event.event_id})
-            )
-            if self.state in (DeviceState.LISTENING, DeviceState.USER_SPEAKING):
-                self._set_state(DeviceState.THINKING, actions)
-        elif isinstance(event, TentativeUserTranscript):
-            self._last_activity_at = now
-            actions.append(Notify("tentative_user_transcript", {"text": event.text}))
-        elif isinstance(event, AgentResponseCorrection):
-            actions.append(
-                Notify(
-                    "agent_response_correction",
-                    {
-                        "original": event.original,
-                        "corrected": event.corrected,
-                        "event_id": event.event_id,
-                    },
-                )
-            )
-        elif isinstance(event, ClientToolCall):
-            self._agent_active(now)
-            self._pending_tools.add(event.tool_call_id)
-            actions.append(
-                Notify(
-                    "tool_call",
-                    {
-                        "tool_name": event.tool_name,
-                        "tool_call_id": event.tool_call_id,
-                        "parameters": event.parameters,
-                    },
-                )
-            )
-            actions.append(RunTool(event))
-        elif isinstance(event, VadScore):
-            actions.append(Notify("vad_score", {"score": event.score}))
-        elif isinstance(event, InternalTentativeAgentResponse):
-            actions.append(Notify("tentative_agent_response", {"text": event.text}))
-        elif isinstance(event, AgentChatResponsePart):
-            actions.append(
-                Notify("agent_chat_response_part", {"text": event.text, "part": event.part_type})
-            )
-        elif isinstance(event, AgentToolResponse):
-            actions.append(
-                Notify(
-                    "agent_tool_response",
-                    {
-                        "tool_name": event.tool_name,
-                        "tool_type": event.tool_type,
-                        "is_error": event.is_error,
-                    },
-                )
-            )
-            if event.tool_name == "end_call":
-                # Let the goodbye play out; the server usually closes first anyway.
-                if self._playing:
-                    self._hangup_after_playback = True
-                else:
-                    actions += self._close(NORMAL_CLOSE, "agent ended the call")
-        elif isinstance(event, ContextualUpdate):
-            actions.append(Notify("contextual_update", {"text": event.text}))
-        elif isinstance(event, UnknownEvent):
-            actions.append(Notify("unknown_event", {"type": event.type}))
+        if not self._playing:
+            self._playing = True
+            self._set_turn(Turn.SPEAKING, actions)
+        actions.append(PlayAudio(event.audio, event.event_id))
         return actions
 
-    def _from_device(self, message: UserMessage | ContextualUpdate, now: float) -> list[Action]:
-        if not self.accepts_input:
-            return []
-        if self.metadata is None:
+    def _on_interruption(self, event: m.Interruption, now: float) -> list[Action]:
+        if self.last_interrupt_id is None or event.event_id > self.last_interrupt_id:
+            self.last_interrupt_id = event.event_id
+        self._playing = False
+        self._drained_at = now
+        self._last_activity_at = now
+        actions: list[Action] = [FlushPlayback(), Notify(ev.Interruption(event.event_id))]
+        self._floor_back_to_user(actions)
+        return actions
+
+    def _on_agent_response(self, event: m.AgentResponse, now: float) -> list[Action]:
+        self._agent_active(now)
+        self._response_at = now
+        self.turns += 1
+        return [Notify(ev.AgentResponse(event.text, event.event_id))]
+
+    def _on_complete(self, event: m.AgentResponseComplete, now: float) -> list[Action]:
+        self._complete_at = now
+        self._last_activity_at = now
+        return [Notify(ev.AgentResponseComplete(event.event_id))]
+
+    def _on_user_transcript(self, event: m.UserTranscript, now: float) -> list[Action]:
+        actions: list[Action] = [Notify(ev.UserTranscript(event.text, event.event_id))]
+        self._user_turn_over(now, actions)
+        return actions
+
+    def _on_tentative_user_transcript(
+        self, event: m.TentativeUserTranscript, now: float
+    ) -> list[Action]:
+        self._last_activity_at = now
+        return [Notify(ev.TentativeUserTranscript(event.text))]
+
+    def _on_correction(self, event: m.AgentResponseCorrection, now: float) -> list[Action]:
+        return [Notify(ev.AgentResponseCorrection(event.original, event.corrected, event.event_id))]
+
+    def _on_tool_call(self, event: m.ClientToolCall, now: float) -> list[Action]:
+        self._agent_active(now)
+        self._pending_tools.add(event.tool_call_id)
+        return [
+            Notify(ev.ToolCall(event.tool_name, event.tool_call_id, event.parameters)),
+            RunTool(event),
+        ]
+
+    def _on_vad_score(self, event: m.VadScore, now: float) -> list[Action]:
+        return [Notify(ev.VadScore(event.score))]
+
+    def _on_tentative_agent_response(
+        self, event: m.InternalTentativeAgentResponse, now: float
+    ) -> list[Action]:
+        return [Notify(ev.TentativeAgentResponse(event.text))]
+
+    def _on_chat_part(self, event: m.AgentChatResponsePart, now: float) -> list[Action]:
+        return [Notify(ev.AgentChatResponsePart(event.text, event.part_type))]
+
+    def _on_agent_tool_response(self, event: m.AgentToolResponse, now: float) -> list[Action]:
+        actions: list[Action] = [
+            Notify(ev.AgentToolResponse(event.tool_name, event.tool_type, event.is_error))
+        ]
+        if event.tool_name == "end_call":
+            # Let the goodbye play out; the server usually closes first anyway.
+            if self._playing:
+                self._hangup_after_playback = True
+            else:
+                actions += self._close(NORMAL_CLOSE, "agent ended the call")
+        return actions
+
+    def _on_contextual_update(self, event: m.ContextualUpdate, now: float) -> list[Action]:
+        return [Notify(ev.ContextualUpdateReceived(event.text))]
+
+    def _on_unknown(self, event: m.UnknownEvent, now: float) -> list[Action]:
+        return [Notify(ev.UnknownEventSeen(event.type))]
+
+    # ------------------------------------------------------------------ internals
+
+    def _from_device(
+        self, name: str, message: m.UserMessage | m.ContextualUpdate, now: float
+    ) -> list[Action]:
+        handling = self._handling(name)
+        if handling is Handling.HOLD:
             self._held_back.append(message)  # the server takes nothing before its metadata
             return []
-        return self._send_from_device(message, now)
+        if handling is Handling.ACT:
+            return self._send_from_device(message, now)
+        return self._passed_over(name, handling)
 
     def _send_from_device(
-        self, message: UserMessage | ContextualUpdate, now: float
+        self, message: m.UserMessage | m.ContextualUpdate, now: float
     ) -> list[Action]:
         actions: list[Action] = [Send(message)]
-        if isinstance(message, ContextualUpdate):
-            actions.append(Notify(CONTEXT_SENT_EVENT, {"text": message.text}))
+        if isinstance(message, m.ContextualUpdate):
+            actions.append(Notify(ev.ContextualUpdateSent(message.text)))
             return actions
-        # a typed user turn: the agent owes a reply, so no close until it has come
+        actions.append(Notify(ev.UserMessageSent(message.text)))
+        self._user_turn_over(now, actions)
+        return actions
+
+    def _user_turn_over(self, now: float, actions: list[Action]) -> None:
+        """A finished user turn (spoken or typed): the agent owes a reply, so no close until it
+        has come."""
         self._complete_at = None
         self._response_at = None
         self._last_activity_at = now
-        actions.append(Notify("user_message", {"text": message.text}))
-        if self.state in (DeviceState.LISTENING, DeviceState.USER_SPEAKING):
-            self._set_state(DeviceState.THINKING, actions)
-        return actions
+        if self._turn in (Turn.LISTENING, Turn.USER_SPEAKING):
+            self._set_turn(Turn.THINKING, actions)
+
+    def _floor_back_to_user(self, actions: list[Action]) -> None:
+        """The agent stopped speaking (played out or interrupted)."""
+        if self._turn is Turn.SPEAKING:
+            turn = Turn.USER_SPEAKING if self._user_speaking else Turn.LISTENING
+            self._set_turn(turn, actions)
 
     def _turn_over_since_end_asked(self, now: float) -> bool:
         asked = self._end_after_turn_at
@@ -554,18 +511,22 @@ class ConversationSession:
         return None
 
     def _close(self, code: int, reason: str, error: str | None = None) -> list[Action]:
-        if self._closing or self.ended:
+        if self.phase in (Phase.CLOSING, Phase.CLOSED):
             return []
-        self._closing = True
+        self.phase = Phase.CLOSING
         self._local_error = error
         actions: list[Action] = []
-        self._set_state(DeviceState.ENDING, actions)
+        self._show(actions)
         actions.append(CloseConnection(code, reason))
         return actions
 
-    def _set_state(self, new: DeviceState, actions: list[Action]) -> None:
-        if new is self.state:
-            return
-        check_transition(self.state, new)
-        self.state = new
-        actions.append(SetState(new))
+    def _set_turn(self, turn: Turn, actions: list[Action]) -> None:
+        self._turn = turn
+        self._show(actions)
+
+    def _show(self, actions: list[Action]) -> None:
+        """Report the derived state when it changed."""
+        state = self.state
+        if state is not self._shown:
+            self._shown = state
+            actions.append(SetState(state))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from agentpi.errors import LocalProtocolError
+
 
 class DeviceState(StrEnum):
     IDLE = "idle"
@@ -57,7 +59,7 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
 }
 
 
-class InvalidTransition(RuntimeError):
+class InvalidTransition(LocalProtocolError):
     def __init__(self, old: DeviceState, new: DeviceState) -> None:
         super().__init__(f"device state cannot go from {old.value} to {new.value}")
         self.old = old

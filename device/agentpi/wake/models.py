@@ -14,13 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentpi.errors import AgentpiError
+
 MODELS_DIR_ENV = "AGENTPI_MODELS_DIR"
 SERVICE_MODELS_DIR = Path("/var/lib/agentpi/models")
 FEATURE_MODELS = ("melspectrogram", "embedding_model")
 SUFFIXES = (".tflite", ".onnx")
 
 
-class ModelError(RuntimeError):
+class ModelError(AgentpiError):
     """A wake model that cannot be found or loaded; the message says where it looked."""
 
 
