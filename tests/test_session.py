@@ -19,8 +19,9 @@ from agentpi.protocol.actions import (
     SetState,
     StartAudio,
 )
-from agentpi.protocol.session import ConversationSession, SessionSettings
+from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.states import DeviceState, InvalidTransition, check_transition
+from agentpi.protocol.timers import SessionSettings
 
 METADATA = m.ConversationInitiationMetadata("conv_1", "pcm_16000", "pcm_16000")
 CHUNK = b"\x00\x00" * 640

@@ -56,8 +56,9 @@ from agentpi.protocol.actions import (
     StartAudio,
 )
 from agentpi.protocol.messages import ProtocolError
-from agentpi.protocol.session import ConversationSession, SessionSettings
+from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.states import DeviceState, check_transition
+from agentpi.protocol.timers import SessionSettings
 from agentpi.service import SystemdNotifier
 from agentpi.tools import ToolRegistry
 from agentpi.triggers.button import ButtonInput

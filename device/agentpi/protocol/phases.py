@@ -120,12 +120,12 @@ def _table(default: Handling, **special: Handling) -> dict[str, Handling]:
 
 RULES: dict[Phase, dict[str, Handling]] = {
     # before the socket is reported open nothing but the open (or its failure) can happen
+    # (the orchestrator reports the open at once; an end asked before it would have to close
+    # a socket that said nothing yet)
     Phase.CONNECTING: _table(
         _M,
         connection_opened=_A,
         connection_closed=_A,
-        request_end=_A,
-        end_after_turn=_A,
         user_message=_H,
         contextual_update_from_device=_H,
         playback_drained=_D,

@@ -24,7 +24,6 @@ The rules it owns:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentpi import events as ev
@@ -44,28 +43,11 @@ from agentpi.protocol.actions import (
     StartAudio,
 )
 from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
+from agentpi.protocol.reports import report
 from agentpi.protocol.states import DeviceState
+from agentpi.protocol.timers import SessionSettings, TurnTimes
 
 NORMAL_CLOSE = 1000
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    silence_close_s: float = 4.0
-    """User silence after the agent's completed turn that ends the conversation."""
-    user_activity_interval_s: float = 1.0
-    metadata_timeout_s: float = 10.0
-    """How long to wait for ``conversation_initiation_metadata`` after the socket opened."""
-    response_audio_idle_s: float = 1.0
-    """Fallback for servers without ``agent_response_complete``: an ``agent_response`` whose audio
-    has stopped arriving for this long, and has played out, counts as a complete turn."""
-    idle_close_s: float = 30.0
-    """Close when neither side has done anything for this long (an agent that never answers)."""
-    error_close_grace_s: float = 2.0
-    """After a server ``error``, how long to wait for the server's own close before closing."""
-    init: m.ConversationInitiationClientData = field(
-        default_factory=m.ConversationInitiationClientData
-    )
 
 
 def event_name(event: m.ServerEvent) -> str:
@@ -95,18 +77,12 @@ class ConversationSession:
         self._server_error_at = 0.0
         self._pending_tools: set[str] = set()
         self._hangup_after_playback = False
-        self._end_after_turn_at: float | None = None
         self._held_back: list[m.UserMessage | m.ContextualUpdate] = []
 
         self._playing = False
-        self._drained_at = 0.0
-        self._last_agent_audio_at = 0.0
-        self._response_at: float | None = None
-        self._complete_at: float | None = None
-        self._last_activity_at = 0.0
+        self._times = TurnTimes()
 
         self._user_speaking = False
-        self._last_speech_at = 0.0
         self._last_user_activity_sent = float("-inf")
 
         self._server_rules: dict[str, Callable[[Any, float], list[Action]]] = {
@@ -115,18 +91,11 @@ class ConversationSession:
             "audio": self._on_audio,
             "interruption": self._on_interruption,
             "user_transcript": self._on_user_transcript,
-            "tentative_user_transcript": self._on_tentative_user_transcript,
             "agent_response": self._on_agent_response,
-            "agent_response_correction": self._on_correction,
             "agent_response_complete": self._on_complete,
             "client_tool_call": self._on_tool_call,
-            "vad_score": self._on_vad_score,
-            "internal_tentative_agent_response": self._on_tentative_agent_response,
-            "agent_chat_response_part": self._on_chat_part,
             "agent_tool_response": self._on_agent_tool_response,
-            "contextual_update": self._on_contextual_update,
             "error": self._on_error,
-            "unknown": self._on_unknown,
         }
 
     # ------------------------------------------------------------------ what it shows
@@ -168,7 +137,7 @@ class ConversationSession:
         self._handling("connection_opened")
         self.phase = Phase.AWAITING_METADATA
         self._opened_at = now
-        self._last_activity_at = now
+        self._times.last_activity_at = now
         return [Send(self.settings.init)]
 
     def receive(self, event: m.ServerEvent, now: float) -> list[Action]:
@@ -176,7 +145,7 @@ class ConversationSession:
         name = event_name(event)
         handling = self._handling(name)
         if handling is Handling.ACT:
-            return self._server_rules[name](event, now)
+            return self._server_rules.get(name, self._report_only)(event, now)
         if handling is Handling.NOTE and isinstance(event, m.ConversationInitiationMetadata):
             self.conversation_id = event.conversation_id  # the record names the conversation
             return []
@@ -196,8 +165,8 @@ class ConversationSession:
             return self._passed_over("mic_audio", handling)
         actions: list[Action] = []
         if speaking:
-            self._last_speech_at = now
-            self._last_activity_at = now
+            self._times.last_speech_at = now
+            self._times.last_activity_at = now
             if not self._user_speaking:
                 self._user_speaking = True
                 if self._turn in (Turn.LISTENING, Turn.THINKING):
@@ -218,8 +187,8 @@ class ConversationSession:
         if handling is not Handling.ACT or not self._playing:
             return self._passed_over("playback_drained", handling)
         self._playing = False
-        self._drained_at = now
-        self._last_activity_at = now
+        self._times.drained_at = now
+        self._times.last_activity_at = now
         actions: list[Action] = []
         self._floor_back_to_user(actions)
         if self._hangup_after_playback:
@@ -233,7 +202,7 @@ class ConversationSession:
         if handling is not Handling.ACT or tool_call_id not in self._pending_tools:
             return self._passed_over("tool_finished", handling)
         self._pending_tools.discard(tool_call_id)
-        self._last_activity_at = now
+        self._times.last_activity_at = now
         return [
             Send(m.ClientToolResult(tool_call_id, result, is_error)),
             Notify(ev.ToolResult(tool_call_id, is_error)),
@@ -251,7 +220,7 @@ class ConversationSession:
         """End once the agent has finished its current turn (its goodbye), without waiting for
         the user's silence."""
         if self._handling("end_after_turn") is Handling.ACT:
-            self._end_after_turn_at = now
+            self._times.end_after_turn_at = now
         return []
 
     def request_end(self, reason: str, now: float) -> list[Action]:
@@ -279,16 +248,8 @@ class ConversationSession:
             return []
         if self._pending_tools or self._playing:
             return []
-        if self._end_after_turn_at is not None and self._turn_over_since_end_asked(now):
-            return self._close(NORMAL_CLOSE, "device ended the conversation")
-        quiet_since = self._agent_turn_done_at(now)
-        if quiet_since is not None:
-            quiet_since = max(quiet_since, self._drained_at, self._last_speech_at)
-            if now - quiet_since >= self.settings.silence_close_s:
-                return self._close(NORMAL_CLOSE, "user silent after the agent's turn")
-        if now - self._last_activity_at >= self.settings.idle_close_s:
-            return self._close(NORMAL_CLOSE, "nothing happened in the conversation")
-        return []
+        reason = self._times.why_close(now, self.settings)
+        return [] if reason is None else self._close(NORMAL_CLOSE, reason)
 
     def connection_closed(self, code: int | None, reason: str, now: float) -> list[Action]:
         """The socket is closed (either side), or was lost (code None)."""
@@ -329,16 +290,10 @@ class ConversationSession:
         self.input_format = input_format
         self.output_format = output_format
         self.phase = Phase.OPEN
-        self._last_activity_at = now
+        self._times.last_activity_at = now
         actions: list[Action] = [
             StartAudio(input_format, output_format),
-            Notify(
-                ev.ConversationStarted(
-                    event.conversation_id,
-                    event.user_input_audio_format,
-                    event.agent_output_audio_format,
-                )
-            ),
+            *self._report(event),
         ]
         self._show(actions)
         held_back, self._held_back = self._held_back, []
@@ -346,18 +301,23 @@ class ConversationSession:
             actions += self._send_from_device(message, now)
         return actions
 
+    def _report_only(self, event: m.ServerEvent, now: float) -> list[Action]:
+        if isinstance(event, m.TentativeUserTranscript):
+            self._times.last_activity_at = now  # the user is still talking
+        return self._report(event)
+
+    @staticmethod
+    def _report(event: m.ServerEvent) -> list[Action]:
+        said = report(event)
+        return [] if said is None else [Notify(said)]
+
     def _on_ping(self, event: m.Ping, now: float) -> list[Action]:
-        actions: list[Action] = [Send(m.Pong(event.event_id))]
-        if event.ping_ms is not None:
-            actions.append(Notify(ev.Latency(event.ping_ms)))
-        return actions
+        return [Send(m.Pong(event.event_id)), *self._report(event)]
 
     def _on_error(self, event: m.ErrorEvent, now: float) -> list[Action]:
         self._server_error = event
         self._server_error_at = now
-        actions: list[Action] = [
-            Notify(ev.ServerError(event.code, event.error_type, event.message))
-        ]
+        actions = self._report(event)
         if self._playing:
             self._playing = False
             actions.append(FlushPlayback())
@@ -367,8 +327,8 @@ class ConversationSession:
         if self.last_interrupt_id is not None and event.event_id <= self.last_interrupt_id:
             self.dropped_audio_chunks += 1
             return []
-        self._agent_active(now)
-        self._last_agent_audio_at = now
+        self._times.agent_active(now)
+        self._times.last_agent_audio_at = now
         actions: list[Action] = []
         if not self._playing:
             self._playing = True
@@ -380,60 +340,35 @@ class ConversationSession:
         if self.last_interrupt_id is None or event.event_id > self.last_interrupt_id:
             self.last_interrupt_id = event.event_id
         self._playing = False
-        self._drained_at = now
-        self._last_activity_at = now
-        actions: list[Action] = [FlushPlayback(), Notify(ev.Interruption(event.event_id))]
+        self._times.drained_at = now
+        self._times.last_activity_at = now
+        actions: list[Action] = [FlushPlayback(), *self._report(event)]
         self._floor_back_to_user(actions)
         return actions
 
     def _on_agent_response(self, event: m.AgentResponse, now: float) -> list[Action]:
-        self._agent_active(now)
-        self._response_at = now
+        self._times.agent_active(now)
+        self._times.response_at = now
         self.turns += 1
-        return [Notify(ev.AgentResponse(event.text, event.event_id))]
+        return self._report(event)
 
     def _on_complete(self, event: m.AgentResponseComplete, now: float) -> list[Action]:
-        self._complete_at = now
-        self._last_activity_at = now
-        return [Notify(ev.AgentResponseComplete(event.event_id))]
+        self._times.complete_at = now
+        self._times.last_activity_at = now
+        return self._report(event)
 
     def _on_user_transcript(self, event: m.UserTranscript, now: float) -> list[Action]:
-        actions: list[Action] = [Notify(ev.UserTranscript(event.text, event.event_id))]
+        actions = self._report(event)
         self._user_turn_over(now, actions)
         return actions
 
-    def _on_tentative_user_transcript(
-        self, event: m.TentativeUserTranscript, now: float
-    ) -> list[Action]:
-        self._last_activity_at = now
-        return [Notify(ev.TentativeUserTranscript(event.text))]
-
-    def _on_correction(self, event: m.AgentResponseCorrection, now: float) -> list[Action]:
-        return [Notify(ev.AgentResponseCorrection(event.original, event.corrected, event.event_id))]
-
     def _on_tool_call(self, event: m.ClientToolCall, now: float) -> list[Action]:
-        self._agent_active(now)
+        self._times.agent_active(now)
         self._pending_tools.add(event.tool_call_id)
-        return [
-            Notify(ev.ToolCall(event.tool_name, event.tool_call_id, event.parameters)),
-            RunTool(event),
-        ]
-
-    def _on_vad_score(self, event: m.VadScore, now: float) -> list[Action]:
-        return [Notify(ev.VadScore(event.score))]
-
-    def _on_tentative_agent_response(
-        self, event: m.InternalTentativeAgentResponse, now: float
-    ) -> list[Action]:
-        return [Notify(ev.TentativeAgentResponse(event.text))]
-
-    def _on_chat_part(self, event: m.AgentChatResponsePart, now: float) -> list[Action]:
-        return [Notify(ev.AgentChatResponsePart(event.text, event.part_type))]
+        return [*self._report(event), RunTool(event)]
 
     def _on_agent_tool_response(self, event: m.AgentToolResponse, now: float) -> list[Action]:
-        actions: list[Action] = [
-            Notify(ev.AgentToolResponse(event.tool_name, event.tool_type, event.is_error))
-        ]
+        actions = self._report(event)
         if event.tool_name == "end_call":
             # Let the goodbye play out; the server usually closes first anyway.
             if self._playing:
@@ -441,12 +376,6 @@ class ConversationSession:
             else:
                 actions += self._close(NORMAL_CLOSE, "agent ended the call")
         return actions
-
-    def _on_contextual_update(self, event: m.ContextualUpdate, now: float) -> list[Action]:
-        return [Notify(ev.ContextualUpdateReceived(event.text))]
-
-    def _on_unknown(self, event: m.UnknownEvent, now: float) -> list[Action]:
-        return [Notify(ev.UnknownEventSeen(event.type))]
 
     # ------------------------------------------------------------------ internals
 
@@ -475,9 +404,7 @@ class ConversationSession:
     def _user_turn_over(self, now: float, actions: list[Action]) -> None:
         """A finished user turn (spoken or typed): the agent owes a reply, so no close until it
         has come."""
-        self._complete_at = None
-        self._response_at = None
-        self._last_activity_at = now
+        self._times.user_turn_over(now)
         if self._turn in (Turn.LISTENING, Turn.USER_SPEAKING):
             self._set_turn(Turn.THINKING, actions)
 
@@ -486,29 +413,6 @@ class ConversationSession:
         if self._turn is Turn.SPEAKING:
             turn = Turn.USER_SPEAKING if self._user_speaking else Turn.LISTENING
             self._set_turn(turn, actions)
-
-    def _turn_over_since_end_asked(self, now: float) -> bool:
-        asked = self._end_after_turn_at
-        assert asked is not None
-        if self._complete_at is not None and self._complete_at >= asked:
-            return True
-        # an agent that says nothing more: end once it has been quiet as long as a user would be
-        quiet_since = max(asked, self._last_agent_audio_at, self._drained_at)
-        return now - quiet_since >= self.settings.silence_close_s
-
-    def _agent_active(self, now: float) -> None:
-        self._complete_at = None
-        self._last_activity_at = now
-
-    def _agent_turn_done_at(self, now: float) -> float | None:
-        """When the agent's current turn was finished, or None while it is still going."""
-        if self._complete_at is not None:
-            return self._complete_at
-        if self._response_at is not None:
-            audio_idle_since = max(self._response_at, self._last_agent_audio_at)
-            if now - audio_idle_since >= self.settings.response_audio_idle_s:
-                return audio_idle_since
-        return None
 
     def _close(self, code: int, reason: str, error: str | None = None) -> list[Action]:
         if self.phase in (Phase.CLOSING, Phase.CLOSED):

@@ -1,0 +1,85 @@
+"""When the things that keep a conversation alive last happened, and when that means it is over.
+
+The close policy: once the agent's turn is complete (``agent_response_complete``, or an
+``agent_response`` whose audio stopped arriving and played out) and the user has then been silent
+for ``silence_close_s``; once the agent has finished a turn the device asked to end after; or when
+nothing at all has happened for ``idle_close_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agentpi.protocol import messages as m
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    silence_close_s: float = 4.0
+    """User silence after the agent's completed turn that ends the conversation."""
+    user_activity_interval_s: float = 1.0
+    metadata_timeout_s: float = 10.0
+    """How long to wait for ``conversation_initiation_metadata`` after the socket opened."""
+    response_audio_idle_s: float = 1.0
+    """Fallback for servers without ``agent_response_complete``: an ``agent_response`` whose audio
+    has stopped arriving for this long, and has played out, counts as a complete turn."""
+    idle_close_s: float = 30.0
+    """Close when neither side has done anything for this long (an agent that never answers)."""
+    error_close_grace_s: float = 2.0
+    """After a server ``error``, how long to wait for the server's own close before closing."""
+    init: m.ConversationInitiationClientData = field(
+        default_factory=m.ConversationInitiationClientData
+    )
+
+
+@dataclass
+class TurnTimes:
+    drained_at: float = 0.0
+    last_agent_audio_at: float = 0.0
+    response_at: float | None = None
+    complete_at: float | None = None
+    last_activity_at: float = 0.0
+    last_speech_at: float = 0.0
+    end_after_turn_at: float | None = None
+
+    def agent_active(self, now: float) -> None:
+        self.complete_at = None
+        self.last_activity_at = now
+
+    def user_turn_over(self, now: float) -> None:
+        """The agent owes a reply: no close until it has come."""
+        self.complete_at = None
+        self.response_at = None
+        self.last_activity_at = now
+
+    def why_close(self, now: float, settings: SessionSettings) -> str | None:
+        """The reason the conversation is over now (agent silent, nothing pending), or None."""
+        if self.end_after_turn_at is not None and self._turn_over_since_end_asked(now, settings):
+            return "device ended the conversation"
+        quiet_since = self._agent_turn_done_at(now, settings)
+        if quiet_since is not None:
+            quiet_since = max(quiet_since, self.drained_at, self.last_speech_at)
+            if now - quiet_since >= settings.silence_close_s:
+                return "user silent after the agent's turn"
+        if now - self.last_activity_at >= settings.idle_close_s:
+            return "nothing happened in the conversation"
+        return None
+
+    def _turn_over_since_end_asked(self, now: float, settings: SessionSettings) -> bool:
+        asked = self.end_after_turn_at
+        assert asked is not None
+        if self.complete_at is not None and self.complete_at >= asked:
+            return True
+        # an agent that says nothing more: end once it has been quiet as long as a user would be
+        quiet_since = max(asked, self.last_agent_audio_at, self.drained_at)
+        return now - quiet_since >= settings.silence_close_s
+
+    def _agent_turn_done_at(self, now: float, settings: SessionSettings) -> float | None:
+        """When the agent's current turn was finished, or None while it is still going."""
+        if self.complete_at is not None:
+            return self.complete_at
+        if self.response_at is not None:
+            audio_idle_since = max(self.response_at, self.last_agent_audio_at)
+            if now - audio_idle_since >= settings.response_audio_idle_s:
+                return audio_idle_since
+        return None

@@ -1,0 +1,151 @@
+"""Typed events inside, the documented JSON lines outside: the lines did not change."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from agentpi import events as ev
+from agentpi.console import ConsolePrinter, JsonLinesWriter
+from agentpi.events import EVENT_KINDS, EventBus, as_records
+
+# One event of each kind and the line the device wrote for it before events were typed (the
+# fields in the order the old `emit(kind, **fields)` calls gave them).
+TODAY = [
+    (ev.StateChanged("listening"), '{"event": "state", "state": "listening"}'),
+    (
+        ev.LedShown("idle", "off", "blue"),
+        '{"event": "led", "state": "idle", "effect": "off", "color": "blue"}',
+    ),
+    (ev.TriggerFired("button"), '{"event": "trigger", "source": "button"}'),
+    (
+        ev.TriggerFired("wake", "hey_jarvis", 0.91, 1.2),
+        '{"event": "trigger", "source": "wake", "model": "hey_jarvis", "score": 0.91, '
+        '"audio_s": 1.2}',
+    ),
+    (
+        ev.ListeningForWakeWord("openwakeword"),
+        '{"event": "listening_for_wake_word", "engine": "openwakeword"}',
+    ),
+    (ev.ButtonAction("talk"), '{"event": "button", "action": "talk"}'),
+    (ev.VolumeChanged(80.0), '{"event": "volume", "percent": 80.0}'),
+    (ev.ControlError("in use"), '{"event": "control_error", "message": "in use"}'),
+    (ev.AudioError("gone"), '{"event": "audio_error", "message": "gone"}'),
+    (ev.AudioRetry(2, "gone"), '{"event": "audio_retry", "attempt": 2, "message": "gone"}'),
+    (ev.AudioRestored(3), '{"event": "audio_restored", "attempts": 3}'),
+    (ev.AudioDropped(160), '{"event": "audio_dropped", "samples": 160}'),
+    (ev.PlaybackFlushed(800), '{"event": "playback_flushed", "dropped_samples": 800}'),
+    (ev.Connecting("ws://127.0.0.1:1/x"), '{"event": "connecting", "url": "ws://127.0.0.1:1/x"}'),
+    (ev.Connected(), '{"event": "connected"}'),
+    (
+        ev.ConnectFailed("no route", True, 2),
+        '{"event": "connect_failed", "message": "no route", "offline": true, "failures": 2}',
+    ),
+    (
+        ev.ConversationStarted("c1", "pcm_16000", "ulaw_8000"),
+        '{"event": "conversation_started", "conversation_id": "c1", '
+        '"user_input_audio_format": "pcm_16000", "agent_output_audio_format": "ulaw_8000"}',
+    ),
+    (
+        ev.Disconnected(1000, "bye", "client"),
+        '{"event": "disconnected", "code": 1000, "reason": "bye", "closed_by": "client"}',
+    ),
+    (
+        ev.ConversationEnded("c1", "bye", 1000, "client", None, 3.5, 2, 40),
+        '{"event": "conversation_ended", "conversation_id": "c1", "reason": "bye", "code": 1000, '
+        '"closed_by": "client", "error": null, "duration_s": 3.5, "turns": 2, "ping_ms": 40}',
+    ),
+    (ev.Latency(40), '{"event": "latency", "ping_ms": 40}'),
+    (
+        ev.ServerError(1011, "llm_error", "boom"),
+        '{"event": "server_error", "code": 1011, "error_type": "llm_error", "message": "boom"}',
+    ),
+    (ev.ProtocolErrorSeen("bad"), '{"event": "protocol_error", "message": "bad"}'),
+    (ev.UnknownEventSeen("x"), '{"event": "unknown_event", "type": "x"}'),
+    (ev.UserTranscript("hi", 1), '{"event": "user_transcript", "text": "hi", "event_id": 1}'),
+    (ev.TentativeUserTranscript("h"), '{"event": "tentative_user_transcript", "text": "h"}'),
+    (ev.AgentResponse("yo", 2), '{"event": "agent_response", "text": "yo", "event_id": 2}'),
+    (
+        ev.AgentResponseCorrection("yo there", "yo", 2),
+        '{"event": "agent_response_correction", "original": "yo there", "corrected": "yo", '
+        '"event_id": 2}',
+    ),
+    (ev.TentativeAgentResponse("y"), '{"event": "tentative_agent_response", "text": "y"}'),
+    (
+        ev.AgentChatResponsePart("y", "delta"),
+        '{"event": "agent_chat_response_part", "text": "y", "part": "delta"}',
+    ),
+    (ev.AgentResponseComplete(2), '{"event": "agent_response_complete", "event_id": 2}'),
+    (ev.Interruption(2), '{"event": "interruption", "event_id": 2}'),
+    (ev.VadScore(0.4), '{"event": "vad_score", "score": 0.4}'),
+    (
+        ev.ToolCall("get_time", "t1", {"tz": "UTC"}),
+        '{"event": "tool_call", "tool_name": "get_time", "tool_call_id": "t1", '
+        '"parameters": {"tz": "UTC"}}',
+    ),
+    (
+        ev.ToolResult("t1", False),
+        '{"event": "tool_result", "tool_call_id": "t1", "is_error": false}',
+    ),
+    (
+        ev.AgentToolResponse("end_call", "system", False),
+        '{"event": "agent_tool_response", "tool_name": "end_call", "tool_type": "system", '
+        '"is_error": false}',
+    ),
+    (ev.UserMessageSent("open"), '{"event": "user_message", "text": "open"}'),
+    (ev.ContextualUpdateSent("ctx"), '{"event": "contextual_update_sent", "text": "ctx"}'),
+    (ev.ContextualUpdateReceived("ctx"), '{"event": "contextual_update", "text": "ctx"}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "line"), TODAY, ids=[e.kind + str(i) for i, (e, _) in enumerate(TODAY)]
+)
+def test_each_kind_writes_todays_line(event: ev.DeviceEvent, line: str) -> None:
+    stream = io.StringIO()
+    bus = EventBus(clock=lambda: 12.3456789)
+    bus.subscribe(JsonLinesWriter(stream))
+    bus.publish(event)
+    expected = {"t": 12.345679, **json.loads(line)}
+    assert stream.getvalue() == json.dumps(expected, ensure_ascii=False) + "\n"
+
+
+def test_every_kind_but_the_debug_one_is_covered() -> None:
+    assert {e.kind for e, _ in TODAY} == set(EVENT_KINDS) - {"ignored"}
+
+
+def test_listeners_get_typed_events_stamped_by_the_bus() -> None:
+    clock = iter([1.0, 2.0])
+    bus = EventBus(clock=lambda: next(clock))
+    typed: list[ev.DeviceEvent] = []
+    records: list[dict[str, object]] = []
+    bus.subscribe(typed.append)
+    bus.subscribe(as_records(records.append))
+    bus.publish(ev.StateChanged("idle"))
+    bus.publish(ev.VadScore(0.5))
+    assert typed == [ev.StateChanged("idle"), ev.VadScore(0.5)]
+    assert [e.t for e in typed] == [1.0, 2.0]
+    assert records == [
+        {"t": 1.0, "event": "state", "state": "idle"},
+        {"t": 2.0, "event": "vad_score", "score": 0.5},
+    ]
+
+
+def test_the_transcript_reads_as_before() -> None:
+    stream = io.StringIO()
+    clock = iter([10.0, 10.5, 11.0, 14.0])
+    bus = EventBus(clock=lambda: next(clock))
+    bus.subscribe(ConsolePrinter(stream))
+    bus.publish(ev.Connecting("ws://127.0.0.1:1/x"))
+    bus.publish(ev.UserTranscript("what time is it", 1))
+    bus.publish(ev.AgentResponse("noon", 2))
+    bus.publish(ev.ConversationEnded("c1", "bye", 1000, "client", None, 4.0, 1, 40))
+    assert stream.getvalue().splitlines() == [
+        "[  0.00] connecting to ws://127.0.0.1:1/x",
+        "[  0.50] you:   what time is it",
+        "[  1.00] agent: noon",
+        "[  4.00] conversation c1 ended after 4.0 s, 1 turns, ping 40 ms: bye "
+        "(closed by client, code 1000)",
+    ]

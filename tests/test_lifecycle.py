@@ -1,0 +1,294 @@
+"""The conversation's life: the phase table is total, and no order of events makes it raise.
+
+A hypothesis state machine drives ``ConversationSession`` with every server event type, every
+device call and clock jumps, in any order, and checks the invariants after every step. The default
+run is 150 sequences of up to 100 steps (about 14,000 steps); ``AGENTPI_LONG_FUZZ=1`` runs 2,000
+sequences of up to 200 (400,000).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from agentpi.errors import AgentpiError, LocalProtocolError, RemoteProtocolError
+from agentpi.protocol import messages as m
+from agentpi.protocol.actions import (
+    Action,
+    CloseConnection,
+    ConversationEnded,
+    FlushPlayback,
+    Notify,
+    PlayAudio,
+    RunTool,
+    Send,
+    SetState,
+    StartAudio,
+)
+from agentpi.protocol.phases import INPUTS, RULES, SERVER_EVENTS, Handling, Phase
+from agentpi.protocol.session import ConversationSession, event_name
+from agentpi.protocol.states import DeviceState, check_transition
+from agentpi.protocol.timers import SessionSettings
+
+LONG = os.environ.get("AGENTPI_LONG_FUZZ") == "1"
+FORMATS = ["pcm_16000", "pcm_8000", "ulaw_8000", "pcm_48000", "mp3_44100", ""]
+TOOL_IDS = ["t1", "t2", "t3"]
+
+
+def test_every_phase_names_every_input() -> None:
+    for phase in Phase:
+        assert set(RULES[phase]) == set(INPUTS), phase
+
+
+def test_every_server_message_type_has_a_rule() -> None:
+    wrapped = {cls.type for cls in m.SERVER_EVENT_TYPES.values()}
+    assert wrapped | {"contextual_update", "unknown"} == set(SERVER_EVENTS)
+
+
+def test_errors_are_one_family() -> None:
+    assert issubclass(m.ProtocolError, RemoteProtocolError)
+    assert issubclass(RemoteProtocolError, AgentpiError)
+    assert issubclass(LocalProtocolError, AgentpiError)
+
+
+def test_a_button_press_while_connecting_then_metadata_does_not_raise() -> None:
+    """Reproduced on the old core: InvalidTransition 'ending to listening' on the metadata."""
+    session = ConversationSession()
+    session.connection_opened(0.0)
+    closing = session.request_end("button pressed", 0.1)
+    assert CloseConnection(1000, "button pressed") in closing
+    late = session.receive(
+        m.ConversationInitiationMetadata("conv_7", "pcm_16000", "pcm_16000"), 0.2
+    )
+    assert not any(isinstance(a, StartAudio | SetState) for a in late)
+    assert session.state is DeviceState.ENDING
+    end = session.connection_closed(1000, "button pressed", 0.3)
+    assert [a for a in end if isinstance(a, ConversationEnded)] == [
+        ConversationEnded(1000, "button pressed", "client")
+    ]
+    assert session.conversation_id == "conv_7"  # the summary still names the conversation
+
+
+def server_events() -> st.SearchStrategy[m.ServerEvent]:
+    ids = st.integers(min_value=0, max_value=12)
+    text = st.text(max_size=8)
+    return st.one_of(
+        st.builds(
+            m.ConversationInitiationMetadata,
+            st.sampled_from(["conv_1", "conv_2"]),
+            st.sampled_from(FORMATS),
+            st.sampled_from(FORMATS),
+        ),
+        st.builds(m.Ping, ids, st.one_of(st.none(), st.integers(0, 500))),
+        st.builds(m.Audio, st.just(b"\x01\x00" * 8), ids),
+        st.builds(m.Interruption, ids),
+        st.builds(m.UserTranscript, text, ids),
+        st.builds(m.TentativeUserTranscript, text, ids),
+        st.builds(m.AgentResponse, text, ids),
+        st.builds(m.AgentResponseCorrection, text, text, ids),
+        st.builds(m.AgentResponseComplete, st.one_of(st.none(), ids)),
+        st.builds(
+            m.ClientToolCall,
+            st.sampled_from(["get_time", "end_conversation"]),
+            st.sampled_from(TOOL_IDS),
+            st.just({}),
+            ids,
+        ),
+        st.builds(m.VadScore, st.floats(0, 1)),
+        st.builds(m.InternalTentativeAgentResponse, text),
+        st.builds(m.AgentChatResponsePart, text, st.sampled_from(["start", "delta", "stop"]), ids),
+        st.builds(
+            m.AgentToolResponse,
+            st.sampled_from(["end_call", "lookup"]),
+            st.just("t"),
+            st.just("system"),
+            st.booleans(),
+        ),
+        st.builds(m.ContextualUpdate, text),
+        st.builds(
+            m.ErrorEvent, text, st.one_of(st.none(), st.just(1011)), st.just("llm_error"), st.none()
+        ),
+        st.builds(m.UnknownEvent, st.sampled_from(["context_usage", "mcp_tool_call"]), st.just({})),
+    )
+
+
+class SessionLife(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = ConversationSession(
+            SessionSettings(silence_close_s=2.0, metadata_timeout_s=5.0, idle_close_s=20.0)
+        )
+        self.now = 0.0
+        self.shown = DeviceState.CONNECTING
+        self.sent: list[m.ClientMessage] = []
+        self.close_requested = False
+        self.socket_closed = False
+        self.ended: list[ConversationEnded] = []
+        self.audio_started = False
+        self.cut_off: int | None = None
+        self.pending_tools: set[str] = set()
+        self.steps = 0
+        self.end_from_step = 0
+
+    @initialize(
+        progress=st.sampled_from(["none", "opened", "open", "open", "open"]),
+        end_from_step=st.integers(min_value=0, max_value=120),
+    )
+    def begin(self, progress: str, end_from_step: int) -> None:
+        """Most lives start open, so the steps reach the OPEN rules; when the device or the
+        socket may end the conversation is drawn too, so a life is not mostly its afterlife."""
+        self.end_from_step = end_from_step
+        if progress != "none":
+            self.socket_opens()
+        if progress == "open":
+            metadata = m.ConversationInitiationMetadata("conv_0", "pcm_16000", "ulaw_8000")
+            self.server_sends(metadata)
+
+    # -------------------------------------------------------------- the call and its checks
+
+    def call(self, name: str, do: object, *args: object) -> list[Action]:
+        self.steps += 1
+        handling = RULES[self.session.phase][name]
+        if handling is Handling.MISUSE:
+            with pytest.raises(LocalProtocolError):
+                do(*args)  # type: ignore[operator]
+            return []
+        actions: list[Action] = do(*args)  # type: ignore[operator]
+        for action in actions:
+            self.check(action)
+        return actions
+
+    def check(self, action: Action) -> None:
+        if isinstance(action, Send):
+            assert not self.socket_closed, f"sent {action.message} after the socket closed"
+            if not self.sent:
+                assert isinstance(action.message, m.ConversationInitiationClientData)
+            if self.close_requested:
+                assert isinstance(action.message, m.Pong), f"{action.message} after the close"
+            self.sent.append(action.message)
+        elif isinstance(action, SetState):
+            check_transition(self.shown, action.state)
+            self.shown = action.state
+        elif isinstance(action, StartAudio):
+            assert not self.audio_started
+            self.audio_started = True
+        elif isinstance(action, PlayAudio):
+            assert self.audio_started
+            assert self.cut_off is None or action.event_id > self.cut_off, "interrupted audio"
+        elif isinstance(action, CloseConnection):
+            assert not self.close_requested
+            self.close_requested = True
+        elif isinstance(action, ConversationEnded):
+            self.ended.append(action)
+        elif isinstance(action, RunTool):
+            self.pending_tools.add(action.call.tool_call_id)
+        else:
+            assert isinstance(action, Notify | FlushPlayback)
+
+    # -------------------------------------------------------------- the server
+
+    @rule(event=server_events())
+    def server_sends(self, event: m.ServerEvent) -> None:
+        acting = RULES[self.session.phase][event_name(event)] is Handling.ACT
+        actions = self.call(event_name(event), self.session.receive, event, self.now)
+        if isinstance(event, m.Ping) and acting:
+            assert Send(m.Pong(event.event_id)) in actions, "a ping went unanswered"
+        if isinstance(event, m.Interruption) and FlushPlayback() in actions:
+            self.cut_off = max(self.cut_off or 0, event.event_id)
+
+    @rule(frame=st.sampled_from(["{not json", "[]", '{"type": 3}']))
+    def server_sends_garbage(self, frame: str) -> None:
+        try:
+            m.decode_server(frame)
+        except m.ProtocolError as exc:
+            self.call("invalid_frame", self.session.receive_invalid, exc, self.now)
+
+    @precondition(lambda self: self.steps >= self.end_from_step)
+    @rule(code=st.sampled_from([None, 1000, 1002, 1008, 1011]), reason=st.text(max_size=5))
+    def socket_closes(self, code: int | None, reason: str) -> None:
+        self.call("connection_closed", self.session.connection_closed, code, reason, self.now)
+        self.socket_closed = True
+
+    # -------------------------------------------------------------- the device
+
+    @rule()
+    def socket_opens(self) -> None:
+        self.call("connection_opened", self.session.connection_opened, self.now)
+
+    @rule(speaking=st.booleans())
+    def mic_chunk(self, speaking: bool) -> None:
+        self.call("mic_audio", self.session.mic_audio, b"\x00\x00" * 4, speaking, self.now)
+
+    @rule()
+    def speaker_drained(self) -> None:
+        self.call("playback_drained", self.session.playback_drained, self.now)
+
+    @rule(tool_call_id=st.sampled_from(TOOL_IDS), is_error=st.booleans())
+    def tool_finishes(self, tool_call_id: str, is_error: bool) -> None:
+        self.call(
+            "tool_finished", self.session.tool_finished, tool_call_id, "ok", is_error, self.now
+        )
+
+    @rule(text=st.text(max_size=5))
+    def device_says(self, text: str) -> None:
+        self.call("user_message", self.session.user_message, text, self.now)
+
+    @rule(text=st.text(max_size=5))
+    def device_informs(self, text: str) -> None:
+        self.call("contextual_update_from_device", self.session.contextual_update, text, self.now)
+
+    @rule()
+    def device_ends_after_turn(self) -> None:
+        self.call("end_after_turn", self.session.end_after_turn, self.now)
+
+    @precondition(lambda self: self.steps >= self.end_from_step)
+    @rule()
+    def device_ends(self) -> None:
+        self.call("request_end", self.session.request_end, "button pressed", self.now)
+
+    @rule(gap=st.one_of(st.floats(0, 0.5), st.floats(0, 30)))
+    def time_passes(self, gap: float) -> None:
+        self.now += gap
+        self.call("tick", self.session.tick, self.now)
+
+    @precondition(lambda self: self.close_requested and not self.socket_closed)
+    @rule()
+    def close_completes(self) -> None:
+        self.socket_closes(1000, "")
+
+    # -------------------------------------------------------------- always
+
+    @invariant()
+    def at_most_one_end(self) -> None:
+        assert len(self.ended) <= 1
+        assert (len(self.ended) == 1) == self.socket_closed
+        assert self.session.ended == self.socket_closed
+
+    @invariant()
+    def shows_what_it_reported(self) -> None:
+        if self.session.phase is not Phase.CONNECTING or self.shown is not DeviceState.CONNECTING:
+            assert self.session.state is self.shown
+
+    def teardown(self) -> None:
+        if not self.socket_closed:
+            self.socket_closes(None, "test over")
+        assert len(self.ended) == 1
+
+
+SessionLife.TestCase.settings = settings(
+    max_examples=2000 if LONG else 150,
+    stateful_step_count=200 if LONG else 100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_no_order_of_events_breaks_the_session = SessionLife.TestCase
