@@ -1,101 +1,66 @@
 """The orchestrator: trigger -> connect -> converse -> close -> idle, and again.
 
-All conversation rules live in ``ConversationSession``; this module only moves data between it
-and the adapters (microphone, speaker, socket, tools, event stream) and carries out its actions.
+The device composes: trigger sources (``triggers/sources.py``) say when to start, a conversation
+run (``conversation.py``) feeds one ``ConversationSession`` and carries out its actions, and the
+device in between shows the state, connects, and gets the microphone back when it goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import random
 import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from agentpi import __version__
 from agentpi import events as ev
 from agentpi.agent.client import (
     AgentConnectError,
     AgentConnection,
-    Closed,
     conversation_url,
     fetch_signed_url,
     fetch_signed_url_from_owner,
     redact_url,
 )
-from agentpi.agent_setup import event_context, initiation_data, start_context
+from agentpi.agent_setup import event_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
-from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
 from agentpi.audio.cues import Cues
 from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
-from agentpi.audio.formats import AudioFormat
+from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk
 from agentpi.audio.playback_log import PlaybackLog
-from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config, Secret
+from agentpi.conversation import ConversationRun, RunContext
 from agentpi.custom_tools import build_tools
 from agentpi.device_tools import MAX_VOLUME_PERCENT, register_device_tools
 from agentpi.events import DeviceEvent, EventBus
 from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
-from agentpi.protocol.actions import (
-    Action,
-    CloseConnection,
-    ConversationEnded,
-    FlushPlayback,
-    Notify,
-    PlayAudio,
-    RunTool,
-    Send,
-    SetState,
-    StartAudio,
-)
-from agentpi.protocol.messages import ProtocolError
-from agentpi.protocol.session import ConversationSession
+from agentpi.protocol.actions import ConversationEnded
 from agentpi.protocol.states import DeviceState, check_transition
-from agentpi.protocol.timers import SessionSettings
 from agentpi.service import SystemdNotifier
 from agentpi.tools import ToolRegistry
 from agentpi.triggers.button import ButtonInput
-from agentpi.wake.decider import Detection
+from agentpi.triggers.sources import (
+    ButtonTrigger,
+    ControlTrigger,
+    ImmediateTrigger,
+    Trigger,
+    TriggerSource,
+    WakeTrigger,
+    reconnect_delay,
+)
 from agentpi.wake.listener import WakeListener
-from agentpi.wake.runner import WakeRunner
 
-log = logging.getLogger(__name__)
+__all__ = ["Device", "Trigger", "reconnect_delay"]
 
-TICK_S = 0.05
 ERROR_HOLD_S = 1.0
 """How long the error (or offline) state shows, its cue included, before listening again."""
-RECONNECT_MAX_S = 60.0
 AUDIO_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts to reopen a microphone that went away; the last one repeats."""
-
-
-def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
-    """How long to wait before trying again after ``failures`` failed connects in a row:
-    doubling up to a minute, with +-25 % jitter so a room of devices that lost the same network
-    does not come back in lockstep."""
-    if failures <= 0:
-        return base_s
-    delay = min(RECONNECT_MAX_S, max(base_s, 1.0) * 2.0 ** (failures - 1))
-    return delay * (rng or random).uniform(0.75, 1.25)
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """What started a conversation."""
-
-    source: str  # "wake" | "button" | "immediate" | "control"
-    detail: dict[str, Any] = field(default_factory=dict)
-    start: int | None = None
-    """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
-    user_message: str | None = None
-    """Typed text to open the conversation with (`agentpi say` while idle)."""
+TRIGGER_QUEUE = 4
+"""Triggers waiting to be taken; more at once are the same request repeated, and dropped."""
 
 
 class Device:
@@ -127,8 +92,6 @@ class Device:
         self.leds = leds
         if leds is not None:
             leds.attach(self.events)
-        self.wake = wake
-        self.button = button
         self.cues = cues
         self.notifier = notifier or SystemdNotifier({})
         self.endpoint_token = endpoint_token
@@ -139,15 +102,28 @@ class Device:
             raise ValueError('trigger "button" needs a ButtonInput')
         self.state = DeviceState.IDLE
         self.conversations = 0
-        self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue()
-        self._run: _ConversationRun | None = None
-        self._immediate: asyncio.TimerHandle | None = None
-        self._runner: WakeRunner | None = None
+        self._control = ControlTrigger()
+        self._wake = (
+            WakeTrigger(wake, mic, config.audio.send_wake_word, config.audio.preroll_s)
+            if wake is not None
+            else None
+        )
+        self._button = ButtonTrigger(button) if button is not None else None
+        self._immediate = (
+            ImmediateTrigger(config.trigger.restart_pause_s) if "immediate" in modes else None
+        )
+        self._sources: list[TriggerSource] = [
+            source
+            for source in (self._control, self._wake, self._button, self._immediate)
+            if source is not None
+        ]
+        self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue(TRIGGER_QUEUE)
+        self._run: ConversationRun | None = None
+        self._no_run = asyncio.Event()
+        self._no_run.set()
         self._audio_ok = asyncio.Event()
         self._recovering: asyncio.Task[None] | None = None
-        self.gate: HalfDuplexGate | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_generation = 0
+        self._half_duplex: HalfDuplex | None = None
         self._connect_failures = 0
         self.ready = asyncio.Event()
         """Set once the microphone is open and the models are loaded: requests are taken."""
@@ -207,7 +183,7 @@ class Device:
             return "the microphone is not working; the device is trying to get it back"
         if self.state is not DeviceState.IDLE:
             return f"the device is busy ({self.state.value}); try again in a moment"
-        self._triggers.put_nowait(Trigger("control", user_message=user_message))
+        self._control.request(user_message)
         return None
 
     def stop_conversation(self) -> str | None:
@@ -239,39 +215,40 @@ class Device:
     async def run(self, once: bool = False) -> int:
         """Run until done: after one conversation with ``once``, or when a file input ends."""
         modes = self.config.trigger.modes
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
 
         def mic_failed(exc: Exception) -> None:
             loop.call_soon_threadsafe(self._audio_failed, exc)
 
-        self.mic.on_failure = mic_failed
-
         def speaker_failed(exc: Exception) -> None:
             loop.call_soon_threadsafe(self._speaker_failed, exc)
 
+        self.mic.on_failure = mic_failed
         self.sink.on_failure = speaker_failed
         outcome = ConversationEnded(None, "not started", "client")
-        watchdog: asyncio.Task[None] | None = None
-        try:
-            # inside the try: a stop while the device opens must still close it
+        async with contextlib.AsyncExitStack() as stack:
+            # unwound in reverse, also when a stop comes while the device is still opening
+            stack.callback(self.notifier.stopping)
+            stack.push_async_callback(loop.run_in_executor, None, self.mic.close)
+            stack.push_async_callback(self.sink.close)
             await loop.run_in_executor(None, self.mic.open)
             self._audio_ok.set()
             self._set_up_echo()
-            if self.button is not None:
-                self.button.attach(loop, self._button_pressed, self._button_released)
-            if self.wake is not None:
-                self._runner = WakeRunner(self.wake, self.mic, self._wake_fired, self._input_ended)
             if self.leds is not None:
                 self.leds.start()
+                stack.callback(self.leds.stop)
+            for source in self._sources:
+                stack.callback(source.close)
+                source.start(loop, self._fire)
+            stack.callback(self._cancel_recovery)
             self.events.publish(ev.StateChanged(self.state.value))
-            if self._runner is not None:
-                self.events.publish(ev.ListeningForWakeWord(self._runner.engine_name))
-            if "immediate" in modes:
-                self._triggers.put_nowait(Trigger("immediate"))
+            if self._wake is not None:
+                self.events.publish(ev.ListeningForWakeWord(self._wake.engine_name))
             # microphone open, models loaded: from here on the device does its job
             self.notifier.ready(f"listening ({', '.join(modes)})")
             self.ready.set()
             watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
+            stack.callback(watchdog.cancel)
             while True:
                 trigger = await self._next_trigger()
                 if trigger is None:
@@ -280,32 +257,19 @@ class Device:
                 outcome = await self.converse(trigger)
                 if once:
                     break
-                if "immediate" in modes:
+                if self._immediate is not None:
                     if self.mic.at_end(self.mic.position):
                         break
-                    pause = self.config.trigger.restart_pause_s
-                    self._immediate = loop.call_later(
-                        reconnect_delay(self._connect_failures, pause),
-                        self._triggers.put_nowait,
-                        Trigger("immediate"),
-                    )
-        finally:
-            self.notifier.stopping()
-            if watchdog is not None:
-                watchdog.cancel()
-            if self._immediate is not None:
-                self._immediate.cancel()
-            if self._recovering is not None:
-                self._recovering.cancel()
-            if self.button is not None:
-                self.button.close()
-            if self.leds is not None:
-                self.leds.stop()
-            if self._runner is not None:
-                self._runner.stop()
-            await self.sink.close()
-            await loop.run_in_executor(None, self.mic.close)
+                    self._immediate.conversation_over(self._connect_failures)
         return 0 if outcome.ok else 1
+
+    def _fire(self, trigger: Trigger | None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._triggers.put_nowait(trigger)
+
+    def _cancel_recovery(self) -> None:
+        if self._recovering is not None:
+            self._recovering.cancel()
 
     def _set_up_echo(self) -> None:
         audio = self.config.audio
@@ -316,58 +280,26 @@ class Device:
         if audio.echo == "aec":
             self.mic.processor = EchoCanceller(log)
         elif audio.echo == "half_duplex":
-            self.gate = HalfDuplexGate(log, audio.echo_tail_ms / 1000)
+            gate = HalfDuplexGate(log, audio.echo_tail_ms / 1000)
+            self._half_duplex = HalfDuplex(gate, lambda: self.sink.buffered_samples)
+
+    def _mic_gate(self) -> MicGate:
+        """How the microphone is heard in the conversation about to start."""
+        if self._button is not None and self.config.trigger.button_mode == "hold":
+            return PushToTalk(held=self._button.button.is_held)
+        return self._half_duplex or OpenMic()
 
     async def _next_trigger(self) -> Trigger | None:
-        """Wait, listening for the wake word if it is on, until something starts a
-        conversation; None when a file input has ended with nothing left to do."""
+        """Wait, with every source armed, until something starts a conversation; None when a
+        file input has ended with nothing left to do."""
         await self._audio_ok.wait()
-        if self._runner is not None:
-            self._runner.listen()
+        for source in self._sources:
+            source.arm()
         try:
             return await self._triggers.get()
         finally:
-            if self._runner is not None:
-                self._runner.pause()
-                self._wake_generation += 1  # a detection still in flight is stale now
-
-    def _wake_fired(self, detection: Detection, start: int) -> None:
-        """On the wake thread: hand the detection to the loop."""
-        generation = self._wake_generation
-        detail = {
-            "model": detection.model,
-            "score": round(detection.score, 3),
-            "audio_s": round(detection.audio_s, 3),
-        }
-        if self.config.audio.send_wake_word:
-            start = max(
-                self.mic.oldest, start - int(self.config.audio.preroll_s * self.mic.sample_rate)
-            )
-        self._loop_put(Trigger("wake", detail, start), generation)
-
-    def _input_ended(self) -> None:
-        self._loop_put(None, self._wake_generation)
-
-    def _loop_put(self, trigger: Trigger | None, generation: int) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._wake_result, trigger, generation)
-
-    def _wake_result(self, trigger: Trigger | None, generation: int) -> None:
-        # something else (the button) started a conversation while this frame was scored
-        if generation == self._wake_generation:
-            self._triggers.put_nowait(trigger)
-
-    def _button_pressed(self) -> None:
-        if self._run is not None:
-            self._run.button_pressed()
-        elif self.state is DeviceState.IDLE and self._audio_ok.is_set():
-            self._triggers.put_nowait(Trigger("button"))
-        # connecting or showing an error: a press there would only queue a stale conversation
-
-    def _button_released(self) -> None:
-        if self._run is not None:
-            self._run.button_released()
+            for source in self._sources:
+                source.disarm()
 
     def _audio_failed(self, exc: Exception) -> None:
         """The microphone went away (on the loop): end what runs, show it, get it back."""
@@ -389,8 +321,7 @@ class Device:
 
     async def _recover_audio(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._run is not None:  # let the conversation finish ending first
-            await asyncio.sleep(0.05)
+        await self._no_run.wait()  # let the conversation finish ending first
         self.set_state(DeviceState.ERROR)
         await self._cue("error")
         await loop.run_in_executor(None, self.mic.close)
@@ -439,12 +370,18 @@ class Device:
             return ConversationEnded(None, "connect failed", "client", str(exc))
         self._connect_failures = 0
         self.events.publish(ev.Connected())
-        run = _ConversationRun(self, connection, trigger, reader)
+        run = ConversationRun(self._run_context(), connection, reader, trigger.user_message)
         self._run = run
+        self._no_run.clear()
+        if self._button is not None:
+            self._button.on_press, self._button.on_release = run.button_pressed, run.button_released
         try:
             ended = await run.run()
         finally:
             self._run = None
+            self._no_run.set()
+            if self._button is not None:
+                self._button.on_press = self._button.on_release = None
         self.events.publish(
             ev.ConversationEnded(
                 conversation_id=run.session.conversation_id,
@@ -463,6 +400,20 @@ class Device:
         else:
             await self._cue("end")
         return ended
+
+    def _run_context(self) -> RunContext:
+        return RunContext(
+            config=self.config,
+            device_id=self.device_id,
+            events=self.events,
+            mic=self.mic,
+            sink=self.sink,
+            tools=self.tools,
+            gate=self._mic_gate(),
+            show=self.set_state,
+            volume_gain=lambda: self.volume_gain,
+            mic_ok=self._audio_ok.is_set,
+        )
 
     async def _resolve_url(self) -> str:
         agent = self.config.agent
@@ -494,206 +445,3 @@ class Device:
             await self.cues.play(name, self.sink, wait=name != "wake")
         except AudioDeviceError as exc:
             self.events.publish(ev.AudioError(str(exc)))
-
-
-class _ConversationRun:
-    """The tasks of one open conversation, feeding one session."""
-
-    def __init__(
-        self, device: Device, connection: AgentConnection, trigger: Trigger, reader: MicReader
-    ) -> None:
-        self.device = device
-        self.connection = connection
-        self.trigger = trigger
-        self.reader = reader
-        self.push_to_talk = device.button is not None and (
-            device.config.trigger.button_mode == "hold"
-        )
-        self.held = self.push_to_talk and device.button is not None and device.button.is_held
-        conv = device.config.conversation
-        self.session = ConversationSession(
-            SessionSettings(
-                silence_close_s=conv.silence_close_s,
-                metadata_timeout_s=conv.metadata_timeout_s,
-                idle_close_s=conv.idle_close_s,
-                init=initiation_data(conv, device.device_id),
-            )
-        )
-        self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
-        self.audio_ready = asyncio.Event()
-        self.decoder: WireDecoder | None = None
-        self.input_format: AudioFormat | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.failed = False
-        self.pings_ms: list[int] = []
-
-    async def run(self) -> ConversationEnded:
-        now = time.monotonic()
-        await self.execute(self.session.connection_opened(now))
-        # held by the session until the server's metadata, then sent in this order
-        context = start_context(self.device.config.context, self.device.device_id)
-        if context:
-            await self.execute(self.session.contextual_update(context, now))
-        if self.trigger.user_message:
-            await self.execute(self.session.user_message(self.trigger.user_message, now))
-        for coro in (self.receive_loop(), self.mic_loop(), self.tick_loop()):
-            self.spawn(coro)
-        try:
-            return await self.ended
-        finally:
-            for task in list(self.tasks):
-                task.cancel()
-            for task in list(self.tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if self.failed:
-                # said goodbye here, not in a task: the tasks were all just cancelled
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.connection.close(1000, "device failure"), 2.0)
-            await self.device.sink.stop()
-
-    def spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, AudioDeviceError):
-            if self.device._audio_ok.is_set():  # not the microphone, whose recovery reports it
-                self.device.events.publish(ev.AudioError(str(exc)))
-            self.fail(str(exc))
-            return
-        log.error("conversation task failed: %r", exc)
-        self.fail(f"internal error: {exc}")
-
-    def fail(self, error: str) -> None:
-        """End the conversation now because the device failed (the agent is told)."""
-        if not self.ended.done():
-            self.failed = True
-            self.ended.set_result(ConversationEnded(None, "device failure", "client", error))
-
-    async def receive_loop(self) -> None:
-        while not self.ended.done():
-            item = await self.connection.receive()
-            now = time.monotonic()
-            if isinstance(item, Closed):
-                await self.execute(self.session.connection_closed(item.code, item.reason, now))
-                return
-            if isinstance(item, ProtocolError):
-                await self.execute(self.session.receive_invalid(item, now))
-                continue
-            await self.execute(self.session.receive(item, now))
-
-    async def start_audio(self, formats: StartAudio) -> None:
-        loop = asyncio.get_running_loop()
-
-        def drained() -> None:
-            loop.call_soon(self._on_drained)
-
-        rate = await self.device.sink.start(formats.output_format.sample_rate, drained)
-        self.decoder = WireDecoder(formats.output_format, rate)
-        self.input_format = formats.input_format
-        self.audio_ready.set()
-
-    def _on_drained(self) -> None:
-        self.spawn(self.execute(self.session.playback_drained(time.monotonic())))
-
-    async def mic_loop(self) -> None:
-        await self.audio_ready.wait()
-        assert self.input_format is not None
-        device = self.device
-        mic = device.mic
-        encoder = WireEncoder(mic.sample_rate, self.input_format)
-        vad = EnergyVad(mic.sample_rate, threshold_dbfs=device.config.audio.vad_threshold_dbfs)
-        reader = self.reader
-        lost = 0
-        while not self.ended.done():
-            chunk = await reader.read(mic.chunk_samples)
-            if reader.lost != lost:
-                device.events.publish(ev.AudioDropped(reader.lost - lost))
-                lost = reader.lost
-            speaking = vad.process(chunk)
-            if self.push_to_talk:
-                # push-to-talk: the button, not the room, says when the user is talking
-                speaking = self.held
-                if not self.held:
-                    chunk = np.zeros_like(chunk)
-            elif device.gate is not None and device.gate.muted(device.sink.buffered_samples):
-                speaking = False  # half duplex: the agent must not hear itself
-                chunk = np.zeros_like(chunk)
-            wire = encoder.encode(chunk)
-            if wire:
-                await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
-
-    def from_device(self, text: str, typed: bool) -> str | None:
-        """A user_message (typed) or contextual_update into this conversation."""
-        if self.ended.done() or not self.session.accepts_input:
-            return "the conversation is ending"
-        now = time.monotonic()
-        if typed:
-            self.spawn(self.execute(self.session.user_message(text, now)))
-        else:
-            self.spawn(self.execute(self.session.contextual_update(text, now)))
-        return None
-
-    def end_after_turn(self) -> None:
-        self.spawn(self.execute(self.session.end_after_turn(time.monotonic())))
-
-    def request_end(self, reason: str) -> None:
-        self.spawn(self.execute(self.session.request_end(reason, time.monotonic())))
-
-    def button_pressed(self) -> None:
-        if self.push_to_talk:
-            self.held = True
-            self.device.events.publish(ev.ButtonAction("talk"))
-        else:
-            self.device.events.publish(ev.ButtonAction("end"))
-            self.request_end("button pressed")
-
-    def button_released(self) -> None:
-        if self.push_to_talk and self.held:
-            self.held = False
-            self.device.events.publish(ev.ButtonAction("released"))
-
-    async def tick_loop(self) -> None:
-        while not self.ended.done():
-            await asyncio.sleep(TICK_S)
-            await self.execute(self.session.tick(time.monotonic()))
-
-    async def run_tool(self, action: RunTool) -> None:
-        call = action.call
-        result, is_error = await self.device.tools.run(call.tool_name, call.parameters)
-        await self.execute(
-            self.session.tool_finished(call.tool_call_id, result, is_error, time.monotonic())
-        )
-
-    async def execute(self, actions: list[Action]) -> None:
-        events = self.device.events
-        for action in actions:
-            if isinstance(action, Send):
-                await self.connection.send(action.message)
-            elif isinstance(action, PlayAudio):
-                if self.decoder is not None:
-                    audio = self.decoder.decode(action.audio)
-                    self.device.sink.write(apply_gain(audio, self.device.volume_gain))
-            elif isinstance(action, FlushPlayback):
-                dropped = self.device.sink.flush()
-                events.publish(ev.PlaybackFlushed(dropped))
-            elif isinstance(action, SetState):
-                self.device.set_state(action.state)
-            elif isinstance(action, Notify):
-                if isinstance(action.event, ev.Latency):
-                    self.pings_ms.append(action.event.ping_ms)
-                events.publish(action.event)
-            elif isinstance(action, StartAudio):
-                await self.start_audio(action)
-            elif isinstance(action, RunTool):
-                self.spawn(self.run_tool(action))
-            elif isinstance(action, CloseConnection):
-                self.spawn(self.connection.close(action.code, action.reason))
-            elif isinstance(action, ConversationEnded) and not self.ended.done():
-                self.ended.set_result(action)

@@ -1,0 +1,264 @@
+"""One open conversation: the tasks that move data between the adapters and one session.
+
+All conversation rules live in ``ConversationSession``; a run only feeds it (socket frames, mic
+chunks, the clock, tool results, the speaker running dry) and carries out its actions in order.
+It is given what it needs (``RunContext``), not the whole device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from agentpi import events as ev
+from agentpi.agent.client import AgentConnection, Closed
+from agentpi.agent_setup import initiation_data, start_context
+from agentpi.audio.backend import AudioDeviceError, AudioSink
+from agentpi.audio.capture import MicReader, Microphone
+from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
+from agentpi.audio.formats import AudioFormat
+from agentpi.audio.gating import MicGate, PushToTalk
+from agentpi.audio.vad import EnergyVad
+from agentpi.config import Config
+from agentpi.events import EventBus
+from agentpi.protocol.actions import (
+    Action,
+    CloseConnection,
+    ConversationEnded,
+    FlushPlayback,
+    Notify,
+    PlayAudio,
+    RunTool,
+    Send,
+    SetState,
+    StartAudio,
+)
+from agentpi.protocol.messages import ProtocolError
+from agentpi.protocol.session import ConversationSession
+from agentpi.protocol.states import DeviceState
+from agentpi.protocol.timers import SessionSettings
+from agentpi.tools import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a conversation needs from the device around it."""
+
+    config: Config
+    device_id: str
+    events: EventBus
+    mic: Microphone
+    sink: AudioSink
+    tools: ToolRegistry
+    gate: MicGate
+    show: Callable[[DeviceState], None]
+    volume_gain: Callable[[], float]
+    mic_ok: Callable[[], bool]
+    """False while the microphone is being recovered (which reports its own failure)."""
+
+
+class ConversationRun:
+    """The tasks of one open conversation, feeding one session."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        connection: AgentConnection,
+        reader: MicReader,
+        user_message: str | None = None,
+    ) -> None:
+        self.context = context
+        self.connection = connection
+        self.reader = reader
+        self.user_message = user_message
+        conv = context.config.conversation
+        self.session = ConversationSession(
+            SessionSettings(
+                silence_close_s=conv.silence_close_s,
+                metadata_timeout_s=conv.metadata_timeout_s,
+                idle_close_s=conv.idle_close_s,
+                init=initiation_data(conv, context.device_id),
+            )
+        )
+        self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
+        self.audio_ready = asyncio.Event()
+        self.decoder: WireDecoder | None = None
+        self.input_format: AudioFormat | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.failed = False
+        self.pings_ms: list[int] = []
+
+    async def run(self) -> ConversationEnded:
+        now = time.monotonic()
+        await self.execute(self.session.connection_opened(now))
+        # held by the session until the server's metadata, then sent in this order
+        context = start_context(self.context.config.context, self.context.device_id)
+        if context:
+            await self.execute(self.session.contextual_update(context, now))
+        if self.user_message:
+            await self.execute(self.session.user_message(self.user_message, now))
+        for coro in (self.receive_loop(), self.mic_loop(), self.tick_loop()):
+            self.spawn(coro)
+        try:
+            return await self.ended
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            for task in list(self.tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.failed:
+                # said goodbye here, not in a task: the tasks were all just cancelled
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.connection.close(1000, "device failure"), 2.0)
+            await self.context.sink.stop()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, AudioDeviceError):
+            if self.context.mic_ok():  # not the microphone, whose recovery reports it
+                self.context.events.publish(ev.AudioError(str(exc)))
+            self.fail(str(exc))
+            return
+        log.error("conversation task failed: %r", exc)
+        self.fail(f"internal error: {exc}")
+
+    def fail(self, error: str) -> None:
+        """End the conversation now because the device failed (the agent is told)."""
+        if not self.ended.done():
+            self.failed = True
+            self.ended.set_result(ConversationEnded(None, "device failure", "client", error))
+
+    async def receive_loop(self) -> None:
+        while not self.ended.done():
+            item = await self.connection.receive()
+            now = time.monotonic()
+            if isinstance(item, Closed):
+                await self.execute(self.session.connection_closed(item.code, item.reason, now))
+                return
+            if isinstance(item, ProtocolError):
+                await self.execute(self.session.receive_invalid(item, now))
+                continue
+            await self.execute(self.session.receive(item, now))
+
+    async def start_audio(self, formats: StartAudio) -> None:
+        loop = asyncio.get_running_loop()
+
+        def drained() -> None:
+            loop.call_soon(self._on_drained)
+
+        rate = await self.context.sink.start(formats.output_format.sample_rate, drained)
+        self.decoder = WireDecoder(formats.output_format, rate)
+        self.input_format = formats.input_format
+        self.audio_ready.set()
+
+    def _on_drained(self) -> None:
+        self.spawn(self.execute(self.session.playback_drained(time.monotonic())))
+
+    async def mic_loop(self) -> None:
+        await self.audio_ready.wait()
+        assert self.input_format is not None
+        mic = self.context.mic
+        encoder = WireEncoder(mic.sample_rate, self.input_format)
+        vad = EnergyVad(
+            mic.sample_rate, threshold_dbfs=self.context.config.audio.vad_threshold_dbfs
+        )
+        reader = self.reader
+        gate = self.context.gate
+        lost = 0
+        while not self.ended.done():
+            chunk = await reader.read(mic.chunk_samples)
+            if reader.lost != lost:
+                self.context.events.publish(ev.AudioDropped(reader.lost - lost))
+                lost = reader.lost
+            chunk, speaking = gate.gate(chunk, vad.process(chunk))
+            wire = encoder.encode(chunk)
+            if wire:
+                await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
+
+    def from_device(self, text: str, typed: bool) -> str | None:
+        """A user_message (typed) or contextual_update into this conversation."""
+        if self.ended.done() or not self.session.accepts_input:
+            return "the conversation is ending"
+        now = time.monotonic()
+        if typed:
+            self.spawn(self.execute(self.session.user_message(text, now)))
+        else:
+            self.spawn(self.execute(self.session.contextual_update(text, now)))
+        return None
+
+    def end_after_turn(self) -> None:
+        self.spawn(self.execute(self.session.end_after_turn(time.monotonic())))
+
+    def request_end(self, reason: str) -> None:
+        self.spawn(self.execute(self.session.request_end(reason, time.monotonic())))
+
+    def button_pressed(self) -> None:
+        gate = self.context.gate
+        if isinstance(gate, PushToTalk):
+            gate.held = True
+            self.context.events.publish(ev.ButtonAction("talk"))
+        else:
+            self.context.events.publish(ev.ButtonAction("end"))
+            self.request_end("button pressed")
+
+    def button_released(self) -> None:
+        gate = self.context.gate
+        if isinstance(gate, PushToTalk) and gate.held:
+            gate.held = False
+            self.context.events.publish(ev.ButtonAction("released"))
+
+    async def tick_loop(self) -> None:
+        while not self.ended.done():
+            await asyncio.sleep(TICK_S)
+            await self.execute(self.session.tick(time.monotonic()))
+
+    async def run_tool(self, action: RunTool) -> None:
+        call = action.call
+        result, is_error = await self.context.tools.run(call.tool_name, call.parameters)
+        await self.execute(
+            self.session.tool_finished(call.tool_call_id, result, is_error, time.monotonic())
+        )
+
+    async def execute(self, actions: list[Action]) -> None:
+        events = self.context.events
+        for action in actions:
+            if isinstance(action, Send):
+                await self.connection.send(action.message)
+            elif isinstance(action, PlayAudio):
+                if self.decoder is not None:
+                    audio = self.decoder.decode(action.audio)
+                    self.context.sink.write(apply_gain(audio, self.context.volume_gain()))
+            elif isinstance(action, FlushPlayback):
+                events.publish(ev.PlaybackFlushed(self.context.sink.flush()))
+            elif isinstance(action, SetState):
+                self.context.show(action.state)
+            elif isinstance(action, Notify):
+                if isinstance(action.event, ev.Latency):
+                    self.pings_ms.append(action.event.ping_ms)
+                events.publish(action.event)
+            elif isinstance(action, StartAudio):
+                await self.start_audio(action)
+            elif isinstance(action, RunTool):
+                self.spawn(self.run_tool(action))
+            elif isinstance(action, CloseConnection):
+                self.spawn(self.connection.close(action.code, action.reason))
+            elif isinstance(action, ConversationEnded) and not self.ended.done():
+                self.ended.set_result(action)

@@ -1,0 +1,201 @@
+"""What starts a conversation: each source is an object behind one small interface.
+
+The device arms every source while it waits, idle, and disarms them all once one has fired; a
+source hands its ``Trigger`` to ``fire`` on the event loop (None: the input has ended, as a
+``file:`` microphone does). Sources that run on threads of their own (the wake word, gpiozero's
+button) cross to the loop themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentpi.audio.capture import Microphone
+from agentpi.triggers.button import ButtonInput
+from agentpi.wake.decider import Detection
+from agentpi.wake.listener import WakeListener
+from agentpi.wake.runner import WakeRunner
+
+RECONNECT_MAX_S = 60.0
+
+
+def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
+    """How long to wait before trying again after ``failures`` failed connects in a row:
+    doubling up to a minute, with +-25 % jitter so a room of devices that lost the same network
+    does not come back in lockstep."""
+    if failures <= 0:
+        return base_s
+    delay = min(RECONNECT_MAX_S, max(base_s, 1.0) * 2.0 ** (failures - 1))
+    return delay * (rng or random).uniform(0.75, 1.25)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started a conversation."""
+
+    source: str  # "wake" | "button" | "immediate" | "control"
+    detail: dict[str, Any] = field(default_factory=dict)
+    start: int | None = None
+    """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
+    user_message: str | None = None
+    """Typed text to open the conversation with (`agentpi say` while idle)."""
+
+
+Fire = Callable[[Trigger | None], None]
+
+
+class TriggerSource:
+    """The interface; every method but ``start`` may be left as it is."""
+
+    def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
+        raise NotImplementedError
+
+    def arm(self) -> None:
+        """The device is idle and waits: firing now starts a conversation."""
+
+    def disarm(self) -> None:
+        """A conversation is starting (from this source or another): fire no more."""
+
+    def conversation_over(self, failures: int) -> None:
+        """A conversation ended; ``failures`` in a row have failed to connect."""
+
+    def close(self) -> None:
+        """Release what the source holds (threads, pins, timers)."""
+
+
+class WakeTrigger(TriggerSource):
+    """The wake word, scored on its own thread from the shared microphone."""
+
+    def __init__(
+        self, listener: WakeListener, mic: Microphone, send_wake_word: bool, preroll_s: float
+    ) -> None:
+        self._mic = mic
+        self._send_wake_word = send_wake_word
+        self._preroll_s = preroll_s
+        self._runner = WakeRunner(listener, mic, self._detected, self._input_ended)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fire: Fire | None = None
+        self._generation = 0
+
+    @property
+    def engine_name(self) -> str:
+        return self._runner.engine_name
+
+    def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
+        self._loop = loop
+        self._fire = fire
+
+    def arm(self) -> None:
+        self._runner.listen()
+
+    def disarm(self) -> None:
+        self._runner.pause()
+        self._generation += 1  # a detection still in flight is stale now
+
+    def close(self) -> None:
+        self._runner.stop()
+
+    def _detected(self, detection: Detection, start: int) -> None:
+        """On the wake thread: hand the detection to the loop."""
+        detail = {
+            "model": detection.model,
+            "score": round(detection.score, 3),
+            "audio_s": round(detection.audio_s, 3),
+        }
+        if self._send_wake_word:
+            start = max(self._mic.oldest, start - int(self._preroll_s * self._mic.sample_rate))
+        self._to_loop(Trigger("wake", detail, start), self._generation)
+
+    def _input_ended(self) -> None:
+        self._to_loop(None, self._generation)
+
+    def _to_loop(self, trigger: Trigger | None, generation: int) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
+            self._loop.call_soon_threadsafe(self._deliver, trigger, generation)
+
+    def _deliver(self, trigger: Trigger | None, generation: int) -> None:
+        # something else (the button) started a conversation while this frame was scored
+        if generation == self._generation and self._fire is not None:
+            self._fire(trigger)
+
+
+class ButtonTrigger(TriggerSource):
+    """A press while idle starts a conversation; during one, presses go to ``in_conversation``
+    (toggle: end it; hold: push-to-talk)."""
+
+    def __init__(self, button: ButtonInput) -> None:
+        self.button = button
+        self.on_press: Callable[[], None] | None = None
+        self.on_release: Callable[[], None] | None = None
+        """Set by the device while a conversation runs."""
+        self._armed = False
+        self._fire: Fire | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
+        self._fire = fire
+        self.button.attach(loop, self._pressed, self._released)
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def close(self) -> None:
+        self.button.close()
+
+    def _pressed(self) -> None:
+        if self.on_press is not None:
+            self.on_press()
+        elif self._armed and self._fire is not None:
+            self._fire(Trigger("button"))
+        # connecting or showing an error: a press there would only queue a stale conversation
+
+    def _released(self) -> None:
+        if self.on_release is not None:
+            self.on_release()
+
+
+class ImmediateTrigger(TriggerSource):
+    """Kiosk: a conversation at once, and again a pause after each ends (longer after failures)."""
+
+    def __init__(self, pause_s: float) -> None:
+        self._pause_s = pause_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fire: Fire | None = None
+        self._pending: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
+        self._loop = loop
+        self._fire = fire
+        fire(Trigger("immediate"))
+
+    def conversation_over(self, failures: int) -> None:
+        assert self._loop is not None and self._fire is not None
+        self._pending = self._loop.call_later(
+            reconnect_delay(failures, self._pause_s), self._fire, Trigger("immediate")
+        )
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+
+
+class ControlTrigger(TriggerSource):
+    """`agentpi start` / `agentpi say` over the control socket (the device checks it may)."""
+
+    def __init__(self) -> None:
+        self._fire: Fire | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
+        self._fire = fire
+
+    def request(self, user_message: str | None = None) -> None:
+        if self._fire is not None:
+            self._fire(Trigger("control", user_message=user_message))
