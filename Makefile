@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check device tests benchmarks hardware
 	$(BIN)/ruff format --check device tests benchmarks hardware
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
 bench: $(STAMP)

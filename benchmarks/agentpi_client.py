@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from agentpi.assembly import assemble_device
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
-from agentpi.cli import assemble_device
 from agentpi.config import load_config
 from agentpi.events import EventBus, EventRecord, as_records
 from benchmarks.child import Commands, tell, write_record

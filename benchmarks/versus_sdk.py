@@ -40,8 +40,8 @@ import numpy.typing as npt
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.assembly import bundled
 from agentpi.audio.convert import Int16Array, read_wav
-from agentpi.cli import bundled
 from benchmarks.proc import cpu_seconds, peak_rss_mb
 from benchmarks.rig import RATE, room_with_question, write_room
 

@@ -14,20 +14,14 @@ import numpy as np
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.simulator import AgentSimulator, ConversationRecord
 from agentpi.app import Device
+from agentpi.assembly import bundled
 from agentpi.audio.capture import Microphone
 from agentpi.audio.convert import write_wav
 from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.audio.playback_log import Room
-from agentpi.cli import bundled
-from agentpi.config import (
-    AgentConfig,
-    AudioConfig,
-    Config,
-    ConversationConfig,
-    Secret,
-    TriggerConfig,
-)
+from agentpi.config import AgentConfig, AudioConfig, Config, ConversationConfig, TriggerConfig
+from agentpi.credentials import Secret
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.leds.driver import LedController
 from agentpi.triggers.button import ButtonInput

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import (
     WireDecoder,
@@ -25,6 +25,7 @@ from agentpi.audio.convert import (
     ulaw_encode,
     write_wav,
 )
+from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.audio.formats import AudioFormat
 from agentpi.audio.playback_log import PlaybackLog

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agentpi.assembly import bundled
 from agentpi.audio.convert import read_wav
-from agentpi.cli import bundled
-from agentpi.config import load_config, read_api_key
+from agentpi.config import load_config
+from agentpi.credentials import read_api_key
 from tests.helpers import AGENTPI, HELLO_WAV
 
 

@@ -37,8 +37,8 @@ from agentpi.protocol.actions import (
 )
 from agentpi.protocol.phases import INPUTS, RULES, SERVER_EVENTS, Handling, Phase
 from agentpi.protocol.session import ConversationSession, event_name
-from agentpi.protocol.states import DeviceState, check_transition
 from agentpi.protocol.timers import SessionSettings
+from agentpi.states import DeviceState, check_transition
 
 LONG = os.environ.get("AGENTPI_LONG_FUZZ") == "1"
 FORMATS = ["pcm_16000", "pcm_8000", "ulaw_8000", "pcm_48000", "mp3_44100", ""]

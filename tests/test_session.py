@@ -20,8 +20,8 @@ from agentpi.protocol.actions import (
     StartAudio,
 )
 from agentpi.protocol.session import ConversationSession
-from agentpi.protocol.states import DeviceState, InvalidTransition, check_transition
 from agentpi.protocol.timers import SessionSettings
+from agentpi.states import DeviceState, InvalidTransition, check_transition
 
 METADATA = m.ConversationInitiationMetadata("conv_1", "pcm_16000", "pcm_16000")
 CHUNK = b"\x00\x00" * 640

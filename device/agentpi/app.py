@@ -30,16 +30,17 @@ from agentpi.audio.cues import Cues
 from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
 from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk
 from agentpi.audio.playback_log import PlaybackLog
-from agentpi.config import Config, Secret
+from agentpi.config import Config
 from agentpi.conversation import ConversationRun, RunContext
+from agentpi.credentials import Secret
 from agentpi.custom_tools import build_tools
 from agentpi.device_tools import MAX_VOLUME_PERCENT, register_device_tools
 from agentpi.events import DeviceEvent, EventBus
 from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
-from agentpi.protocol.states import DeviceState, check_transition
 from agentpi.service import SystemdNotifier
+from agentpi.states import DeviceState, check_transition
 from agentpi.tools import ToolRegistry
 from agentpi.triggers.button import ButtonInput
 from agentpi.triggers.sources import (

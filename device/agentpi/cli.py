@@ -12,13 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import signal
 import sys
-import time
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
@@ -27,39 +24,23 @@ from agentpi import events as ev
 from agentpi.agent.script import SimulatorScript, load_script
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
-from agentpi.audio.backend import (
-    AudioSink,
-    CaptureStream,
-    open_sink,
-    open_source,
-)
-from agentpi.audio.capture import Microphone
-from agentpi.audio.cues import Cues
+from agentpi.assembly import assemble_device, bundled, open_cues, open_microphone
+from agentpi.audio.devices import open_sink
+from agentpi.cli_hardware import _cmd_devices, _cmd_leds, _cmd_models
 from agentpi.config import (
     AgentConfig,
     AudioConfig,
     Config,
     ConfigError,
     TriggerConfig,
-    WakeConfig,
     load_config,
-    read_api_key,
-    read_endpoint_token,
-    with_profile,
 )
 from agentpi.console import ConsolePrinter, JsonLinesWriter
 from agentpi.control import ControlServer, socket_path
 from agentpi.control_client import ControlClientError, event_lines, find_socket, request
+from agentpi.credentials import read_api_key
 from agentpi.errors import AgentpiError
 from agentpi.events import EventBus
-from agentpi.leds.driver import LedController, LedSettings, open_leds
-from agentpi.leds.patterns import LedAnimator
-from agentpi.protocol.states import DeviceState
-from agentpi.service import SystemdNotifier
-from agentpi.settings import build_dataclass, load_toml
-from agentpi.triggers.button import ButtonInput
-from agentpi.wake.listener import open_listener, open_models
-from agentpi.wake.models import download, model_dirs, user_models_dir
 
 log = logging.getLogger("agentpi")
 
@@ -222,56 +203,6 @@ def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBu
     return bus, path == "-"
 
 
-def build_leds(settings: LedSettings, sink: AudioSink | None) -> LedController | None:
-    output = open_leds(settings)
-    if output is None:
-        return None
-    return LedController(
-        output,
-        LedAnimator(settings.pattern_table()),
-        fps=settings.fps,
-        level_source=(lambda: sink.output_level) if sink is not None else None,
-    )
-
-
-def open_microphone(audio: AudioConfig) -> Microphone:
-    """The configured microphone, opened once now so a bad name fails at start; reopened (with
-    PortAudio restarted, to see a replugged USB device) after it goes away."""
-
-    def reopen_stream() -> CaptureStream:
-        if not audio.input.startswith("file:"):
-            from agentpi.audio.soundcard import PortAudio
-
-            PortAudio.restart()
-        return open_source(audio.input, audio.chunk_ms)
-
-    mic = Microphone(reopen_stream, preroll_s=audio.preroll_s)
-    mic.prepare(open_source(audio.input, audio.chunk_ms))
-    return mic
-
-
-def open_cues(audio: AudioConfig) -> Cues:
-    return Cues(volume=audio.cue_volume, enabled=audio.cues)
-
-
-def assemble_device(config: Config, events: EventBus, mic: Microphone, sink: AudioSink) -> Device:
-    """The device ``agentpi run`` runs, around a microphone and a speaker already open."""
-    modes = config.trigger.modes
-    return Device(
-        config,
-        mic,
-        sink,
-        events=events,
-        api_key=read_api_key(),
-        leds=build_leds(config.leds, sink),
-        wake=open_listener(config.wake, mic.sample_rate) if "wake" in modes else None,
-        button=ButtonInput(config.button) if "button" in modes else None,
-        cues=open_cues(config.audio),
-        notifier=SystemdNotifier(),
-        endpoint_token=read_endpoint_token(),
-    )
-
-
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     mic = open_microphone(config.audio)
     sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
@@ -339,10 +270,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def bundled(name: str) -> Path:
-    return Path(str(resources.files("agentpi") / "data" / name))
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
@@ -383,79 +310,6 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
             config, mic, sink, events=events, api_key=None, cues=open_cues(config.audio)
         )
         return await device.run(once=True)
-
-
-def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
-    data = with_profile(load_toml(config_path) if config_path else {}, profile)
-    return build_dataclass(LedSettings, data.get("leds", {}), "leds")
-
-
-def _cmd_leds(args: argparse.Namespace) -> int:
-    """Show each state's pattern for a while, with a made-up voice for vad and envelope."""
-    settings = _led_settings(args.config, args.profile)
-    if settings.type == "none":
-        raise ConfigError("no LEDs configured: give --profile NAME or a config with [leds]")
-    voice = {"level": 0.0}
-    controller = build_leds(settings, None)
-    assert controller is not None
-    controller.level_source = lambda: voice["level"]
-    controller.start()
-    try:
-        for state in DeviceState:
-            pattern = controller.animator.patterns[state]
-            print(f"{state.value:14} {pattern.effect:9} {pattern.color}", flush=True)
-            controller.animator.set_state(state, time.monotonic())
-            end = time.monotonic() + args.seconds
-            while (now := time.monotonic()) < end:
-                voice["level"] = 0.5 + 0.5 * math.sin(now * 5)
-                controller.animator.set_vad(voice["level"], now)
-                time.sleep(0.02)
-    finally:
-        controller.stop()
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    wake = load_config(args.config).wake if args.config else WakeConfig()
-    if args.action == "download":
-        target = Path(args.dir) if args.dir else user_models_dir()
-        for path in download(list(args.names), target):
-            print(path)
-        return 0
-    print("looking in:")
-    for directory in model_dirs(wake.models_dir):
-        found = sorted(p.name for p in directory.glob("*") if p.suffix in (".tflite", ".onnx"))
-        print(f"  {directory}: {', '.join(found) if found else '(none)'}")
-    files, engine = open_models(wake)
-    for name, path in files.wake.items():
-        print(f"wake model {name}: {path}")
-    print(f"engine: {engine.name}")
-    return 0
-
-
-def _cmd_devices(args: argparse.Namespace) -> int:
-    from agentpi.audio.soundcard import devices, supported_formats
-
-    found = devices()
-    if not found:
-        print("no sound devices found (is the USB microphone plugged in? is ALSA set up?)")
-        return 1
-    for kind in ("input", "output"):
-        print(f"{kind}s:")
-        for device in found:
-            channels = device.channels(kind)
-            if channels == 0:
-                continue
-            formats = supported_formats(device, kind)
-            rates = sorted({rate for rate, _ in formats})
-            mono = any(ch == 1 for _, ch in formats)
-            opens = ", ".join(str(rate) for rate in rates) if rates else "nothing (busy?)"
-            print(
-                f"  {device.index:3}  {device.name}  ({channels} ch max, "
-                f"{'mono' if mono else 'stereo only'}; opens at {opens} Hz)"
-            )
-    print('use the index, the name or a piece of it: [audio] input = "USB"')
-    return 0
 
 
 def _cmd_install_service(args: argparse.Namespace) -> int:

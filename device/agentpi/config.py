@@ -38,25 +38,20 @@ credential ``elevenlabs_api_key``.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-from agentpi.agent.client import is_loopback
+from agentpi.credentials import API_KEY_CREDENTIAL
 from agentpi.events import CONTEXT_SENT_EVENT
-from agentpi.leds.driver import LedSettings
-from agentpi.protocol.messages import AGENT_LANGUAGES
+from agentpi.leds.settings import LedSettings
+from agentpi.profiles import with_profile
+from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.settings import SettingsError, build_dataclass, load_toml
+from agentpi.urls import check_agent_url, check_endpoint_url
 from agentpi.wake.decider import WakeDecider
-
-API_KEY_ENV = "ELEVENLABS_API_KEY"
-API_KEY_CREDENTIAL = "elevenlabs_api_key"
-ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
-ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
 
 ConfigError = SettingsError
 
@@ -249,58 +244,6 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
 
 
-PROFILE_DIR_ENV = "AGENTPI_HARDWARE_DIR"
-
-
-def profile_dirs() -> list[Path]:
-    dirs = [Path(os.environ[PROFILE_DIR_ENV])] if os.environ.get(PROFILE_DIR_ENV) else []
-    dirs.append(Path(__file__).resolve().parents[2] / "hardware" / "profiles")  # a checkout
-    dirs.append(Path("/usr/share/agentpi/hardware/profiles"))
-    return dirs
-
-
-def find_profile(name: str) -> Path:
-    if name.endswith(".toml"):
-        return Path(name)
-    for directory in profile_dirs():
-        if (directory / f"{name}.toml").is_file():
-            return directory / f"{name}.toml"
-    known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.toml")})
-    raise ConfigError(
-        f"hardware.profile = {name!r}: no such profile; known: {', '.join(known) or 'none'}"
-    )
-
-
-def load_profile(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A profile's description (its [profile] table) and its settings."""
-    data = load_toml(find_profile(name))
-    info = data.pop("profile", {})
-    for section in ("agent", "hardware"):
-        if section in data:
-            raise ConfigError(f"profile {name!r}: [{section}] does not belong in a profile")
-    return info, data
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` on top of ``base``, table by table."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def with_profile(data: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
-    """The config ``data`` on top of its hardware profile (``profile``, else its own
-    ``[hardware] profile``); unchanged when it names none."""
-    hardware = data.get("hardware")
-    named = hardware.get("profile") if isinstance(hardware, dict) else None
-    profile = profile or (named if isinstance(named, str) else None)
-    return merge(load_profile(profile)[1], data) if profile else data
-
-
 def load_config(path: str | Path) -> Config:
     data = load_toml(path)
     if "agent" not in data:
@@ -453,70 +396,3 @@ def _validate_tools(tools: ToolsConfig) -> None:
             )
         if tool.timeout_s is not None and tool.timeout_s <= 0:
             raise ConfigError(f"{key}.timeout_s must be more than 0")
-
-
-def check_agent_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("wss", "ws") or not parts.hostname:
-        raise ConfigError(
-            f"agent.url = {url!r}: use wss://HOST (default wss://api.elevenlabs.io), "
-            "or ws://127.0.0.1:PORT for the local simulator"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigError(f"agent.url = {url!r}: give the base URL only, without ?query")
-    if parts.scheme == "ws" and not is_loopback(parts.hostname):
-        raise ConfigError(
-            f"agent.url = {url!r}: plain ws:// is only allowed to this machine (loopback); "
-            "use wss:// for remote hosts"
-        )
-
-
-def check_endpoint_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
-        return
-    raise ConfigError(
-        f"agent.signed_url_endpoint = {url!r}: use https://HOST/... "
-        "(plain http:// only to this machine)"
-    )
-
-
-class Secret:
-    """A credential that does not print itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
-    """``ELEVENLABS_API_KEY``, else the systemd credential; None when neither is set."""
-    return _read_secret(API_KEY_ENV, API_KEY_CREDENTIAL, environ)
-
-
-def read_endpoint_token(environ: dict[str, str] | None = None) -> Secret | None:
-    """The device's token for the owner's signed-URL endpoint, if it has one."""
-    return _read_secret(ENDPOINT_TOKEN_ENV, ENDPOINT_TOKEN_CREDENTIAL, environ)
-
-
-def _read_secret(variable: str, credential: str, environ: dict[str, str] | None) -> Secret | None:
-    env = os.environ if environ is None else environ
-    value = env.get(variable, "").strip()
-    if not value and env.get("CREDENTIALS_DIRECTORY"):
-        path = Path(env["CREDENTIALS_DIRECTORY"]) / credential
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError:
-            value = ""
-    return Secret(value) if value else None

@@ -40,8 +40,8 @@ from agentpi.protocol.actions import (
 )
 from agentpi.protocol.messages import ProtocolError
 from agentpi.protocol.session import ConversationSession
-from agentpi.protocol.states import DeviceState
 from agentpi.protocol.timers import SessionSettings
+from agentpi.states import DeviceState
 from agentpi.tools import ToolRegistry
 
 log = logging.getLogger(__name__)

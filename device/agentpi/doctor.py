@@ -13,10 +13,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from agentpi.audio.backend import AudioDeviceError, open_sink, open_source
+from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import Int16Array
+from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
-from agentpi.config import Config, ConfigError, load_config, read_api_key
+from agentpi.config import Config, ConfigError, load_config
+from agentpi.credentials import read_api_key
 from agentpi.gpio import GpioError
 from agentpi.wake.models import ModelError
 
@@ -96,7 +98,8 @@ def _speaker(config: Config) -> Check:
         folder = Path(config.audio.output.removeprefix("file:")).parent
         ok = folder.is_dir()
         return Check("speaker", ok, f"{config.audio.output}", "" if ok else f"create {folder}")
-    from agentpi.audio.soundcard import SoundCardSink, choose_format
+    from agentpi.audio.portaudio import choose_format
+    from agentpi.audio.soundcard import SoundCardSink
 
     try:
         sink = open_sink(config.audio.output)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import ssl
 import urllib.error
@@ -21,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agentpi import __version__
 from agentpi.errors import AgentpiError
+from agentpi.net import is_loopback
 from agentpi.protocol.messages import (
     ClientMessage,
     ProtocolError,
@@ -104,15 +104,6 @@ def _usable_socket_url(url: str) -> bool:
     if parts.scheme == "wss":
         return bool(parts.hostname)
     return parts.scheme == "ws" and is_loopback(parts.hostname or "")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:

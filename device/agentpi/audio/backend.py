@@ -1,4 +1,4 @@
-"""The two small interfaces every audio backend implements, and the factory that picks one.
+"""The two small interfaces every audio backend implements.
 
 A capture stream is a microphone: from its own thread it delivers fixed-size chunks of mono int16
 PCM at its own rate, in capture order (``Microphone`` keeps them for whoever reads).
@@ -77,24 +77,3 @@ class AudioSink(Protocol):
 
 class AudioDeviceError(AgentpiError):
     """An audio device could not be opened or went away."""
-
-
-def open_source(spec: str, chunk_ms: int = DEFAULT_CHUNK_MS) -> CaptureStream:
-    """``file:PATH`` (a WAV) or a sound-card device: index, name, part of a name, "default"."""
-    if spec.startswith("file:"):
-        from agentpi.audio.file import FileSource
-
-        return FileSource(spec.removeprefix("file:"), chunk_ms=chunk_ms)
-    from agentpi.audio.soundcard import SoundCardSource
-
-    return SoundCardSource(spec, chunk_ms=chunk_ms)
-
-
-def open_sink(spec: str, jitter_ms: int = 60) -> AudioSink:
-    if spec.startswith("file:"):
-        from agentpi.audio.file import FileSink
-
-        return FileSink(spec.removeprefix("file:"))
-    from agentpi.audio.soundcard import SoundCardSink
-
-    return SoundCardSink(spec, jitter_ms=jitter_ms)

@@ -90,10 +90,6 @@ class Microphone:
         with self._lock:
             return self._chunks[0][0] if self._chunks else self._position
 
-    @property
-    def is_open(self) -> bool:
-        return self._stream is not None
-
     def open(self) -> None:
         """Open and start the device; raises AudioDeviceError if it cannot be."""
         # open and close exclude each other: a close that comes while an open is under way

@@ -14,15 +14,13 @@ instead of the microphone (the user cannot interrupt by voice, but the agent nev
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.playback_log import PlaybackLog
-
-EchoMode = Literal["aec", "half_duplex", "off"]
 
 IDLE_BYPASS_S = 2.0
 """The canceller rests once the speaker has been silent this long: idle listening costs nothing."""
@@ -45,13 +43,11 @@ class EchoCanceller:
     def __init__(self, log: PlaybackLog) -> None:
         self.log = log
         self._aec = _canceller(log.rate)
-        self.processed_chunks = 0
 
     def __call__(self, chunk: Int16Array, captured_until: float) -> Int16Array:
         if captured_until - self.log.last_sound_at > IDLE_BYPASS_S:
             return chunk
         far = self.log.window(captured_until, len(chunk))
-        self.processed_chunks += 1
         out: Int16Array = np.asarray(self._aec.process(chunk, far), dtype=np.int16)
         return out
 

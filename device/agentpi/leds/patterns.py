@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentpi.protocol.states import DeviceState
+from agentpi.states import DeviceState
 
 Color = tuple[float, float, float]
 

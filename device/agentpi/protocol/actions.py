@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from agentpi.audio.formats import AudioFormat
 from agentpi.events import DeviceEvent
 from agentpi.protocol.messages import ClientMessage, ClientToolCall
-from agentpi.protocol.states import DeviceState
+from agentpi.states import DeviceState
 
 
 @dataclass(frozen=True)

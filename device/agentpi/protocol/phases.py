@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from enum import Enum, StrEnum
 
-from agentpi.protocol.states import DeviceState
+from agentpi.states import DeviceState
 
 
 class Phase(StrEnum):

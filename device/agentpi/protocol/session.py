@@ -44,8 +44,8 @@ from agentpi.protocol.actions import (
 )
 from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
 from agentpi.protocol.reports import report
-from agentpi.protocol.states import DeviceState
 from agentpi.protocol.timers import SessionSettings, TurnTimes
+from agentpi.states import DeviceState
 
 NORMAL_CLOSE = 1000
 

@@ -72,7 +72,6 @@ class PyOpenWakeWordEngine:
         if files.framework != "tflite":
             raise ModelError("pyopen-wakeword runs .tflite models only; .onnx needs openwakeword")
         library = _find_tensorflowlite_c()
-        self._files = files
         self._features = OpenWakeWordFeatures(files.melspectrogram, files.embedding, library)
         self._models = {
             name: OpenWakeWord(name, tflite_model=path, libtensorflowlite_c_path=library)

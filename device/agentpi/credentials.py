@@ -1,0 +1,58 @@
+"""Secrets (the API key, the endpoint token) from the environment or a systemd credential.
+
+Never from the config file or the command line; a Secret never shows its value when printed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+API_KEY_ENV = "ELEVENLABS_API_KEY"
+
+
+API_KEY_CREDENTIAL = "elevenlabs_api_key"
+
+
+ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
+
+
+ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
+
+
+class Secret:
+    """A credential that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
+    """``ELEVENLABS_API_KEY``, else the systemd credential; None when neither is set."""
+    return _read_secret(API_KEY_ENV, API_KEY_CREDENTIAL, environ)
+
+
+def read_endpoint_token(environ: dict[str, str] | None = None) -> Secret | None:
+    """The device's token for the owner's signed-URL endpoint, if it has one."""
+    return _read_secret(ENDPOINT_TOKEN_ENV, ENDPOINT_TOKEN_CREDENTIAL, environ)
+
+
+def _read_secret(variable: str, credential: str, environ: dict[str, str] | None) -> Secret | None:
+    env = os.environ if environ is None else environ
+    value = env.get(variable, "").strip()
+    if not value and env.get("CREDENTIALS_DIRECTORY"):
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / credential
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            value = ""
+    return Secret(value) if value else None
