@@ -126,6 +126,8 @@ class Device:
         self._recovering: asyncio.Task[None] | None = None
         self._half_duplex: HalfDuplex | None = None
         self._connect_failures = 0
+        self._stopping: str | None = None
+        self._stop_asked = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the microphone is open and the models are loaded: requests are taken."""
         if config.context.on_event:
@@ -256,7 +258,7 @@ class Device:
                     break
                 self.events.publish(ev.TriggerFired(trigger.source, **trigger.detail))
                 outcome = await self.converse(trigger)
-                if once:
+                if once or self._stopping is not None:
                     break
                 if self._immediate is not None:
                     if self.mic.at_end(self.mic.position):
@@ -264,7 +266,22 @@ class Device:
                     self._immediate.conversation_over(self._connect_failures)
         return 0 if outcome.ok else 1
 
+    def shutdown(self, reason: str = "device stopping") -> None:
+        """Stop (a signal, a service stop): end the conversation with a close frame, then return
+        from ``run``. Safe to call more than once; the first reason is kept."""
+        if self._stopping is not None:
+            return
+        self._stopping = reason
+        if self._run is not None:
+            self._run.request_end(reason)
+        while not self._triggers.empty():  # nothing queued may start a conversation now
+            self._triggers.get_nowait()
+        self._triggers.put_nowait(None)
+        self._stop_asked.set()
+
     def _fire(self, trigger: Trigger | None) -> None:
+        if self._stopping is not None:
+            return
         with contextlib.suppress(asyncio.QueueFull):
             self._triggers.put_nowait(trigger)
 
@@ -293,7 +310,16 @@ class Device:
     async def _next_trigger(self) -> Trigger | None:
         """Wait, with every source armed, until something starts a conversation; None when a
         file input has ended with nothing left to do."""
-        await self._audio_ok.wait()
+        if not self._audio_ok.is_set():  # a stop must not wait for the microphone to come back
+            waits = {
+                asyncio.ensure_future(self._audio_ok.wait()),
+                asyncio.ensure_future(self._stop_asked.wait()),
+            }
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
+        if self._stopping is not None:
+            return None
         for source in self._sources:
             source.arm()
         try:
@@ -371,6 +397,9 @@ class Device:
             return ConversationEnded(None, "connect failed", "client", str(exc))
         self._connect_failures = 0
         self.events.publish(ev.Connected())
+        if self._stopping is not None:  # stopped while the socket opened: say goodbye at once
+            await connection.close(1000, self._stopping)
+            return ConversationEnded(1000, self._stopping, "client")
         run = ConversationRun(self._run_context(), connection, reader, trigger.user_message)
         self._run = run
         self._no_run.clear()
@@ -395,6 +424,8 @@ class Device:
                 ping_ms=statistics.median(run.pings_ms) if run.pings_ms else None,
             )
         )
+        if self._stopping is not None:
+            return ended  # no cue, no hold: a stop must be quick
         if ended.error:
             if self._audio_ok.is_set():
                 await self._show_error()

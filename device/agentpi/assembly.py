@@ -56,21 +56,28 @@ def open_cues(audio: AudioConfig) -> Cues:
     return Cues(volume=audio.cue_volume, enabled=audio.cues)
 
 
-def assemble_device(config: Config, events: EventBus, mic: Microphone, sink: AudioSink) -> Device:
-    """The device ``agentpi run`` runs, around a microphone and a speaker already open."""
+def assemble_device(
+    config: Config,
+    events: EventBus,
+    mic: Microphone,
+    sink: AudioSink,
+    with_credentials: bool = True,
+) -> Device:
+    """The device ``agentpi run`` runs, around a microphone and a speaker already open
+    (``with_credentials=False``: the demo's simulator, which must not get the real key)."""
     modes = config.trigger.modes
     return Device(
         config,
         mic,
         sink,
         events=events,
-        api_key=read_api_key(),
+        api_key=read_api_key() if with_credentials else None,
         leds=build_leds(config.leds, sink),
         wake=open_listener(config.wake, mic.sample_rate) if "wake" in modes else None,
         button=ButtonInput(config.button) if "button" in modes else None,
         cues=open_cues(config.audio),
         notifier=SystemdNotifier(),
-        endpoint_token=read_endpoint_token(),
+        endpoint_token=read_endpoint_token() if with_credentials else None,
     )
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -24,7 +25,7 @@ from agentpi import events as ev
 from agentpi.agent.script import SimulatorScript, load_script
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
-from agentpi.assembly import assemble_device, bundled, open_cues, open_microphone
+from agentpi.assembly import assemble_device, bundled, open_microphone
 from agentpi.audio.devices import open_sink
 from agentpi.cli_hardware import _cmd_devices, _cmd_leds, _cmd_models
 from agentpi.config import (
@@ -45,6 +46,9 @@ from agentpi.events import EventBus
 log = logging.getLogger("agentpi")
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+STOP_GRACE_S = 2.0
+"""After a stop signal, how long the device may take to close the conversation and let go."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agentpi: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -228,16 +232,37 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         await control.close()
 
 
-async def _until_signalled(device: Device, once: bool) -> int:
-    task = asyncio.ensure_future(device.run(once=once))
+def _on_signals(callback: Callable[[int], None]) -> None:
+    """SIGINT and SIGTERM call ``callback(signal number)`` on the running loop."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, callback, sig)
+
+
+async def _until_signalled(device: Device, once: bool) -> int:
+    """Run the device; the first SIGTERM or SIGINT ends the conversation with a close frame and
+    stops it (at most ``STOP_GRACE_S`` later, whatever it was doing), a second one at once.
+    Exit 0 after SIGTERM (a clean service stop), 130 after SIGINT (Ctrl-C)."""
+    task = asyncio.ensure_future(device.run(once=once))
+    signals: list[int] = []
+
+    def stop(sig: int) -> None:
+        signals.append(sig)
+        if len(signals) == 1:
+            device.shutdown("device stopping")
+            asyncio.get_running_loop().call_later(STOP_GRACE_S, task.cancel)
+        else:
+            task.cancel()
+
+    _on_signals(stop)
     try:
-        return await task
+        code = await task
     except asyncio.CancelledError:
-        return 0
+        code = 0
+    if signals:
+        return EXIT_INTERRUPTED if signals[0] == signal.SIGINT else 0
+    return code
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -257,10 +282,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         async with AgentSimulator(script, host=args.host, port=args.port) as sim:
             print(f"agentpi simulator listening on {sim.url}", flush=True)
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
+            _on_signals(lambda _sig: stop.set())
             await stop.wait()
 
     try:
@@ -306,9 +328,7 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
         config = replace(config, agent=replace(config.agent, url=sim.url))
         mic = open_microphone(config.audio)
         sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
-        device = Device(
-            config, mic, sink, events=events, api_key=None, cues=open_cues(config.audio)
-        )
+        device = assemble_device(config, events, mic, sink, with_credentials=False)
         return await device.run(once=True)
 
 
