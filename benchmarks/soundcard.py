@@ -33,7 +33,8 @@ from tests.alsa import VirtualSoundCard
 from tests.helpers import AGENTPI, HELLO_WAV
 
 from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
-from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.agent.sim_records import ConversationRecord
+from agentpi.agent.simulator import AgentSimulator
 from agentpi.audio.convert import read_wav
 from benchmarks.proc import cpu_seconds
 

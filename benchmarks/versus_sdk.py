@@ -39,7 +39,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
-from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.agent.sim_records import ConversationRecord
+from agentpi.agent.simulator import AgentSimulator
 from agentpi.assembly import bundled
 from agentpi.audio.convert import Int16Array, read_wav
 from benchmarks.proc import cpu_seconds, peak_rss_mb

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from agentpi.agent.script import SimulatorScript
-from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.agent.sim_records import ConversationRecord
+from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
 from agentpi.assembly import bundled
 from agentpi.audio.capture import Microphone

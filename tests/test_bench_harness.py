@@ -14,7 +14,7 @@ from benchmarks.versus_sdk import (
     follow_speaker,
 )
 
-from agentpi.agent.simulator import AgentTurnRecord, ConversationRecord
+from agentpi.agent.sim_records import AgentTurnRecord, ConversationRecord
 from agentpi.audio.convert import Int16Array
 from agentpi.protocol.messages import Audio, ConversationInitiationClientData, encode
 

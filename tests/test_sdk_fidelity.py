@@ -16,7 +16,8 @@ import numpy.typing as npt
 import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, ToolCallScript, TurnScript
-from agentpi.agent.simulator import AgentSimulator, ConversationRecord
+from agentpi.agent.sim_records import ConversationRecord
+from agentpi.agent.simulator import AgentSimulator
 from agentpi.audio.convert import read_wav
 from agentpi.protocol.messages import ContextualUpdate
 from tests.helpers import HELLO_WAV

@@ -18,18 +18,14 @@ from agentpi import events as ev
 from agentpi.agent.client import (
     AgentConnectError,
     AgentConnection,
-    conversation_url,
-    fetch_signed_url,
-    fetch_signed_url_from_owner,
     redact_url,
+    resolve_url,
 )
 from agentpi.agent_setup import event_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.cues import Cues
-from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
-from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk
-from agentpi.audio.playback_log import PlaybackLog
+from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk, set_up_echo
 from agentpi.config import Config
 from agentpi.conversation import ConversationRun, RunContext
 from agentpi.credentials import Secret
@@ -236,7 +232,8 @@ class Device:
             stack.push_async_callback(self.sink.close)
             await loop.run_in_executor(None, self.mic.open)
             self._audio_ok.set()
-            self._set_up_echo()
+            audio = self.config.audio
+            self._half_duplex = set_up_echo(audio.echo, audio.echo_tail_ms, self.mic, self.sink)
             if self.leds is not None:
                 self.leds.start()
                 stack.callback(self.leds.stop)
@@ -288,18 +285,6 @@ class Device:
     def _cancel_recovery(self) -> None:
         if self._recovering is not None:
             self._recovering.cancel()
-
-    def _set_up_echo(self) -> None:
-        audio = self.config.audio
-        log = self.sink.playback_log
-        if log is None:
-            log = PlaybackLog(self.mic.sample_rate)
-            self.sink.playback_log = log
-        if audio.echo == "aec":
-            self.mic.processor = EchoCanceller(log)
-        elif audio.echo == "half_duplex":
-            gate = HalfDuplexGate(log, audio.echo_tail_ms / 1000)
-            self._half_duplex = HalfDuplex(gate, lambda: self.sink.buffered_samples)
 
     def _mic_gate(self) -> MicGate:
         """How the microphone is heard in the conversation about to start."""
@@ -385,7 +370,7 @@ class Device:
         self.set_state(DeviceState.CONNECTING)
         started = time.monotonic()
         try:
-            url = await self._resolve_url()
+            url = await resolve_url(self.config.agent, self.api_key, self.endpoint_token)
             self.events.publish(ev.Connecting(redact_url(url)))
             connection = await AgentConnection.open(
                 url, self.config.agent.connect_timeout_s, self.config.agent.keepalive_s
@@ -445,19 +430,6 @@ class Device:
             show=self.set_state,
             volume_gain=lambda: self.volume_gain,
             mic_ok=self._audio_ok.is_set,
-        )
-
-    async def _resolve_url(self) -> str:
-        agent = self.config.agent
-        if agent.signed_url_endpoint:
-            token = self.endpoint_token.reveal() if self.endpoint_token else None
-            return await fetch_signed_url_from_owner(
-                agent.signed_url_endpoint, agent.agent_id, token, agent.connect_timeout_s
-            )
-        if self.api_key is None:
-            return conversation_url(agent.url, agent.agent_id)
-        return await fetch_signed_url(
-            agent.url, agent.agent_id, self.api_key.reveal(), agent.connect_timeout_s
         )
 
     async def _show_error(self, offline: bool = False) -> None:

@@ -19,6 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentpi import __version__
+from agentpi.config import AgentConfig
+from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError
 from agentpi.net import is_loopback
 from agentpi.protocol.messages import (
@@ -198,3 +200,20 @@ class AgentConnection:
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
+
+
+async def resolve_url(
+    agent: AgentConfig, api_key: Secret | None, endpoint_token: Secret | None
+) -> str:
+    """Where to connect: a signed URL from the owner's backend or from ElevenLabs (with a key),
+    or the public agent's URL."""
+    if agent.signed_url_endpoint:
+        token = endpoint_token.reveal() if endpoint_token else None
+        return await fetch_signed_url_from_owner(
+            agent.signed_url_endpoint, agent.agent_id, token, agent.connect_timeout_s
+        )
+    if api_key is None:
+        return conversation_url(agent.url, agent.agent_id)
+    return await fetch_signed_url(
+        agent.url, agent.agent_id, api_key.reveal(), agent.connect_timeout_s
+    )

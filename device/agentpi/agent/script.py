@@ -20,11 +20,13 @@ malformed = ["{not json"]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentpi.audio.formats import WIRE_FORMATS
+from agentpi.protocol.messages import ConversationInitiationClientData
 from agentpi.settings import SettingsError, build_dataclass, load_toml
 
 CLOSE_CODES = (1000, 1002, 1008, 1011)
@@ -125,3 +127,36 @@ class SimulatorScript:
 
 def load_script(path: str | Path) -> SimulatorScript:
     return build_dataclass(SimulatorScript, load_toml(path), "")
+
+
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+def greeting(
+    first_turn: TurnScript, init: ConversationInitiationClientData | None
+) -> TurnScript | None:
+    """The first turn, with the client's first_message override if it sent one."""
+    agent = init.conversation_config_override.get("agent") if init else None
+    if isinstance(agent, dict) and isinstance(agent.get("first_message"), str):
+        if not agent["first_message"]:
+            return None  # an empty first message: the agent waits for the user
+        return replace(first_turn, response=agent["first_message"], silent=False)
+    return None if first_turn.silent else first_turn
+
+
+def fill_variables(
+    text: str, init: ConversationInitiationClientData | None
+) -> tuple[str, list[str]]:
+    """``{{name}}`` replaced from the client's dynamic_variables; the names it lacks."""
+    values = init.dynamic_variables if init else {}
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            missing.append(name)
+            return match.group(0)
+        found = values[name]
+        return str(found).lower() if isinstance(found, bool) else str(found)
+
+    return VARIABLE.sub(value, text), missing

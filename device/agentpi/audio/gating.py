@@ -12,8 +12,11 @@ from typing import Protocol
 
 import numpy as np
 
+from agentpi.audio.backend import AudioSink
+from agentpi.audio.capture import Microphone
 from agentpi.audio.convert import Int16Array
-from agentpi.audio.echo import HalfDuplexGate
+from agentpi.audio.echo import EchoCanceller, HalfDuplexGate
+from agentpi.audio.playback_log import PlaybackLog
 
 
 class MicGate(Protocol):
@@ -50,3 +53,17 @@ class HalfDuplex:
         if self._gate.muted(self._queued_samples()):
             return np.zeros_like(chunk), False
         return chunk, speaking
+
+
+def set_up_echo(echo: str, tail_ms: float, mic: Microphone, sink: AudioSink) -> HalfDuplex | None:
+    """Give the microphone its echo canceller (``aec``), or return the half-duplex gate that
+    conversations use; the speaker reports what it plays to the same log either way."""
+    log = sink.playback_log
+    if log is None:
+        log = PlaybackLog(mic.sample_rate)
+        sink.playback_log = log
+    if echo == "aec":
+        mic.processor = EchoCanceller(log)
+    elif echo == "half_duplex":
+        return HalfDuplex(HalfDuplexGate(log, tail_ms / 1000), lambda: sink.buffered_samples)
+    return None

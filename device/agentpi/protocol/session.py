@@ -3,22 +3,14 @@
 ``ConversationSession`` is fed what happens (the socket opened, a server message arrived, a
 microphone chunk was captured, playback ran dry, a tool finished, time passed) and answers with
 the actions the adapters must carry out (``protocol/actions.py``). Time is always passed in, never
-read, so tests drive it as fast as they like. What each input means in each phase of the
-conversation is one table, ``protocol/phases.py``; nothing the server sends makes it raise.
+read, so tests drive it as fast as they like. What each input means in each phase is one table
+(``protocol/phases.py``); when the conversation is over is ``protocol/timers.py``. Nothing the
+server sends makes it raise.
 
-The rules it owns:
-- ``conversation_initiation_client_data`` is the first message sent;
-- every ``ping`` gets a ``pong`` echoing its ``event_id`` (while closing too);
-- after ``interruption`` N, playback is flushed and audio with ``event_id <= N`` is dropped;
-- ``user_activity`` goes out while the user speaks (at onset, then every interval);
-- the conversation closes with 1000 once the agent's turn is complete (``agent_response_complete``,
-  or ``agent_response`` with its audio played out) and the user has then been silent for
-  ``silence_close_s``;
-- a server close or ``error`` ends it with the reason kept;
-- a ``user_message`` or ``contextual_update`` from the device waits for the metadata, then goes
-  out in order; a typed message is a user turn like a spoken one;
-- a device request to end after the agent's turn (the end_conversation tool) lets the agent
-  finish what it is saying first.
+The rules it owns: ``conversation_initiation_client_data`` first; a ``pong`` for every ``ping``
+(while closing too); after ``interruption`` N, a flush and no audio with ``event_id <= N``;
+``user_activity`` while the user speaks; a server close or ``error`` ends it with the reason kept;
+text from the device waits for the metadata, and a typed message is a user turn.
 """
 
 from __future__ import annotations
@@ -44,7 +36,7 @@ from agentpi.protocol.actions import (
 )
 from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
 from agentpi.protocol.reports import report
-from agentpi.protocol.timers import SessionSettings, TurnTimes
+from agentpi.protocol.timers import SessionSettings, TurnTimes, end_error
 from agentpi.states import DeviceState
 
 NORMAL_CLOSE = 1000
@@ -256,17 +248,7 @@ class ConversationSession:
         if self._handling("connection_closed") is not Handling.ACT:
             return []
         closed_by = "client" if self.phase is Phase.CLOSING else "server"
-        error = self._local_error
-        if self._server_error is not None:
-            err = self._server_error
-            error = f"{err.error_type or 'error'}: {err.message or err.reason or 'no message'}"
-        elif error is None and closed_by == "server" and code != NORMAL_CLOSE:
-            error = (
-                f"connection lost: {reason}"
-                if code is None
-                else f"server closed the connection with {code}"
-                + (f" ({reason})" if reason else "")
-            )
+        error = end_error(code, reason, closed_by, self._local_error, self._server_error)
         self.phase = Phase.CLOSED
         self._failed = error is not None
         actions: list[Action] = []

@@ -83,3 +83,21 @@ class TurnTimes:
             if now - audio_idle_since >= settings.response_audio_idle_s:
                 return audio_idle_since
         return None
+
+
+def end_error(
+    code: int | None,
+    reason: str,
+    closed_by: str,
+    local_error: str | None,
+    server_error: m.ErrorEvent | None,
+) -> str | None:
+    """Why a conversation that has closed ended in error (None: it ended well)."""
+    if server_error is not None:
+        err = server_error
+        return f"{err.error_type or 'error'}: {err.message or err.reason or 'no message'}"
+    if local_error is None and closed_by == "server" and code != 1000:
+        if code is None:
+            return f"connection lost: {reason}"
+        return f"server closed the connection with {code}" + (f" ({reason})" if reason else "")
+    return local_error

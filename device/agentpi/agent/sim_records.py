@@ -1,0 +1,66 @@
+"""What the simulator saw and did in each conversation, for tests and benchmarks to check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentpi.protocol.messages import (
+    ClientMessage,
+    ClientToolResult,
+    ConversationInitiationClientData,
+)
+
+log = logging.getLogger("agentpi.agent.simulator")
+
+
+@dataclass
+class AgentTurnRecord:
+    event_id: int
+    text: str
+    audio_samples: int = 0
+    samples_sent: int = 0
+    started_at: float = 0.0
+    first_audio_at: float | None = None
+    last_audio_at: float | None = None
+    interrupted_at: float | None = None
+    completed_at: float | None = None
+
+
+@dataclass
+class ConversationRecord:
+    """Everything one conversation did, as the server saw it."""
+
+    conversation_id: str
+    agent_id: str
+    path: str
+    opened_at: float
+    init: ConversationInitiationClientData | None = None
+    received: list[tuple[float, str]] = field(default_factory=list)
+    sent: list[tuple[float, str]] = field(default_factory=list)
+    messages: list[tuple[float, ClientMessage]] = field(default_factory=list)
+    user_audio: bytearray = field(default_factory=bytearray)
+    user_audio_arrivals: list[tuple[float, int]] = field(default_factory=list)
+    """(arrival time, byte offset in user_audio of the chunk's end) for each chunk."""
+    turns: list[AgentTurnRecord] = field(default_factory=list)
+    notes: list[tuple[float, str]] = field(default_factory=list)
+    """Protocol observations: speech start/end, missing pongs, violations."""
+    tool_results: dict[str, ClientToolResult] = field(default_factory=dict)
+    pings_sent: int = 0
+    pongs_received: int = 0
+    missing_pongs: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_by: str = ""
+    closed_at: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def note(self, text: str) -> None:
+        self.notes.append((time.monotonic(), text))
+        log.info("[%s] %s", self.conversation_id, text)
+
+    def of_type(self, cls: type[Any]) -> list[Any]:
+        return [message for _, message in self.messages if isinstance(message, cls)]
