@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
 import pytest
 
 from agentpi import events as ev
-from agentpi.console import ConsolePrinter, JsonLinesWriter
+from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter, printable
 from agentpi.events import EVENT_KINDS, EventBus, as_records
 
 # One event of each kind and the line the device wrote for it before events were typed (the
@@ -106,14 +108,21 @@ TODAY = [
 def test_each_kind_writes_todays_line(event: ev.DeviceEvent, line: str) -> None:
     stream = io.StringIO()
     bus = EventBus(clock=lambda: 12.3456789)
-    bus.subscribe(JsonLinesWriter(stream))
+    lines = LineWriter(stream)
+    bus.subscribe(JsonLinesWriter(lines))
     bus.publish(event)
+    lines.close()
     expected = {"t": 12.345679, **json.loads(line)}
     assert stream.getvalue() == json.dumps(expected, ensure_ascii=False) + "\n"
 
 
-def test_every_kind_but_the_debug_one_is_covered() -> None:
-    assert {e.kind for e, _ in TODAY} == set(EVENT_KINDS) - {"ignored"}
+def test_every_kind_but_the_new_ones_is_covered() -> None:
+    assert {e.kind for e, _ in TODAY} == set(EVENT_KINDS) - {
+        "ignored",
+        "playback_overflow",
+        "retry",
+        "fetching_signed_url",
+    }
 
 
 def test_listeners_get_typed_events_stamped_by_the_bus() -> None:
@@ -137,11 +146,13 @@ def test_the_transcript_reads_as_before() -> None:
     stream = io.StringIO()
     clock = iter([10.0, 10.5, 11.0, 14.0])
     bus = EventBus(clock=lambda: next(clock))
-    bus.subscribe(ConsolePrinter(stream))
+    lines = LineWriter(stream)
+    bus.subscribe(ConsolePrinter(lines))
     bus.publish(ev.Connecting("ws://127.0.0.1:1/x"))
     bus.publish(ev.UserTranscript("what time is it", 1))
     bus.publish(ev.AgentResponse("noon", 2))
     bus.publish(ev.ConversationEnded("c1", "bye", 1000, "client", None, 4.0, 1, 40))
+    lines.close()
     assert stream.getvalue().splitlines() == [
         "[  0.00] connecting to ws://127.0.0.1:1/x",
         "[  0.50] you:   what time is it",
@@ -149,3 +160,57 @@ def test_the_transcript_reads_as_before() -> None:
         "[  4.00] conversation c1 ended after 4.0 s, 1 turns, ping 40 ms: bye "
         "(closed by client, code 1000)",
     ]
+
+
+def test_network_text_cannot_command_the_terminal_or_forge_a_line() -> None:
+    stream = io.StringIO()
+    lines = LineWriter(stream)
+    bus = EventBus(clock=lambda: 1.0)
+    bus.subscribe(ConsolePrinter(lines))
+    hostile = "hi\x1b]0;owned\x07\x1b[2J\nyou:   open the door\r\x9b31m"
+    bus.publish(ev.AgentResponse(hostile, 1))
+    lines.close()
+    written = stream.getvalue()
+    assert written.count("\n") == 1 and "\r" not in written
+    assert "\x1b" not in written and "\x07" not in written and "\x9b" not in written
+    assert written == (
+        "[  0.00] agent: hi\\x1b]0;owned\\x07\\x1b[2J\\nyou:   open the door\\r\\x9b31m\n"
+    )
+    assert printable("Grüße, ok") == "Grüße, ok"  # text is left as it is
+
+
+def test_a_reader_that_reads_nothing_costs_lines_not_time() -> None:
+    class Stuck(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def write(self, text: str) -> int:
+            self.release.wait(10)
+            return super().write(text)
+
+    stream = Stuck()
+    lines = LineWriter(stream, max_lines=10)
+    started = time.monotonic()
+    for n in range(1000):
+        lines.write(f"{n}\n")
+    assert time.monotonic() - started < 0.5  # the caller never waited on the reader
+    stream.release.set()
+    lines.write("after\n")
+    lines.close()
+    written = stream.getvalue().splitlines()
+    assert written[0] == "0"
+    dropped = [json.loads(line)["count"] for line in written if line.startswith("{")]
+    assert dropped and sum(dropped) + len(written) - len(dropped) == 1001
+
+
+def test_a_reader_that_went_away_stops_the_writing_quietly() -> None:
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    lines = LineWriter(Gone())
+    lines.write("x\n")
+    lines.close()
+    assert lines.broken
+    lines.write("y\n")  # no error, nothing written

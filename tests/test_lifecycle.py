@@ -214,9 +214,20 @@ class SessionLife(RuleBasedStateMachine):
             self.call("invalid_frame", self.session.receive_invalid, exc, self.now)
 
     @precondition(lambda self: self.steps >= self.end_from_step)
-    @rule(code=st.sampled_from([None, 1000, 1002, 1008, 1011]), reason=st.text(max_size=5))
-    def socket_closes(self, code: int | None, reason: str) -> None:
-        self.call("connection_closed", self.session.connection_closed, code, reason, self.now)
+    @rule(
+        code=st.sampled_from([None, 1000, 1002, 1008, 1009, 1011]),
+        reason=st.text(max_size=5),
+        by_device=st.booleans(),
+    )
+    def socket_closes(self, code: int | None, reason: str, by_device: bool = False) -> None:
+        self.call(
+            "connection_closed",
+            self.session.connection_closed,
+            code,
+            reason,
+            self.now,
+            by_device,
+        )
         self.socket_closed = True
 
     # -------------------------------------------------------------- the device

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agentpi.agent.script import ErrorScript, SimulatorScript, TurnScript
 from agentpi.app import Device, reconnect_delay
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink, FileSource
@@ -126,3 +127,42 @@ def test_connection_reset_mid_conversation_ends_it_and_listens_again(tmp_path: P
 def test_a_silently_dead_link_is_noticed_by_keepalive_and_listens_again(tmp_path: Path) -> None:
     run = run_through_flaky_network(tmp_path, FlakyNetwork.blackhole)
     assert_heard_and_listening_again(run, "keepalive ping timeout")
+
+
+def test_a_server_that_fails_every_conversation_after_its_metadata_is_backed_off(
+    tmp_path: Path,
+) -> None:
+    """Connects succeed, then the server fails (1011) before anyone speaks: each such failure
+    doubles the kiosk's wait, as failed connects do."""
+    script = SimulatorScript(
+        first_turn=TurnScript(error=ErrorScript(code=1011, error_type="llm_error")),
+    )
+    retries: list[EventRecord] = []
+
+    async def stop_after_three(device: Device) -> None:
+        while len(retries) < 3:
+            await asyncio.sleep(0.05)
+        device.shutdown("test over")
+
+    def on_event(event: EventRecord) -> None:
+        if event["event"] == "retry":
+            retries.append(event)
+
+    run = run_conversation(
+        tmp_path,
+        script,
+        input_wav=silence_wav(tmp_path / "quiet.wav", 60),
+        trigger=TriggerConfig(mode="immediate", restart_pause_s=0.5),
+        once=False,
+        on_event=on_event,
+        during=stop_after_three,
+        timeout=60,
+    )
+    assert [r["failures"] for r in retries] == [1, 2, 3]
+    delays = [r["delay_s"] for r in retries]
+    for n, delay in enumerate(delays):
+        assert 0.75 * 2**n <= delay <= 1.25 * 2**n, delays  # 1, 2, 4 s, +-25 %
+    # the server saw the conversations that far apart, at least
+    opened = [c.opened_at for c in run.simulator.conversations]
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert all(gap >= delay for gap, delay in zip(gaps, delays, strict=False)), (gaps, delays)

@@ -177,3 +177,21 @@ def test_doctor_passes_a_good_setup_and_names_the_fix_for_a_bad_one(tmp_path: Pa
     assert re.search(r"^FAIL\s+agent host", result.stdout, re.M)  # nobody listens now
     assert "-> agentpi models download" in result.stdout
     assert "problem(s): microphone, wake word, agent host" in result.stdout
+
+
+def test_the_unit_asks_only_for_groups_this_machine_has_and_caps_memory(tmp_path: Path) -> None:
+    import grp
+
+    root = tmp_path / "root"
+    install(root)
+    unit = (root / "etc/systemd/system/agentpi.service").read_text()
+    asked = [
+        line.split("=", 1)[1].split()
+        for line in unit.splitlines()
+        if line.startswith("SupplementaryGroups=")
+    ]
+    names = {g.gr_name for g in grp.getgrall()}
+    assert all(group in names for groups in asked for group in groups), asked
+    if not {"gpio", "spi"} <= names:  # plain Debian, like this machine: never asked for
+        assert not any({"gpio", "spi"} & set(groups) for groups in asked)
+    assert re.search(r"^MemoryMax=\d+M$", unit, re.M)

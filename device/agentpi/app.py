@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentpi import __version__
 from agentpi import events as ev
@@ -35,6 +35,7 @@ from agentpi.events import DeviceEvent, EventBus
 from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
+from agentpi.recovery import MicRecovery
 from agentpi.service import SystemdNotifier
 from agentpi.states import DeviceState, check_transition
 from agentpi.tools import ToolRegistry
@@ -54,8 +55,6 @@ __all__ = ["Device", "Trigger", "reconnect_delay"]
 
 ERROR_HOLD_S = 1.0
 """How long the error (or offline) state shows, its cue included, before listening again."""
-AUDIO_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-"""Waits between attempts to reopen a microphone that went away; the last one repeats."""
 TRIGGER_QUEUE = 4
 """Triggers waiting to be taken; more at once are the same request repeated, and dropped."""
 
@@ -118,10 +117,14 @@ class Device:
         self._run: ConversationRun | None = None
         self._no_run = asyncio.Event()
         self._no_run.set()
-        self._audio_ok = asyncio.Event()
-        self._recovering: asyncio.Task[None] | None = None
+        self._mic_recovery = MicRecovery(
+            mic, self.events, self._no_run, self._mic_lost, lambda: self.set_state(DeviceState.IDLE)
+        )
+        self._audio_ok = self._mic_recovery.ok
         self._half_duplex: HalfDuplex | None = None
-        self._connect_failures = 0
+        self._failures = 0
+        """Conversations in a row that failed before reaching a user turn (connects included)."""
+        self._retry_at = 0.0
         self._stopping: str | None = None
         self._stop_asked = asyncio.Event()
         self.ready = asyncio.Event()
@@ -182,6 +185,12 @@ class Device:
             return "the microphone is not working; the device is trying to get it back"
         if self.state is not DeviceState.IDLE:
             return f"the device is busy ({self.state.value}); try again in a moment"
+        wait = self._retry_at - time.monotonic()
+        if self._failures and wait > 0:
+            return (
+                f"the last {self._failures} conversation(s) failed; backing off, "
+                f"try again in {wait:.0f} s"
+            )
         self._control.request(user_message)
         return None
 
@@ -240,7 +249,7 @@ class Device:
             for source in self._sources:
                 stack.callback(source.close)
                 source.start(loop, self._fire)
-            stack.callback(self._cancel_recovery)
+            stack.callback(self._mic_recovery.cancel)
             self.events.publish(ev.StateChanged(self.state.value))
             if self._wake is not None:
                 self.events.publish(ev.ListeningForWakeWord(self._wake.engine_name))
@@ -260,7 +269,7 @@ class Device:
                 if self._immediate is not None:
                     if self.mic.at_end(self.mic.position):
                         break
-                    self._immediate.conversation_over(self._connect_failures)
+                    self._immediate.conversation_over(self._retry_delay())
         return 0 if outcome.ok else 1
 
     def shutdown(self, reason: str = "device stopping") -> None:
@@ -276,15 +285,20 @@ class Device:
         self._triggers.put_nowait(None)
         self._stop_asked.set()
 
+    def _retry_delay(self) -> float:
+        """The pause before the kiosk's next conversation: doubling after failures (a server
+        that fails every conversation is not hammered), announced with a ``retry`` event."""
+        delay = reconnect_delay(self._failures, self.config.trigger.restart_pause_s)
+        self._retry_at = time.monotonic() + delay
+        if self._failures:
+            self.events.publish(ev.RetryScheduled(round(delay, 3), self._failures))
+        return delay
+
     def _fire(self, trigger: Trigger | None) -> None:
         if self._stopping is not None:
             return
         with contextlib.suppress(asyncio.QueueFull):
             self._triggers.put_nowait(trigger)
-
-    def _cancel_recovery(self) -> None:
-        if self._recovering is not None:
-            self._recovering.cancel()
 
     def _mic_gate(self) -> MicGate:
         """How the microphone is heard in the conversation about to start."""
@@ -315,14 +329,8 @@ class Device:
 
     def _audio_failed(self, exc: Exception) -> None:
         """The microphone went away (on the loop): end what runs, show it, get it back."""
-        if not self._audio_ok.is_set():
-            return
-        self._audio_ok.clear()
-        message = str(exc)
-        self.events.publish(ev.AudioError(message))
-        if self._run is not None:
-            self._run.fail(message)
-        self._recovering = asyncio.get_running_loop().create_task(self._recover_audio())
+        if self._mic_recovery.lost(exc) and self._run is not None:
+            self._run.fail(str(exc))
 
     def _speaker_failed(self, exc: Exception) -> None:
         """The speaker went away mid-conversation: end it; the next one opens the speaker anew."""
@@ -331,26 +339,9 @@ class Device:
         if self._run is not None:
             self._run.fail(message)
 
-    async def _recover_audio(self) -> None:
-        loop = asyncio.get_running_loop()
-        await self._no_run.wait()  # let the conversation finish ending first
+    async def _mic_lost(self) -> None:
         self.set_state(DeviceState.ERROR)
         await self._cue("error")
-        await loop.run_in_executor(None, self.mic.close)
-        attempt = 0
-        while True:
-            wait = AUDIO_RETRY_S[min(attempt, len(AUDIO_RETRY_S) - 1)]
-            await asyncio.sleep(wait)
-            attempt += 1
-            try:
-                await loop.run_in_executor(None, self.mic.open)
-            except AudioDeviceError as exc:
-                self.events.publish(ev.AudioRetry(attempt, str(exc)))
-                continue
-            break
-        self.events.publish(ev.AudioRestored(attempt))
-        self.set_state(DeviceState.IDLE)
-        self._audio_ok.set()
 
     async def converse(self, trigger: Trigger | None = None) -> ConversationEnded:
         """One whole conversation, from the trigger to idle again."""
@@ -370,17 +361,20 @@ class Device:
         self.set_state(DeviceState.CONNECTING)
         started = time.monotonic()
         try:
-            url = await resolve_url(self.config.agent, self.api_key, self.endpoint_token)
+            agent = self.config.agent
+            if agent.signed_url_endpoint or self.api_key is not None:
+                asked = agent.signed_url_endpoint or agent.url
+                self.events.publish(ev.FetchingSignedUrl(urlsplit(asked).hostname or asked))
+            url = await resolve_url(agent, self.api_key, self.endpoint_token)
             self.events.publish(ev.Connecting(redact_url(url)))
             connection = await AgentConnection.open(
                 url, self.config.agent.connect_timeout_s, self.config.agent.keepalive_s
             )
         except AgentConnectError as exc:
-            self._connect_failures += 1
-            self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self._connect_failures))
+            self._failures += 1
+            self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self._failures))
             await self._show_error(offline=exc.offline)
             return ConversationEnded(None, "connect failed", "client", str(exc))
-        self._connect_failures = 0
         self.events.publish(ev.Connected())
         if self._stopping is not None:  # stopped while the socket opened: say goodbye at once
             await connection.close(1000, self._stopping)
@@ -406,9 +400,13 @@ class Device:
                 error=ended.error,
                 duration_s=round(time.monotonic() - started, 3),
                 turns=run.session.turns,
-                ping_ms=statistics.median(run.pings_ms) if run.pings_ms else None,
+                ping_ms=run.session.median_ping_ms(),
             )
         )
+        if run.session.user_turns:
+            self._failures = 0
+        elif ended.error is not None and ended.reason != "device failure":
+            self._failures += 1  # the server failed us before anyone spoke: back off
         if self._stopping is not None:
             return ended  # no cue, no hold: a stop must be quick
         if ended.error:

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn
 
 from agentpi import __version__
 from agentpi import events as ev
@@ -36,7 +37,7 @@ from agentpi.config import (
     TriggerConfig,
     load_config,
 )
-from agentpi.console import ConsolePrinter, JsonLinesWriter
+from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter
 from agentpi.control import ControlServer, socket_path
 from agentpi.control_client import ControlClientError, event_lines, find_socket, request
 from agentpi.credentials import read_api_key
@@ -73,8 +74,35 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (and exit 2), like every other agentpi error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port}: use 1 to 65535 (or 0 for any free port)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0.01 <= value <= 600):
+        raise argparse.ArgumentTypeError(f"{text}: use 0.01 to 600 (seconds)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agentpi", description="A voice terminal for ElevenLabs conversational agents."
     )
     parser.add_argument("--version", action="version", version=f"agentpi {__version__}")
@@ -91,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="serve the bundled agent simulator")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--port", type=_port, default=8765, help="0: any free port")
     sim.add_argument("--script", help="TOML script of what the agent does")
     sim.set_defaults(handler=_cmd_simulate)
 
@@ -105,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     leds = commands.add_parser("leds", help="cycle through every state's LED pattern")
     leds.add_argument("--config", help="TOML config whose [hardware] and [leds] to use")
     leds.add_argument("--profile", help="a hardware profile name, instead of a config")
-    leds.add_argument("--seconds", type=float, default=3.0, help="time per state")
+    leds.add_argument("--seconds", type=_seconds, default=3.0, help="time per state")
     leds.set_defaults(handler=_cmd_leds)
 
     models = commands.add_parser("models", help="wake-word models: what is here, or fetch them")
@@ -190,26 +218,40 @@ def _cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_events(path: str | None, stack: contextlib.ExitStack) -> tuple[EventBus, bool]:
-    """The event bus; returns whether JSON lines go to stdout."""
+def _event_outputs(path: str | None, stack: contextlib.ExitStack) -> EventBus:
+    """The event bus, with JSON lines to ``path`` (``-``: stdout) and, when stdout is free, the
+    human transcript there. Writers run on threads of their own and are flushed on exit."""
     bus = EventBus()
+    stdout = LineWriter(sys.stdout)
+    stack.callback(_release_stdout, stdout)
+    if path is None or path != "-":
+        bus.subscribe(ConsolePrinter(stdout))
     if path is None:
-        return bus, False
-    stream: TextIO
+        return bus
     if path == "-":
-        stream = sys.stdout
-    else:
-        try:
-            stream = stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115
-        except OSError as exc:
-            raise ConfigError(f"--events {path}: {exc.strerror or exc}") from None
-    bus.subscribe(JsonLinesWriter(stream))
-    return bus, path == "-"
+        bus.subscribe(JsonLinesWriter(stdout))
+        return bus
+    try:
+        stream = stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"--events {path}: {exc.strerror or exc}") from None
+    lines = LineWriter(stream)
+    stack.callback(lines.close)
+    bus.subscribe(JsonLinesWriter(lines))
+    return bus
+
+
+def _release_stdout(lines: LineWriter) -> None:
+    lines.close()
+    if lines.broken:
+        # the reader went away: Python's own flush at exit must not print a BrokenPipeError
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     mic = open_microphone(config.audio)
-    sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
+    sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
     device = assemble_device(config, events, mic, sink)
     if not config.control.enabled:
         return await _until_signalled(device, once)
@@ -268,9 +310,7 @@ async def _until_signalled(device: Device, once: bool) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with contextlib.ExitStack() as stack:
-        events, json_on_stdout = _open_events(args.events, stack)
-        if not json_on_stdout:
-            events.subscribe(ConsolePrinter(sys.stdout))
+        events = _event_outputs(args.events, stack)
         return asyncio.run(_run_device(config, events, args.once))
 
 
@@ -308,9 +348,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     real_agent = os.environ.get("ELEVENLABS_AGENT_ID", "").strip()
     with contextlib.ExitStack() as stack:
-        events, json_on_stdout = _open_events(args.events, stack)
-        if not json_on_stdout:
-            events.subscribe(ConsolePrinter(sys.stdout))
+        events = _event_outputs(args.events, stack)
         if real_agent and read_api_key() is not None:
             print(f"agentpi demo: talking to your agent {real_agent} (credentials found)")
             config = replace(config, agent=AgentConfig(agent_id=real_agent))
@@ -327,7 +365,7 @@ async def _demo_with_simulator(config: Config, events: EventBus) -> int:
     async with AgentSimulator(script) as sim:
         config = replace(config, agent=replace(config.agent, url=sim.url))
         mic = open_microphone(config.audio)
-        sink = open_sink(config.audio.output, jitter_ms=config.audio.jitter_ms)
+        sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
         device = assemble_device(config, events, mic, sink, with_credentials=False)
         return await device.run(once=True)
 

@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agentpi.config_ranges import NUMBER_RANGES
 from agentpi.credentials import API_KEY_CREDENTIAL
 from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.settings import LedSettings
 from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
-from agentpi.settings import SettingsError, build_dataclass, load_toml
+from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
 from agentpi.urls import check_agent_url, check_endpoint_url
 from agentpi.wake.decider import WakeDecider
 
@@ -128,6 +129,8 @@ class AudioConfig:
     cues: bool = True
     """Earcons on the wake word, the end of a conversation and errors."""
     cue_volume: float = 0.5
+    max_backlog_s: float = 120.0
+    """Agent audio the speaker may hold unplayed; a server that sends more is cut off there."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,11 @@ class ConversationConfig:
     silence_close_s: float = 4.0
     metadata_timeout_s: float = 10.0
     idle_close_s: float = 30.0
+    max_duration_s: float = 1800.0
+    """No conversation lasts longer, whatever the server does."""
+    max_after_complete_s: float = 120.0
+    """After the agent's turn is complete, end if the server is still sending this much later
+    and the user has not taken a turn."""
     user_id: str = ""
     """Who the agent's history files this device's conversations under (default: a stable id
     derived from this machine, the same across reboots and reinstalls)."""
@@ -200,6 +208,10 @@ class ToolsConfig:
     timeout_s: float = 10.0
     max_output_bytes: int = 16384
     """A result longer than this is an error (the agent gets the first part and the reason)."""
+    max_running: int = 2
+    """Tool calls run at once; more wait their turn."""
+    max_waiting: int = 16
+    """Tool calls that may wait; beyond that a call is answered at once: the device is busy."""
     custom: dict[str, CustomToolConfig] = field(default_factory=dict)
 
 
@@ -271,35 +283,21 @@ def validate(config: Config) -> None:
     check_agent_url(agent.url)
     if agent.signed_url_endpoint:
         check_endpoint_url(agent.signed_url_endpoint)
-    if agent.connect_timeout_s <= 0:
-        raise ConfigError("agent.connect_timeout_s must be more than 0")
     if not (agent.keepalive_s == 0 or 0.2 <= agent.keepalive_s <= 60):
         raise ConfigError(
             f"agent.keepalive_s = {agent.keepalive_s}: use 0.2 to 60 (seconds), or 0 for off"
         )
-    if not 10 <= config.audio.chunk_ms <= 250:
-        raise ConfigError(f"audio.chunk_ms = {config.audio.chunk_ms}: use 10 to 250 (ms)")
+    check_ranges(config, NUMBER_RANGES)
     audio = config.audio
     if audio.echo == "aec" and audio.chunk_ms % 10:
         raise ConfigError(
             f"audio.chunk_ms = {audio.chunk_ms}: the echo canceller works in 10 ms blocks; "
             "use a multiple of 10"
         )
-    if not 0 <= audio.preroll_s <= 10:
-        raise ConfigError(f"audio.preroll_s = {audio.preroll_s}: use 0 to 10 (seconds)")
-    if not 0 <= audio.jitter_ms <= 500:
-        raise ConfigError(f"audio.jitter_ms = {audio.jitter_ms}: use 0 to 500 (ms)")
-    if not 0 <= audio.echo_tail_ms <= 2000:
-        raise ConfigError(f"audio.echo_tail_ms = {audio.echo_tail_ms}: use 0 to 2000 (ms)")
-    for name in ("volume", "cue_volume"):
-        if not 0 <= getattr(audio, name) <= 4:
-            raise ConfigError(f"audio.{name} = {getattr(audio, name)}: use 0 to 4 (1 = as is)")
     for name in ("input", "output"):
         spec = getattr(config.audio, name)
         if spec.startswith("file:") and not spec.removeprefix("file:"):
             raise ConfigError(f"audio.{name} = {spec!r}: give a path after file:")
-    if config.conversation.silence_close_s <= 0:
-        raise ConfigError("conversation.silence_close_s must be more than 0")
     modes = config.trigger.modes
     if not modes or len(set(modes)) != len(modes):
         raise ConfigError(f"trigger.mode = {list(modes)}: name each trigger once")
@@ -374,8 +372,10 @@ def _validate_tools(tools: ToolsConfig) -> None:
             )
     if tools.timeout_s <= 0:
         raise ConfigError("tools.timeout_s must be more than 0")
-    if tools.max_output_bytes < 256:
-        raise ConfigError(f"tools.max_output_bytes = {tools.max_output_bytes}: use 256 or more")
+    if not 256 <= tools.max_output_bytes <= 1048576:
+        raise ConfigError(
+            f"tools.max_output_bytes = {tools.max_output_bytes}: use 256 or more (up to 1048576)"
+        )
     for name, tool in tools.custom.items():
         key = f"tools.custom.{name}"
         if not TOOL_NAME.fullmatch(name):

@@ -2,29 +2,101 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
+from collections import deque
 from typing import TextIO
 
 from agentpi import events as ev
 from agentpi.events import DeviceEvent, event_line
 
+MAX_WAITING_LINES = 1000
+
+
+class LineWriter:
+    """Writes lines to a stream from a thread of its own, so a slow or stuck reader (a pipe
+    nobody reads, a paused terminal) never holds up the event loop.
+
+    At most ``max_lines`` wait; beyond that lines are dropped and counted, and the next line
+    written is preceded by an ``events_dropped`` line with the count. A reader that went away
+    (a broken pipe) ends the writing quietly: the device goes on."""
+
+    def __init__(self, stream: TextIO, max_lines: int = MAX_WAITING_LINES) -> None:
+        self._stream = stream
+        self._lines: queue.Queue[tuple[int, str] | None] = queue.Queue(max_lines)
+        self._lock = threading.Lock()
+        self._queued = 0
+        self._gaps: deque[list[int]] = deque()
+        """[number of the line queued last before the gap, lines dropped there]"""
+        self.broken = False
+        self._thread = threading.Thread(target=self._run, name="event-lines", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return sum(count for _, count in self._gaps)
+
+    def write(self, line: str) -> None:
+        if self.broken:
+            return
+        with self._lock:
+            try:
+                self._lines.put_nowait((self._queued + 1, line))
+                self._queued += 1
+            except queue.Full:
+                if self._gaps and self._gaps[-1][0] == self._queued:
+                    self._gaps[-1][1] += 1
+                else:
+                    self._gaps.append([self._queued, 1])
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Write what is waiting (for up to ``timeout``), then stop."""
+        with contextlib.suppress(queue.Full):
+            self._lines.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while (item := self._lines.get()) is not None:
+                number, line = item
+                self._write_gaps(before=number)
+                self._stream.write(line)
+                self._write_gaps(before=number + 1)
+                self._stream.flush()
+            self._write_gaps(before=self._queued + 1)
+            self._stream.flush()
+        except (OSError, ValueError):  # the reader went away (EPIPE), or the file closed
+            self.broken = True
+
+    def _write_gaps(self, before: int) -> None:
+        """The ``events_dropped`` lines for the gaps that fall before line ``before``."""
+        while True:
+            with self._lock:
+                if not self._gaps or self._gaps[0][0] >= before:
+                    return
+                _, count = self._gaps.popleft()
+            self._stream.write(event_line({"event": "events_dropped", "count": count}))
+
 
 class JsonLinesWriter:
-    """Writes each event as one JSON line and flushes, so a reader sees it at once."""
+    """Each event as one JSON line (``--events``), written without blocking the caller."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, lines: LineWriter) -> None:
+        self.lines = lines
 
     def __call__(self, event: DeviceEvent) -> None:
-        self._stream.write(event_line(event.record()))
-        self._stream.flush()
+        self.lines.write(event_line(event.record()))
 
 
 class ConsolePrinter:
-    """The conversation as a person wants to read it while it happens."""
+    """The conversation as a person wants to read it while it happens; text that came from the
+    network is escaped, so it can never be a terminal command or forge a line."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, lines: LineWriter) -> None:
+        self.lines = lines
         self._start: float | None = None
 
     def __call__(self, event: DeviceEvent) -> None:
@@ -33,38 +105,52 @@ class ConsolePrinter:
             return
         if self._start is None:
             self._start = event.t
-        self._stream.write(f"[{event.t - self._start:6.2f}] {line}\n")
-        self._stream.flush()
+        self.lines.write(f"[{event.t - self._start:6.2f}] {line}\n")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (escape sequences, newlines, carriage returns,
+    bells, C1 codes) written out as a visible escape, e.g. ``\\x1b``, ``\\n``."""
+    return "".join(_escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if ch.isprintable() or ch == " ":
+        return ch
+    escaped = repr(ch)[1:-1]
+    return escaped if escaped != ch else f"\\x{ord(ch):02x}"
 
 
 def describe(event: DeviceEvent) -> str | None:
     """The transcript line for an event, or None for those a person need not read."""
     match event:
+        case ev.FetchingSignedUrl(host=host):
+            return f"fetching a signed URL from {host}"
         case ev.Connecting(url=url):
             return f"connecting to {url}"
         case ev.ConversationStarted():
             return (
-                f"conversation {event.conversation_id} started "
+                f"conversation {printable(event.conversation_id)} started "
                 f"(mic {event.user_input_audio_format}, speaker "
                 f"{event.agent_output_audio_format})"
             )
         case ev.UserTranscript(text=text):
-            return f"you:   {text}"
+            return f"you:   {printable(text)}"
         case ev.AgentResponse(text=text):
-            return f"agent: {text}"
+            return f"agent: {printable(text)}"
         case ev.AgentResponseCorrection(corrected=corrected):
-            return f"agent (cut off): {corrected}"
+            return f"agent (cut off): {printable(corrected)}"
         case ev.Interruption():
             return "-- interrupted: playback stopped"
         case ev.ToolCall(tool_name=name, parameters=parameters):
-            return f"tool call: {name}({json.dumps(parameters)})"
+            return f"tool call: {printable(name)}({json.dumps(parameters)})"
         case (
             ev.ServerError(message=message)
             | ev.ProtocolErrorSeen(message=message)
             | ev.ConnectFailed(message=message)
             | ev.AudioError(message=message)
         ):
-            return f"!! {event.kind.replace('_', ' ')}: {message}"
+            return f"!! {event.kind.replace('_', ' ')}: {printable(message)}"
         case ev.ConversationEnded():
             return summary_line(event)
     return None
@@ -77,5 +163,8 @@ def summary_line(event: ev.ConversationEnded) -> str:
     facts = [f"{event.duration_s:.1f} s", f"{event.turns} turns"]
     if event.ping_ms is not None:
         facts.append(f"ping {event.ping_ms:g} ms")
-    ident = event.conversation_id or "(none)"
-    return f"conversation {ident} ended after {', '.join(facts)}: {event.reason} ({how}){error}"
+    ident = printable(event.conversation_id or "(none)")
+    reason = printable(event.reason)
+    return (
+        f"conversation {ident} ended after {', '.join(facts)}: {reason} ({how}){printable(error)}"
+    )

@@ -86,6 +86,8 @@ class ConversationRun:
                 silence_close_s=conv.silence_close_s,
                 metadata_timeout_s=conv.metadata_timeout_s,
                 idle_close_s=conv.idle_close_s,
+                max_duration_s=conv.max_duration_s,
+                max_after_complete_s=conv.max_after_complete_s,
                 init=initiation_data(conv, context.device_id),
             )
         )
@@ -95,7 +97,12 @@ class ConversationRun:
         self.input_format: AudioFormat | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.failed = False
-        self.pings_ms: list[int] = []
+        tools = context.config.tools
+        self._tool_slots = asyncio.Semaphore(tools.max_running)
+        self._tools_in_flight = 0
+        """Tool calls running or waiting for a slot (bounded: max_running + max_waiting)."""
+        self._refused_before = context.sink.refused_samples
+        self._backlog_reported = False
 
     async def run(self) -> ConversationEnded:
         now = time.monotonic()
@@ -151,7 +158,8 @@ class ConversationRun:
             item = await self.connection.receive()
             now = time.monotonic()
             if isinstance(item, Closed):
-                await self.execute(self.session.connection_closed(item.code, item.reason, now))
+                closed = self.session.connection_closed(item.code, item.reason, now, item.by_device)
+                await self.execute(closed)
                 return
             if isinstance(item, ProtocolError):
                 await self.execute(self.session.receive_invalid(item, now))
@@ -232,10 +240,31 @@ class ConversationRun:
 
     async def run_tool(self, action: RunTool) -> None:
         call = action.call
-        result, is_error = await self.context.tools.run(call.tool_name, call.parameters)
+        limits = self.context.config.tools
+        if self._tools_in_flight >= limits.max_running + limits.max_waiting:
+            result, is_error = (
+                f"The device is busy: {self._tools_in_flight} tool calls are already running "
+                f"or waiting, so {call.tool_name} was not run. Try again in a moment.",
+                True,
+            )
+        else:
+            self._tools_in_flight += 1
+            try:
+                async with self._tool_slots:
+                    result, is_error = await self.context.tools.run(call.tool_name, call.parameters)
+            finally:
+                self._tools_in_flight -= 1
         await self.execute(
             self.session.tool_finished(call.tool_call_id, result, is_error, time.monotonic())
         )
+
+    def _report_backlog(self) -> None:
+        """Once a conversation: the server sent more audio than the speaker may hold."""
+        refused = self.context.sink.refused_samples - self._refused_before
+        if refused and not self._backlog_reported:
+            self._backlog_reported = True
+            backlog_s = self.context.config.audio.max_backlog_s
+            self.context.events.publish(ev.PlaybackOverflow(refused, backlog_s))
 
     async def execute(self, actions: list[Action]) -> None:
         events = self.context.events
@@ -246,13 +275,12 @@ class ConversationRun:
                 if self.decoder is not None:
                     audio = self.decoder.decode(action.audio)
                     self.context.sink.write(apply_gain(audio, self.context.volume_gain()))
+                    self._report_backlog()
             elif isinstance(action, FlushPlayback):
                 events.publish(ev.PlaybackFlushed(self.context.sink.flush()))
             elif isinstance(action, SetState):
                 self.context.show(action.state)
             elif isinstance(action, Notify):
-                if isinstance(action.event, ev.Latency):
-                    self.pings_ms.append(action.event.ping_ms)
                 events.publish(action.event)
             elif isinstance(action, StartAudio):
                 await self.start_audio(action)

@@ -38,7 +38,13 @@ def diagnose(config_path: str | Path) -> list[Check]:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return [Check("config", False, str(exc), f"edit {config_path}")]
+        fix = (
+            f"edit {config_path}"
+            if Path(config_path).is_file()
+            else f"no config at {config_path}: sudo agentpi install-service writes one from the "
+            "template, or pass --config PATH"
+        )
+        return [Check("config", False, str(exc), fix)]
     checks.append(Check("config", True, f"{config_path}: valid"))
     checks.append(_api_key())
     for name, check in (

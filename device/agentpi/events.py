@@ -123,7 +123,22 @@ class PlaybackFlushed(DeviceEvent, kind="playback_flushed"):
     dropped_samples: int
 
 
+@dataclass(frozen=True)
+class PlaybackOverflow(DeviceEvent, kind="playback_overflow"):
+    """The server sent more agent audio than the speaker may hold; the rest was dropped."""
+
+    refused_samples: int
+    max_backlog_s: float
+
+
 # --------------------------------------------------------------------------- the connection
+
+
+@dataclass(frozen=True)
+class FetchingSignedUrl(DeviceEvent, kind="fetching_signed_url"):
+    """A private agent: the device first asks for a signed URL (ElevenLabs', or the owner's)."""
+
+    host: str
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,14 @@ class Connected(DeviceEvent, kind="connected"):
 class ConnectFailed(DeviceEvent, kind="connect_failed"):
     message: str
     offline: bool
+    failures: int
+
+
+@dataclass(frozen=True)
+class RetryScheduled(DeviceEvent, kind="retry"):
+    """After failures, the next automatic conversation waits this long (doubling, jittered)."""
+
+    delay_s: float
     failures: int
 
 

@@ -147,6 +147,12 @@ class Installer:
     def _unit(self, executable: Path) -> None:
         text = (DATA / UNIT).read_text()
         text = text.replace("ExecStart=/usr/local/bin/agentpi", f"ExecStart={executable}")
+        # a group the machine lacks (plain Debian has no gpio or spi) would stop the unit's start
+        groups = " ".join(g for g in GROUPS if _group_exists(g))
+        text = text.replace(
+            f"SupplementaryGroups={' '.join(GROUPS)}\n",
+            f"SupplementaryGroups={groups}\n" if groups else "",
+        )
         unit = self.path(f"/etc/systemd/system/{UNIT}")
         unit.parent.mkdir(parents=True, exist_ok=True)
         if unit.exists() and unit.read_text() == text:

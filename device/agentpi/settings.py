@@ -7,6 +7,7 @@ fail at load time with one line that says which key and what would be right, nev
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -103,6 +104,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(f"{key} must be a number, got {_kind(value)}")
+        if not math.isfinite(value):
+            raise SettingsError(f"{key} = {value}: must be a finite number")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -121,3 +124,25 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
 
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
+
+
+def check_ranges(obj: Any, ranges: dict[str, tuple[float, float, str]], where: str = "") -> None:
+    """Every number named in ``ranges`` (dotted keys) within its bounds; the message names the
+    key, its value and the range."""
+    for key, (low, high, unit) in ranges.items():
+        section, _, name = key.rpartition(".")
+        holder = obj
+        for part in filter(None, section.split(".")):
+            holder = getattr(holder, part)
+        value = getattr(holder, name)
+        if value is None:
+            continue
+        if not (math.isfinite(value) and low <= value <= high):
+            label = f" ({unit})" if unit else ""
+            raise SettingsError(
+                f"{_join(where, key)} = {value}: use {_number(low)} to {_number(high)}{label}"
+            )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

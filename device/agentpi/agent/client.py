@@ -68,7 +68,8 @@ def redact_url(url: str) -> str:
     A signed URL carries its credential in the query, so nothing else of it is shown."""
     parts = urlsplit(url)
     agent = [p for p in parts.query.split("&") if p.startswith("agent_id=")]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(agent), ""))
+    host = parts.netloc.rpartition("@")[2]  # never a user or password
+    return urlunsplit((parts.scheme, host, parts.path, "&".join(agent), ""))
 
 
 def _fetch_signed_url_blocking(
@@ -141,6 +142,13 @@ class Closed:
 
     code: int | None
     reason: str
+    by_device: bool = False
+    """This side closed (a goodbye, or a frame the device refused), not the server."""
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as a reason a person can read, also when it has no message of its own."""
+    return str(exc) or type(exc).__name__
 
 
 class AgentConnection:
@@ -166,12 +174,30 @@ class AgentConnection:
             raise AgentConnectError(
                 f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
             ) from None
-        except (OSError, TimeoutError) as exc:
+        except ssl.SSLCertVerificationError as exc:
             raise AgentConnectError(
-                f"cannot connect to {redact_url(url)}: {exc}", offline=True
+                f"cannot connect to {redact_url(url)}: its TLS certificate is not trusted "
+                f"({exc.verify_message or exc.reason}); is the device's clock right?"
+            ) from None
+        except ssl.SSLError as exc:
+            raise AgentConnectError(
+                f"cannot connect to {redact_url(url)}: the TLS handshake failed ({exc.reason}); "
+                "is it a wss:// server?"
+            ) from None
+        except TimeoutError:
+            raise AgentConnectError(
+                f"cannot connect to {redact_url(url)}: no answer within {timeout:g} s",
+                offline=True,
+            ) from None
+        except OSError as exc:
+            raise AgentConnectError(
+                f"cannot connect to {redact_url(url)}: {_why(exc)}", offline=True
             ) from None
         except InvalidHandshake as exc:
-            raise AgentConnectError(f"cannot connect to {redact_url(url)}: {exc}") from None
+            raise AgentConnectError(
+                f"cannot connect to {redact_url(url)}: {_why(exc)} (the server did not answer as "
+                "a WebSocket server would)"
+            ) from None
         return cls(ws)
 
     async def send(self, message: ClientMessage) -> None:
@@ -183,17 +209,25 @@ class AgentConnection:
             frame = await self._ws.recv()
         except ConnectionClosed as exc:
             return self._closed(exc)
+        if isinstance(frame, bytes):
+            return ProtocolError(f"a binary frame ({len(frame)} bytes); the agent sends JSON text")
         try:
             return decode_server(frame)
         except ProtocolError as exc:
             return exc
 
     def _closed(self, exc: ConnectionClosed) -> Closed:
-        if exc.rcvd is not None:
-            return Closed(exc.rcvd.code, exc.rcvd.reason)
-        sent = exc.sent
+        sent, rcvd = exc.sent, exc.rcvd
+        if exc.rcvd_then_sent is False and sent is not None:
+            return Closed(sent.code, sent.reason, by_device=True)  # we closed first
+        if rcvd is not None:
+            return Closed(rcvd.code, rcvd.reason)
+        if sent is not None and sent.code not in (1000, 1011):
+            # websockets refused what the server sent (a frame over max_size: 1009; a broken
+            # frame: 1002/1007) and closed: the device's close, with the library's reason
+            return Closed(sent.code, sent.reason, by_device=True)
         if sent is not None and sent.code == 1000:
-            return Closed(sent.code, sent.reason)  # our goodbye, unanswered: still our close
+            return Closed(sent.code, sent.reason, by_device=True)  # our goodbye, unanswered
         # websockets gave up on the link itself (a keepalive ping went unanswered)
         reason = sent.reason if sent is not None and sent.reason else "no close frame"
         return Closed(None, reason)

@@ -56,6 +56,10 @@ class AudioSink(Protocol):
     def buffered_samples(self) -> int: ...
 
     @property
+    def refused_samples(self) -> int:
+        """Samples dropped since the sink was made because its backlog was full."""
+
+    @property
     def output_level(self) -> float:
         """Loudness (0..1) of what is coming out of the speaker right now."""
 

@@ -135,17 +135,26 @@ def to_mono_int16(frames: bytes, sample_width: int, channels: int) -> Int16Array
     return mono
 
 
+MIN_WAV_RATE = 8000
+MAX_WAV_RATE = 192000
+
+
 def read_wav(path: str | Path) -> tuple[Int16Array, int]:
     """A PCM WAV file as mono int16 samples and its sample rate."""
     try:
         with wave.open(str(path), "rb") as wav:
+            rate = wav.getframerate()
+            if not MIN_WAV_RATE <= rate <= MAX_WAV_RATE:
+                raise ValueError(
+                    f"{path}: its header says {rate} Hz; use {MIN_WAV_RATE} to {MAX_WAV_RATE}"
+                )
             frames = wav.readframes(wav.getnframes())
-            return (
-                to_mono_int16(frames, wav.getsampwidth(), wav.getnchannels()),
-                wav.getframerate(),
-            )
-    except wave.Error as exc:
-        raise ValueError(f"{path}: not a PCM WAV file ({exc})") from None
+            samples = to_mono_int16(frames, wav.getsampwidth(), wav.getnchannels())
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"{path}: not a PCM WAV file ({exc or 'it is empty'})") from None
+    if not len(samples):
+        raise ValueError(f"{path}: the WAV holds no audio")
+    return samples, rate
 
 
 def write_wav(path: str | Path, samples: Int16Array, sample_rate: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import threading
 import time
 import wave
@@ -28,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError, Deliver, Failed
-from agentpi.audio.convert import Int16Array, Resampler, read_wav
+from agentpi.audio.convert import Int16Array, read_wav
 from agentpi.audio.playback_log import PlaybackLog, Room
-from agentpi.audio.sample_queue import SampleQueue
+from agentpi.audio.sample_queue import DEFAULT_MAX_BACKLOG_S, SampleQueue
 from agentpi.audio.vad import loudness
 
 
@@ -123,16 +124,17 @@ class FileSink:
         path: str | Path,
         period_s: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
+        max_backlog_s: float = DEFAULT_MAX_BACKLOG_S,
     ) -> None:
         self.path = Path(path)
+        _check_writable(self.path)
         self.period_s = period_s
         self._clock = clock
         self._rate = 0
         self._wav: wave.Wave_write | None = None
-        self._queue = SampleQueue()
+        self._queue = SampleQueue(max_backlog_s)
         self._task: asyncio.Task[None] | None = None
         self._on_drained: Callable[[], None] = lambda: None
-        self._resampler: Resampler | None = None
         self.played_samples = 0  # real audio written, silence not counted
         self.written_samples = 0
         self.output_level = 0.0  # loudness of the block played last, 0..1
@@ -148,6 +150,10 @@ class FileSink:
     def buffered_samples(self) -> int:
         return len(self._queue)
 
+    @property
+    def refused_samples(self) -> int:
+        return self._queue.refused_samples
+
     async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
         if self._wav is None:
             try:
@@ -161,17 +167,13 @@ class FileSink:
             self._rate = preferred_rate
         # The WAV's rate is fixed by the first conversation; a later one at another rate is
         # resampled to it, as a sound card would require.
-        self._resampler = (
-            Resampler(preferred_rate, self._rate) if preferred_rate != self._rate else None
-        )
+        self._queue.set_rates(preferred_rate, self._rate)
         self._on_drained = on_drained
         if self._task is None:
             self._task = asyncio.create_task(self._play(), name="file-sink")
         return preferred_rate
 
     def write(self, samples: Int16Array) -> None:
-        if self._resampler is not None:
-            samples = self._resampler.process(samples)
         self._queue.put(samples)
 
     def flush(self) -> int:
@@ -183,6 +185,7 @@ class FileSink:
         written_at_start = self.written_samples
         ahead = round(self.period_s * self._rate)
         drains_at: float | None = None  # when the last queued sample will have played
+        ticks = 0
         while True:
             # The card is kept a period ahead of the clock, as a real one holds a period in its
             # buffer: what is handed over here plays after what was handed over before, so a
@@ -206,7 +209,10 @@ class FileSink:
             elif drains_at is not None and self._clock() >= drains_at:
                 drains_at = None
                 self._on_drained()
-            await asyncio.sleep(self.period_s)
+            # wake on the period grid, not a period after this one's work: the time spent here
+            # would otherwise add up, each period, to a gap the card runs dry in
+            ticks += 1
+            await asyncio.sleep(max(0.0, started + ticks * self.period_s - self._clock()))
 
     async def stop(self) -> None:
         self.flush()
@@ -222,3 +228,15 @@ class FileSink:
         if self._wav is not None:
             self._wav.close()
             self._wav = None
+
+
+def _check_writable(path: Path) -> None:
+    """Fail at start, once, not inside every conversation: the folder can be made and written,
+    and the file (if it is there) replaced."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AudioDeviceError(f"audio output file:{path}: {exc.strerror or exc}") from None
+    target = path if path.exists() else path.parent
+    if path.is_dir() or not os.access(target, os.W_OK):
+        raise AudioDeviceError(f"audio output file:{path}: cannot write there")

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from agentpi.audio.backend import AudioDeviceError, Deliver, Failed
-from agentpi.audio.convert import Int16Array, Resampler, to_mono_int16
+from agentpi.audio.convert import Int16Array, to_mono_int16
 from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.portaudio import PortAudio, _pyaudio, _quiet_stderr, choose_format, find_device
-from agentpi.audio.sample_queue import SampleQueue
+from agentpi.audio.sample_queue import DEFAULT_MAX_BACKLOG_S, SampleQueue
 from agentpi.audio.vad import loudness
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,13 @@ class SoundCardSink:
     crackles; when the queue runs dry the callback plays silence. ``flush`` empties the queue, so
     sound stops after what PortAudio already holds (one buffer, ``period_ms``)."""
 
-    def __init__(self, spec: str, period_ms: int = 20, jitter_ms: int = 60) -> None:
+    def __init__(
+        self,
+        spec: str,
+        period_ms: int = 20,
+        jitter_ms: int = 60,
+        max_backlog_s: float = DEFAULT_MAX_BACKLOG_S,
+    ) -> None:
         self.spec = spec
         self.device = find_device(spec, "output")
         self.period_ms = period_ms
@@ -160,10 +166,9 @@ class SoundCardSink:
         self._channels = 1
         self._stream: Any = None
         self._lock = threading.Lock()
-        self._queue = SampleQueue()
+        self._queue = SampleQueue(max_backlog_s)
         self._waiting_since: float | None = None  # queued audio not yet playing, since when
         self._playing = False
-        self._resampler: Resampler | None = None
         self._on_drained: Callable[[], None] = lambda: None
         self.output_level = 0.0
         self.playback_log: PlaybackLog | None = None
@@ -186,6 +191,10 @@ class SoundCardSink:
         return len(self._queue)
 
     @property
+    def refused_samples(self) -> int:
+        return self._queue.refused_samples
+
+    @property
     def output_latency_s(self) -> float:
         stream = self._stream
         return float(stream.get_output_latency()) if stream is not None else 0.0
@@ -201,9 +210,8 @@ class SoundCardSink:
         self._on_drained = drained
         if self._stream is None:
             await loop.run_in_executor(None, self._open, preferred_rate)
-        self._resampler = (
-            Resampler(preferred_rate, self._rate) if preferred_rate != self._rate else None
-        )
+        with self._lock:
+            self._queue.set_rates(preferred_rate, self._rate)
         return preferred_rate
 
     def _open(self, preferred_rate: int) -> None:
@@ -274,8 +282,6 @@ class SoundCardSink:
         return out.astype("<i2").tobytes(), pyaudio.paContinue
 
     def write(self, samples: Int16Array) -> None:
-        if self._resampler is not None:
-            samples = self._resampler.process(samples)
         if not len(samples):
             return
         with self._lock:

@@ -15,6 +15,8 @@ text from the device waits for the metadata, and a typed message is a user turn.
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +42,8 @@ from agentpi.protocol.timers import SessionSettings, TurnTimes, end_error
 from agentpi.states import DeviceState
 
 NORMAL_CLOSE = 1000
+PING_SAMPLES = 256
+"""The latest server latency estimates kept for the conversation's median."""
 
 
 def event_name(event: m.ServerEvent) -> str:
@@ -59,6 +63,10 @@ class ConversationSession:
         self.last_interrupt_id: int | None = None
         self.dropped_audio_chunks = 0
         self.turns = 0
+        self.user_turns = 0
+        """User turns the server took (a transcript) or the device sent (a typed message)."""
+        self.ping_samples: deque[int] = deque(maxlen=PING_SAMPLES)
+        self._latency_reported_at = float("-inf")
 
         self._turn = Turn.LISTENING
         self._failed = False
@@ -157,8 +165,7 @@ class ConversationSession:
             return self._passed_over("mic_audio", handling)
         actions: list[Action] = []
         if speaking:
-            self._times.last_speech_at = now
-            self._times.last_activity_at = now
+            self._times.user_speaks(now)
             if not self._user_speaking:
                 self._user_speaking = True
                 if self._turn in (Turn.LISTENING, Turn.THINKING):
@@ -229,6 +236,9 @@ class ConversationSession:
             if now - self._server_error_at >= self.settings.error_close_grace_s:
                 return self._close(NORMAL_CLOSE, "server reported an error")
             return []
+        overran = self._times.overran(now, self._opened_at, self.settings)
+        if overran is not None:
+            return self._close(NORMAL_CLOSE, overran)
         if self.phase is Phase.AWAITING_METADATA:
             if now - self._opened_at >= self.settings.metadata_timeout_s:
                 return self._close(
@@ -243,11 +253,14 @@ class ConversationSession:
         reason = self._times.why_close(now, self.settings)
         return [] if reason is None else self._close(NORMAL_CLOSE, reason)
 
-    def connection_closed(self, code: int | None, reason: str, now: float) -> list[Action]:
-        """The socket is closed (either side), or was lost (code None)."""
+    def connection_closed(
+        self, code: int | None, reason: str, now: float, by_device: bool = False
+    ) -> list[Action]:
+        """The socket is closed (either side), or was lost (code None); ``by_device``: this
+        side's WebSocket closed it (a frame it refused), although the session did not ask."""
         if self._handling("connection_closed") is not Handling.ACT:
             return []
-        closed_by = "client" if self.phase is Phase.CLOSING else "server"
+        closed_by = "client" if self.phase is Phase.CLOSING or by_device else "server"
         error = end_error(code, reason, closed_by, self._local_error, self._server_error)
         self.phase = Phase.CLOSED
         self._failed = error is not None
@@ -294,7 +307,17 @@ class ConversationSession:
         return [] if said is None else [Notify(said)]
 
     def _on_ping(self, event: m.Ping, now: float) -> list[Action]:
-        return [Send(m.Pong(event.event_id)), *self._report(event)]
+        pong: list[Action] = [Send(m.Pong(event.event_id))]
+        if event.ping_ms is None:
+            return pong
+        self.ping_samples.append(event.ping_ms)
+        if now - self._latency_reported_at < self.settings.latency_report_interval_s:
+            return pong  # a ping flood must not become a flood of lines
+        self._latency_reported_at = now
+        return [*pong, *self._report(event)]
+
+    def median_ping_ms(self) -> float | None:
+        return statistics.median(self.ping_samples) if self.ping_samples else None
 
     def _on_error(self, event: m.ErrorEvent, now: float) -> list[Action]:
         self._server_error = event
@@ -335,8 +358,7 @@ class ConversationSession:
         return self._report(event)
 
     def _on_complete(self, event: m.AgentResponseComplete, now: float) -> list[Action]:
-        self._times.complete_at = now
-        self._times.last_activity_at = now
+        self._times.agent_turn_complete(now)
         return self._report(event)
 
     def _on_user_transcript(self, event: m.UserTranscript, now: float) -> list[Action]:
@@ -387,6 +409,7 @@ class ConversationSession:
         """A finished user turn (spoken or typed): the agent owes a reply, so no close until it
         has come."""
         self._times.user_turn_over(now)
+        self.user_turns += 1
         if self._turn in (Turn.LISTENING, Turn.USER_SPEAKING):
             self._set_turn(Turn.THINKING, actions)
 

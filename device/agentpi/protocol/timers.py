@@ -27,6 +27,13 @@ class SessionSettings:
     """Close when neither side has done anything for this long (an agent that never answers)."""
     error_close_grace_s: float = 2.0
     """After a server ``error``, how long to wait for the server's own close before closing."""
+    latency_report_interval_s: float = 1.0
+    """At most one ``latency`` event this often (each ping still gets its pong at once)."""
+    max_duration_s: float = 1800.0
+    """No conversation lasts longer than this, whatever the server sends."""
+    max_after_complete_s: float = 120.0
+    """After ``agent_response_complete``, a server that keeps the turn going this long (more
+    audio, more text) while the user says nothing is ended."""
     init: m.ConversationInitiationClientData = field(
         default_factory=m.ConversationInitiationClientData
     )
@@ -41,6 +48,9 @@ class TurnTimes:
     last_activity_at: float = 0.0
     last_speech_at: float = 0.0
     end_after_turn_at: float | None = None
+    turn_completed_at: float | None = None
+    """The first ``agent_response_complete`` since the user last took a turn (agent activity
+    does not clear it: a server that never stops talking after its turn is still bounded)."""
 
     def agent_active(self, now: float) -> None:
         self.complete_at = None
@@ -50,7 +60,31 @@ class TurnTimes:
         """The agent owes a reply: no close until it has come."""
         self.complete_at = None
         self.response_at = None
+        self.turn_completed_at = None
         self.last_activity_at = now
+
+    def agent_turn_complete(self, now: float) -> None:
+        self.complete_at = now
+        self.last_activity_at = now
+        if self.turn_completed_at is None:
+            self.turn_completed_at = now
+
+    def user_speaks(self, now: float) -> None:
+        self.last_speech_at = now
+        self.last_activity_at = now
+        self.turn_completed_at = None  # the user has the floor: the agent's turn bound is off
+
+    def overran(self, now: float, opened_at: float, settings: SessionSettings) -> str | None:
+        """The hard limits, checked whatever else is going on (playback, tools)."""
+        if now - opened_at >= settings.max_duration_s:
+            return f"conversation reached its maximum length ({settings.max_duration_s:g} s)"
+        completed = self.turn_completed_at
+        if completed is not None and now - completed >= settings.max_after_complete_s:
+            return (
+                f"the agent kept its turn going {settings.max_after_complete_s:g} s "
+                "after completing it"
+            )
+        return None
 
     def why_close(self, now: float, settings: SessionSettings) -> str | None:
         """The reason the conversation is over now (agent silent, nothing pending), or None."""
@@ -96,8 +130,11 @@ def end_error(
     if server_error is not None:
         err = server_error
         return f"{err.error_type or 'error'}: {err.message or err.reason or 'no message'}"
-    if local_error is None and closed_by == "server" and code != 1000:
-        if code is None:
-            return f"connection lost: {reason}"
-        return f"server closed the connection with {code}" + (f" ({reason})" if reason else "")
-    return local_error
+    if local_error is not None or code == 1000:
+        return local_error
+    because = f" ({reason})" if reason else ""
+    if code is None:
+        return f"connection lost: {reason}"
+    if closed_by == "server":
+        return f"server closed the connection with {code}{because}"
+    return f"the device closed the connection with {code}{because}"

@@ -61,8 +61,8 @@ class TriggerSource:
     def disarm(self) -> None:
         """A conversation is starting (from this source or another): fire no more."""
 
-    def conversation_over(self, failures: int) -> None:
-        """A conversation ended; ``failures`` in a row have failed to connect."""
+    def conversation_over(self, delay_s: float) -> None:
+        """A conversation ended; the next automatic one may start ``delay_s`` from now."""
 
     def close(self) -> None:
         """Release what the source holds (threads, pins, timers)."""
@@ -176,11 +176,9 @@ class ImmediateTrigger(TriggerSource):
         self._fire = fire
         fire(Trigger("immediate"))
 
-    def conversation_over(self, failures: int) -> None:
+    def conversation_over(self, delay_s: float) -> None:
         assert self._loop is not None and self._fire is not None
-        self._pending = self._loop.call_later(
-            reconnect_delay(failures, self._pause_s), self._fire, Trigger("immediate")
-        )
+        self._pending = self._loop.call_later(delay_s, self._fire, Trigger("immediate"))
 
     def close(self) -> None:
         if self._pending is not None:

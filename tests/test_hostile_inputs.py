@@ -1,0 +1,171 @@
+"""Every subcommand against careless and hostile input: exit 2, one line naming the problem, and
+never a traceback."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HELLO_WAV
+from tests.test_cli import agentpi, write_config
+
+BASE = """
+[agent]
+agent_id = "a"
+url = "{url}"
+[trigger]
+mode = "immediate"
+[audio]
+input = "file:{wav}"
+output = "file:{out}"
+echo = "off"
+[control]
+enabled = false
+"""
+
+
+def wav_claiming(path: Path, rate: int) -> Path:
+    """A WAV whose header says ``rate`` Hz (wave refuses to write 0, so the bytes are patched)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 800)
+    data = bytearray(path.read_bytes())
+    data[24:28] = rate.to_bytes(4, "little")
+    data[28:32] = (rate * 2).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def run_config(tmp_path: Path, url: str = "ws://127.0.0.1:9", extra: str = "", **files: str):
+    body = BASE.format(
+        url=url,
+        wav=files.get("wav", HELLO_WAV),
+        out=files.get("out", tmp_path / "out.wav"),
+    )
+    if extra:
+        header, _, lines = extra.partition("\n")
+        if header in body:  # a key of a section the base already has goes into that section
+            body = body.replace(header + "\n", f"{header}\n{lines}\n", 1)
+        else:
+            body += extra
+    return agentpi("run", "--once", "--config", str(write_config(tmp_path, body)))
+
+
+def one_line_exit_2(result, expected: str) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://127.0.0.1:99999", "port"),
+        ("wss://host:abc", "not a valid URL"),
+        ("wss://[::1", "not a valid URL"),
+        ("ws://127.0.0.1:0", "port 0 is not one of 1 to 65535"),
+        ("wss://user:secret@api.elevenlabs.io", "a user or password in the URL"),
+        ("wss://", "use wss://HOST"),
+        ("wss://api.elevenlabs.io#x", "fragment"),
+    ],
+)
+def test_bad_agent_urls(tmp_path: Path, url: str, expected: str) -> None:
+    result = run_config(tmp_path, url=url)
+    one_line_exit_2(result, expected)
+    assert "secret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("[conversation]\nsilence_close_s = nan", "conversation.silence_close_s = nan"),
+        ("[conversation]\nmetadata_timeout_s = inf", "metadata_timeout_s = inf"),
+        ("[conversation]\nidle_close_s = -5", "conversation.idle_close_s = -5.0: use 1 to"),
+        ("[conversation]\nmax_duration_s = 1e9", "conversation.max_duration_s"),
+        ("[trigger]\nrestart_pause_s = -1", "trigger.restart_pause_s = -1.0: use 0 to"),
+        ("[audio]\nvad_threshold_dbfs = 50", "audio.vad_threshold_dbfs = 50.0: use -90 to 0"),
+        ("[audio]\nmax_backlog_s = 0", "audio.max_backlog_s"),
+        ("[wake]\nrefractory_s = -1", "wake.refractory_s = -1.0"),
+        ("[tools]\nmax_running = 0", "tools.max_running = 0: use 1 to 16"),
+        ("[agent2]\nx = 1", "unknown key agent2"),
+    ],
+)
+def test_numbers_out_of_range(tmp_path: Path, extra: str, expected: str) -> None:
+    one_line_exit_2(run_config(tmp_path, extra=extra), expected)
+
+
+def test_connect_timeout_nan(tmp_path: Path) -> None:
+    body = BASE.format(url="ws://127.0.0.1:9", wav=HELLO_WAV, out=tmp_path / "o.wav")
+    body = body.replace('agent_id = "a"', 'agent_id = "a"\nconnect_timeout_s = nan')
+    result = agentpi("run", "--config", str(write_config(tmp_path, body)))
+    one_line_exit_2(result, "agent.connect_timeout_s = nan: must be a finite number")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (
+            lambda p: ((p / "empty.wav").write_bytes(b"") and p / "empty.wav") or p / "empty.wav",
+            "not a PCM WAV file",
+        ),
+        (lambda p: wav_claiming(p / "zero.wav", 0), "says 0 Hz"),
+        (lambda p: wav_claiming(p / "one.wav", 1), "says 1 Hz"),
+        (lambda p: p, "Is a directory"),
+    ],
+)
+def test_bad_input_wavs(tmp_path: Path, make, expected: str) -> None:
+    one_line_exit_2(run_config(tmp_path, wav=str(make(tmp_path))), expected)
+
+
+def test_an_unwritable_output_is_found_at_start(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        out = locked / "sub" / "reply.wav"
+        result = run_config(tmp_path, out=str(out))
+    finally:
+        locked.chmod(0o700)
+    if result.returncode != 2:  # running as root: permissions do not stop it; a folder will
+        result = run_config(tmp_path, out=str(tmp_path))
+    one_line_exit_2(result, "audio output file:")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("simulate", "--port", "80000"), "--port: 80000: use 1 to 65535"),
+        (("simulate", "--port", "-1"), "--port: -1: use 1 to 65535"),
+        (("simulate", "--port", "abc"), "'abc' is not a port number"),
+        (("simulate", "--script", "/nonexistent.toml"), "cannot read /nonexistent.toml"),
+        (("leds", "--profile", "generic", "--seconds", "nan"), "--seconds: nan: use 0.01 to 600"),
+        (("leds", "--profile", "no-such-board"), "no-such-board"),
+        (("run",), "the following arguments are required: --config"),
+        (("run", "--config", "/nonexistent.toml"), "cannot read /nonexistent.toml"),
+        (("models", "delete"), "invalid choice: 'delete'"),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_hostile_arguments(args: tuple[str, ...], expected: str) -> None:
+    result = agentpi(*args, timeout=30)
+    one_line_exit_2(result, expected)
+
+
+def test_events_file_in_a_missing_folder(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, BASE.format(url="ws://127.0.0.1:9", wav=HELLO_WAV, out=tmp_path / "o.wav")
+    )
+    result = agentpi("run", "--config", str(config), "--events", "/nonexistent/dir/events.jsonl")
+    one_line_exit_2(result, "--events /nonexistent/dir/events.jsonl")
+
+
+def test_doctor_without_a_config_says_how_to_get_one() -> None:
+    result = agentpi("doctor", "--config", "/nonexistent/config.toml", timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    assert "install-service writes one" in result.stdout
+    assert "edit /nonexistent" not in result.stdout
