@@ -3,6 +3,9 @@ never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import wave
 from pathlib import Path
 
@@ -169,3 +172,46 @@ def test_doctor_without_a_config_says_how_to_get_one() -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
     assert "install-service writes one" in result.stdout
     assert "edit /nonexistent" not in result.stdout
+
+
+def test_status_without_a_device_names_each_place_once(tmp_path: Path) -> None:
+    env = {"XDG_RUNTIME_DIR": str(tmp_path), "AGENTPI_CONTROL_SOCKET": ""}
+    result = agentpi("status", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "no agentpi is running" in line
+    places = re.findall(r"/\S+\.sock", line)
+    assert places and len(places) == len(set(places)), line
+
+
+def test_wss_to_a_plain_server_says_why_and_is_not_offline(tmp_path: Path) -> None:
+    """A TLS failure is the server's or the config's problem, not a network that is down."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def plain_http() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=plain_http, daemon=True).start()
+    body = BASE.format(url=f"wss://127.0.0.1:{port}", wav=HELLO_WAV, out=tmp_path / "o.wav")
+    events = tmp_path / "events.jsonl"
+    config = write_config(tmp_path, body)
+    result = agentpi("run", "--once", "--config", str(config), "--events", str(events))
+    listener.close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failed = [
+        json.loads(line)
+        for line in events.read_text().splitlines()
+        if json.loads(line)["event"] == "connect_failed"
+    ]
+    assert failed and failed[0]["offline"] is False
+    assert "TLS handshake failed" in failed[0]["message"], failed[0]["message"]

@@ -443,3 +443,55 @@ def test_state_table_refuses_impossible_transitions() -> None:
     with pytest.raises(InvalidTransition):
         check_transition(DeviceState.ENDING, DeviceState.LISTENING)
     check_transition(DeviceState.SPEAKING, DeviceState.USER_SPEAKING)
+
+
+# ------------------------------------------------------------------ limits a server cannot beat
+
+
+def test_a_conversation_never_outlives_its_maximum_length() -> None:
+    session = started(SessionSettings(max_duration_s=30.0, idle_close_s=1000))
+    session.receive(m.Audio(b"\x01\x00" * 10, 1), 1.0)  # still playing: no ordinary close
+    assert not closes(session.tick(29.9))
+    assert closes(session.tick(30.0)) == [
+        CloseConnection(1000, "conversation reached its maximum length (30 s)")
+    ]
+
+
+def test_a_server_that_keeps_talking_after_its_turn_is_ended() -> None:
+    session = started(SessionSettings(max_after_complete_s=5.0, idle_close_s=1000))
+    session.receive(m.AgentResponse("done", 1), 1.0)
+    session.receive(m.AgentResponseComplete(1), 1.0)
+    t = 1.0
+    while t < 5.9:  # audio keeps coming; each chunk would otherwise reopen the turn
+        t = round(t + 0.1, 6)
+        assert not closes(session.receive(m.Audio(b"\x01\x00", 1), t))
+        assert not closes(session.tick(t))
+    assert closes(session.tick(6.0)) == [
+        CloseConnection(1000, "the agent kept its turn going 5 s after completing it")
+    ]
+
+
+def test_the_user_taking_the_floor_lifts_the_after_complete_limit() -> None:
+    session = started(SessionSettings(max_after_complete_s=5.0, idle_close_s=1000))
+    session.receive(m.AgentResponseComplete(1), 1.0)
+    session.mic_audio(CHUNK, True, 4.0)
+    session.receive(m.Audio(b"\x01\x00", 2), 4.5)
+    assert not closes(session.tick(7.0))
+
+
+def test_a_ping_flood_is_answered_in_full_and_reported_once_a_second() -> None:
+    session = started()
+    actions: list[Action] = []
+    for n in range(1, 201):
+        actions += session.receive(m.Ping(n, 40 + n % 3), 1.0 + n / 1000)
+    assert sent(actions) == [m.Pong(n) for n in range(1, 201)]
+    assert [a.kind for a in actions if isinstance(a, Notify)] == ["latency"]
+    assert session.median_ping_ms() == 41
+
+
+def test_user_turns_count_what_the_user_said_or_typed() -> None:
+    session = started()
+    session.receive(m.UserTranscript("hi", 1), 1.0)
+    session.user_message("and this", 2.0)
+    session.contextual_update("not a turn", 2.1)
+    assert session.user_turns == 2

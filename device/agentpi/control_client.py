@@ -26,11 +26,13 @@ def find_socket(explicit: str | None = None) -> Path:
         return Path(explicit)
     if os.environ.get(SOCKET_ENV):
         return Path(os.environ[SOCKET_ENV])
-    for candidate in (SYSTEM_SOCKET, user_socket_path()):
+    candidates = list(dict.fromkeys((SYSTEM_SOCKET, user_socket_path())))  # root: one path
+    for candidate in candidates:
         if candidate.exists():
             return candidate
+    places = " or ".join(str(path) for path in candidates)
     raise ControlClientError(
-        f"no agentpi is running: no control socket at {SYSTEM_SOCKET} or {user_socket_path()} "
+        f"no agentpi is running: no control socket at {places} "
         "(is the service up? systemctl status agentpi)"
     )
 
