@@ -169,3 +169,37 @@ def run_conversation(
             return Run(code, events, sim, output, sink, source, mic, sounds, device=device)
 
     return asyncio.run(scenario())
+
+
+def device_toml(
+    url: str,
+    wav: object,
+    out: object,
+    agent: str = "",
+    trigger: str = 'mode = "immediate"',
+    audio: str = "",
+    conversation: str = "",
+    control: str = "enabled = false",
+    extra: str = "",
+) -> str:
+    """A config for `agentpi run` in a child process: the agent at ``url``, a WAV as the
+    microphone, a WAV as the speaker, echo and cues off; each argument adds to its section."""
+    return f"""
+[agent]
+agent_id = "agent_test"
+url = "{url}"
+{agent}
+[trigger]
+{trigger}
+[audio]
+input = "file:{wav}"
+output = "file:{out}"
+echo = "off"
+cues = false
+{audio}
+[conversation]
+{conversation}
+[control]
+{control}
+{extra}
+"""

@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import AGENTPI, silence_wav
+from tests.helpers import AGENTPI, device_toml, silence_wav
 from tests.test_cli import write_config
 
 METADATA = {
@@ -34,26 +34,7 @@ METADATA = {
 }
 AUDIO_100MS = base64.b64encode(b"\x10\x00" * 1600).decode()
 
-CONFIG = """
-[agent]
-agent_id = "agent_hostile"
-url = "{url}"
-{agent}
-[trigger]
-mode = "immediate"
-[audio]
-input = "file:{wav}"
-output = "file:{out}"
-echo = "off"
-cues = false
-[conversation]
-silence_close_s = 60.0
-idle_close_s = 60.0
-{conversation}
-[control]
-enabled = false
-{extra}
-"""
+LONG = "silence_close_s = 60.0\nidle_close_s = 60.0\n"
 
 F_SETPIPE_SZ = 1031  # Linux: fcntl.F_SETPIPE_SZ, named only from Python 3.10 on some builds
 
@@ -97,13 +78,13 @@ async def run_device(
     async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
         port = server.sockets[0].getsockname()[1]
         wav = silence_wav(tmp_path / "quiet.wav", 120)
-        body = CONFIG.format(
-            url=f"ws://127.0.0.1:{port}",
-            wav=wav,
-            out=tmp_path / "out.wav",
-            conversation=conversation,
-            extra=extra,
+        body = device_toml(
+            f"ws://127.0.0.1:{port}",
+            wav,
+            tmp_path / "out.wav",
             agent=agent,
+            conversation=LONG + conversation,
+            extra=extra,
         )
         config = write_config(tmp_path, body)
         events_path = tmp_path / "events.jsonl"
@@ -128,6 +109,18 @@ async def run_device(
                 watcher.cancel()
         assert process.returncode is not None
         return process.returncode, stdout.decode(), stderr.decode(), events_path
+
+
+def events_to_stdout(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """`agentpi run --once --events -` against the server on ``port``, stdout a pipe."""
+    wav = silence_wav(tmp_path / "quiet.wav", 120)
+    body = device_toml(f"ws://127.0.0.1:{port}", wav, tmp_path / "out.wav", conversation=LONG)
+    config = write_config(tmp_path, body)
+    return subprocess.Popen(
+        [*AGENTPI, "run", "--once", "--config", str(config), "--events", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -282,21 +275,7 @@ def test_pongs_keep_flowing_while_the_event_reader_reads_nothing(tmp_path: Path)
     async def scenario() -> tuple[int, bytes, bytes]:
         async with serve(pinger, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
-            wav = silence_wav(tmp_path / "quiet.wav", 120)
-            body = CONFIG.format(
-                url=f"ws://127.0.0.1:{port}",
-                wav=wav,
-                out=tmp_path / "out.wav",
-                conversation="",
-                extra="",
-                agent="",
-            )
-            config = write_config(tmp_path, body)
-            process = subprocess.Popen(
-                [*AGENTPI, "run", "--once", "--config", str(config), "--events", "-"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
+            process = events_to_stdout(tmp_path, port)
             assert process.stdout is not None and process.stderr is not None
             fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, 4096)  # a small pipe, soon full
             await asyncio.sleep(16)  # nobody reads stdout: the pipe fills, then stays full
@@ -326,21 +305,7 @@ def test_a_reader_that_goes_away_leaves_no_traceback(tmp_path: Path) -> None:
     async def scenario() -> tuple[int, bytes]:
         async with serve(brief, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
-            wav = silence_wav(tmp_path / "quiet.wav", 30)
-            body = CONFIG.format(
-                url=f"ws://127.0.0.1:{port}",
-                wav=wav,
-                out=tmp_path / "out.wav",
-                conversation="",
-                extra="",
-                agent="",
-            )
-            config = write_config(tmp_path, body)
-            process = subprocess.Popen(
-                [*AGENTPI, "run", "--once", "--config", str(config), "--events", "-"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
+            process = events_to_stdout(tmp_path, port)
             assert process.stdout is not None and process.stderr is not None
             process.stdout.close()  # `agentpi run --events - | head -0`
             loop = asyncio.get_running_loop()

@@ -11,22 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HELLO_WAV
+from tests.helpers import HELLO_WAV, device_toml
 from tests.test_cli import agentpi, write_config
-
-BASE = """
-[agent]
-agent_id = "a"
-url = "{url}"
-[trigger]
-mode = "immediate"
-[audio]
-input = "file:{wav}"
-output = "file:{out}"
-echo = "off"
-[control]
-enabled = false
-"""
 
 
 def wav_claiming(path: Path, rate: int) -> Path:
@@ -43,18 +29,16 @@ def wav_claiming(path: Path, rate: int) -> Path:
     return path
 
 
+SECTIONS = ("agent", "trigger", "audio", "conversation", "control")
+
+
 def run_config(tmp_path: Path, url: str = "ws://127.0.0.1:9", extra: str = "", **files: str):
-    body = BASE.format(
-        url=url,
-        wav=files.get("wav", HELLO_WAV),
-        out=files.get("out", tmp_path / "out.wav"),
-    )
-    if extra:
-        header, _, lines = extra.partition("\n")
-        if header in body:  # a key of a section the base already has goes into that section
-            body = body.replace(header + "\n", f"{header}\n{lines}\n", 1)
-        else:
-            body += extra
+    """``extra``: "[section]\nkey = value", into that section of the base config."""
+    header, _, lines = extra.partition("\n")
+    name = header.strip("[]")
+    sections = {name: lines} if name in SECTIONS else {"extra": extra}
+    wav, out = files.get("wav", HELLO_WAV), files.get("out", tmp_path / "out.wav")
+    body = device_toml(url, wav, out, **sections)
     return agentpi("run", "--once", "--config", str(write_config(tmp_path, body)))
 
 
@@ -103,8 +87,9 @@ def test_numbers_out_of_range(tmp_path: Path, extra: str, expected: str) -> None
 
 
 def test_connect_timeout_nan(tmp_path: Path) -> None:
-    body = BASE.format(url="ws://127.0.0.1:9", wav=HELLO_WAV, out=tmp_path / "o.wav")
-    body = body.replace('agent_id = "a"', 'agent_id = "a"\nconnect_timeout_s = nan')
+    body = device_toml(
+        "ws://127.0.0.1:9", HELLO_WAV, tmp_path / "o.wav", agent="connect_timeout_s = nan"
+    )
     result = agentpi("run", "--config", str(write_config(tmp_path, body)))
     one_line_exit_2(result, "agent.connect_timeout_s = nan: must be a finite number")
 
@@ -160,9 +145,7 @@ def test_hostile_arguments(args: tuple[str, ...], expected: str) -> None:
 
 
 def test_events_file_in_a_missing_folder(tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path, BASE.format(url="ws://127.0.0.1:9", wav=HELLO_WAV, out=tmp_path / "o.wav")
-    )
+    config = write_config(tmp_path, device_toml("ws://127.0.0.1:9", HELLO_WAV, tmp_path / "o.wav"))
     result = agentpi("run", "--config", str(config), "--events", "/nonexistent/dir/events.jsonl")
     one_line_exit_2(result, "--events /nonexistent/dir/events.jsonl")
 
@@ -202,7 +185,7 @@ def test_wss_to_a_plain_server_says_why_and_is_not_offline(tmp_path: Path) -> No
             conn.close()
 
     threading.Thread(target=plain_http, daemon=True).start()
-    body = BASE.format(url=f"wss://127.0.0.1:{port}", wav=HELLO_WAV, out=tmp_path / "o.wav")
+    body = device_toml(f"wss://127.0.0.1:{port}", HELLO_WAV, tmp_path / "o.wav")
     events = tmp_path / "events.jsonl"
     config = write_config(tmp_path, body)
     result = agentpi("run", "--once", "--config", str(config), "--events", str(events))

@@ -22,19 +22,8 @@ from hypothesis.stateful import (
 )
 
 from agentpi.errors import AgentpiError, LocalProtocolError, RemoteProtocolError
+from agentpi.protocol import actions as act
 from agentpi.protocol import messages as m
-from agentpi.protocol.actions import (
-    Action,
-    CloseConnection,
-    ConversationEnded,
-    FlushPlayback,
-    Notify,
-    PlayAudio,
-    RunTool,
-    Send,
-    SetState,
-    StartAudio,
-)
 from agentpi.protocol.phases import INPUTS, RULES, SERVER_EVENTS, Handling, Phase
 from agentpi.protocol.session import ConversationSession, event_name
 from agentpi.protocol.timers import SessionSettings
@@ -66,15 +55,15 @@ def test_a_button_press_while_connecting_then_metadata_does_not_raise() -> None:
     session = ConversationSession()
     session.connection_opened(0.0)
     closing = session.request_end("button pressed", 0.1)
-    assert CloseConnection(1000, "button pressed") in closing
+    assert act.CloseConnection(1000, "button pressed") in closing
     late = session.receive(
         m.ConversationInitiationMetadata("conv_7", "pcm_16000", "pcm_16000"), 0.2
     )
-    assert not any(isinstance(a, StartAudio | SetState) for a in late)
+    assert not any(isinstance(a, act.StartAudio | act.SetState) for a in late)
     assert session.state is DeviceState.ENDING
     end = session.connection_closed(1000, "button pressed", 0.3)
-    assert [a for a in end if isinstance(a, ConversationEnded)] == [
-        ConversationEnded(1000, "button pressed", "client")
+    assert [a for a in end if isinstance(a, act.ConversationEnded)] == [
+        act.ConversationEnded(1000, "button pressed", "client")
     ]
     assert session.conversation_id == "conv_7"  # the summary still names the conversation
 
@@ -133,7 +122,7 @@ class SessionLife(RuleBasedStateMachine):
         self.sent: list[m.ClientMessage] = []
         self.close_requested = False
         self.socket_closed = False
-        self.ended: list[ConversationEnded] = []
+        self.ended: list[act.ConversationEnded] = []
         self.audio_started = False
         self.cut_off: int | None = None
         self.pending_tools: set[str] = set()
@@ -156,44 +145,44 @@ class SessionLife(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- the call and its checks
 
-    def call(self, name: str, do: object, *args: object) -> list[Action]:
+    def call(self, name: str, do: object, *args: object) -> list[act.Action]:
         self.steps += 1
         handling = RULES[self.session.phase][name]
         if handling is Handling.MISUSE:
             with pytest.raises(LocalProtocolError):
                 do(*args)  # type: ignore[operator]
             return []
-        actions: list[Action] = do(*args)  # type: ignore[operator]
+        actions: list[act.Action] = do(*args)  # type: ignore[operator]
         for action in actions:
             self.check(action)
         return actions
 
-    def check(self, action: Action) -> None:
-        if isinstance(action, Send):
+    def check(self, action: act.Action) -> None:
+        if isinstance(action, act.Send):
             assert not self.socket_closed, f"sent {action.message} after the socket closed"
             if not self.sent:
                 assert isinstance(action.message, m.ConversationInitiationClientData)
             if self.close_requested:
                 assert isinstance(action.message, m.Pong), f"{action.message} after the close"
             self.sent.append(action.message)
-        elif isinstance(action, SetState):
+        elif isinstance(action, act.SetState):
             check_transition(self.shown, action.state)
             self.shown = action.state
-        elif isinstance(action, StartAudio):
+        elif isinstance(action, act.StartAudio):
             assert not self.audio_started
             self.audio_started = True
-        elif isinstance(action, PlayAudio):
+        elif isinstance(action, act.PlayAudio):
             assert self.audio_started
             assert self.cut_off is None or action.event_id > self.cut_off, "interrupted audio"
-        elif isinstance(action, CloseConnection):
+        elif isinstance(action, act.CloseConnection):
             assert not self.close_requested
             self.close_requested = True
-        elif isinstance(action, ConversationEnded):
+        elif isinstance(action, act.ConversationEnded):
             self.ended.append(action)
-        elif isinstance(action, RunTool):
+        elif isinstance(action, act.RunTool):
             self.pending_tools.add(action.call.tool_call_id)
         else:
-            assert isinstance(action, Notify | FlushPlayback)
+            assert isinstance(action, act.Notify | act.FlushPlayback)
 
     # -------------------------------------------------------------- the server
 
@@ -202,8 +191,8 @@ class SessionLife(RuleBasedStateMachine):
         acting = RULES[self.session.phase][event_name(event)] is Handling.ACT
         actions = self.call(event_name(event), self.session.receive, event, self.now)
         if isinstance(event, m.Ping) and acting:
-            assert Send(m.Pong(event.event_id)) in actions, "a ping went unanswered"
-        if isinstance(event, m.Interruption) and FlushPlayback() in actions:
+            assert act.Send(m.Pong(event.event_id)) in actions, "a ping went unanswered"
+        if isinstance(event, m.Interruption) and act.FlushPlayback() in actions:
             self.cut_off = max(self.cut_off or 0, event.event_id)
 
     @rule(frame=st.sampled_from(["{not json", "[]", '{"type": 3}']))

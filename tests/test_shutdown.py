@@ -12,26 +12,10 @@ import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.agent.simulator import AgentSimulator
-from tests.helpers import AGENTPI, silence_wav
+from tests.helpers import AGENTPI, device_toml, silence_wav
 from tests.test_cli import write_config
 
-CONFIG = """
-[agent]
-agent_id = "agent_123"
-url = "{url}"
-[trigger]
-mode = "immediate"
-[audio]
-input = "file:{wav}"
-output = "file:{out}"
-echo = "off"
-cues = false
-[conversation]
-silence_close_s = 60.0
-idle_close_s = 60.0
-[control]
-enabled = false
-"""
+LONG = "silence_close_s = 60.0\nidle_close_s = 60.0"
 
 
 async def wait_for_line(path: Path, kind: str, timeout: float) -> dict[str, object]:
@@ -48,7 +32,8 @@ async def wait_for_line(path: Path, kind: str, timeout: float) -> dict[str, obje
 
 async def start_device(tmp_path: Path, url: str) -> tuple[asyncio.subprocess.Process, Path]:
     wav = silence_wav(tmp_path / "quiet.wav", 60)
-    config = write_config(tmp_path, CONFIG.format(url=url, wav=wav, out=tmp_path / "out.wav"))
+    body = device_toml(url, wav, tmp_path / "out.wav", conversation=LONG)
+    config = write_config(tmp_path, body)
     events = tmp_path / "events.jsonl"
     process = await asyncio.create_subprocess_exec(
         *AGENTPI,

@@ -26,18 +26,7 @@ from agentpi.audio.gating import MicGate, PushToTalk
 from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config
 from agentpi.events import EventBus
-from agentpi.protocol.actions import (
-    Action,
-    CloseConnection,
-    ConversationEnded,
-    FlushPlayback,
-    Notify,
-    PlayAudio,
-    RunTool,
-    Send,
-    SetState,
-    StartAudio,
-)
+from agentpi.protocol import actions as act
 from agentpi.protocol.messages import ProtocolError
 from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.timers import SessionSettings
@@ -91,7 +80,9 @@ class ConversationRun:
                 init=initiation_data(conv, context.device_id),
             )
         )
-        self.ended: asyncio.Future[ConversationEnded] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[act.ConversationEnded] = (
+            asyncio.get_running_loop().create_future()
+        )
         self.audio_ready = asyncio.Event()
         self.decoder: WireDecoder | None = None
         self.input_format: AudioFormat | None = None
@@ -104,7 +95,7 @@ class ConversationRun:
         self._refused_before = context.sink.refused_samples
         self._backlog_reported = False
 
-    async def run(self) -> ConversationEnded:
+    async def run(self) -> act.ConversationEnded:
         now = time.monotonic()
         await self.execute(self.session.connection_opened(now))
         # held by the session until the server's metadata, then sent in this order
@@ -151,7 +142,7 @@ class ConversationRun:
         """End the conversation now because the device failed (the agent is told)."""
         if not self.ended.done():
             self.failed = True
-            self.ended.set_result(ConversationEnded(None, "device failure", "client", error))
+            self.ended.set_result(act.ConversationEnded(None, "device failure", "client", error))
 
     async def receive_loop(self) -> None:
         while not self.ended.done():
@@ -166,7 +157,7 @@ class ConversationRun:
                 continue
             await self.execute(self.session.receive(item, now))
 
-    async def start_audio(self, formats: StartAudio) -> None:
+    async def start_audio(self, formats: act.StartAudio) -> None:
         loop = asyncio.get_running_loop()
 
         def drained() -> None:
@@ -238,7 +229,7 @@ class ConversationRun:
             await asyncio.sleep(TICK_S)
             await self.execute(self.session.tick(time.monotonic()))
 
-    async def run_tool(self, action: RunTool) -> None:
+    async def run_tool(self, action: act.RunTool) -> None:
         call = action.call
         limits = self.context.config.tools
         if self._tools_in_flight >= limits.max_running + limits.max_waiting:
@@ -266,27 +257,27 @@ class ConversationRun:
             backlog_s = self.context.config.audio.max_backlog_s
             self.context.events.publish(ev.PlaybackOverflow(refused, backlog_s))
 
-    async def execute(self, actions: list[Action]) -> None:
+    async def execute(self, actions: list[act.Action]) -> None:
         events = self.context.events
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, act.Send):
                 await self.connection.send(action.message)
-            elif isinstance(action, PlayAudio):
+            elif isinstance(action, act.PlayAudio):
                 if self.decoder is not None:
                     audio = self.decoder.decode(action.audio)
                     self.context.sink.write(apply_gain(audio, self.context.volume_gain()))
                     self._report_backlog()
-            elif isinstance(action, FlushPlayback):
+            elif isinstance(action, act.FlushPlayback):
                 events.publish(ev.PlaybackFlushed(self.context.sink.flush()))
-            elif isinstance(action, SetState):
+            elif isinstance(action, act.SetState):
                 self.context.show(action.state)
-            elif isinstance(action, Notify):
+            elif isinstance(action, act.Notify):
                 events.publish(action.event)
-            elif isinstance(action, StartAudio):
+            elif isinstance(action, act.StartAudio):
                 await self.start_audio(action)
-            elif isinstance(action, RunTool):
+            elif isinstance(action, act.RunTool):
                 self.spawn(self.run_tool(action))
-            elif isinstance(action, CloseConnection):
+            elif isinstance(action, act.CloseConnection):
                 self.spawn(self.connection.close(action.code, action.reason))
-            elif isinstance(action, ConversationEnded) and not self.ended.done():
+            elif isinstance(action, act.ConversationEnded) and not self.ended.done():
                 self.ended.set_result(action)
