@@ -16,7 +16,7 @@ import pytest
 
 from agentpi.app import Device
 from agentpi.config import ConfigError, TriggerConfig
-from agentpi.control import ControlRequestError, ControlServer, parse_request
+from agentpi.control import MAX_CLIENTS, ControlRequestError, ControlServer, parse_request
 from agentpi.events import EventBus
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, run_conversation, silence_wav
@@ -272,3 +272,30 @@ def test_agentpi_say_status_events_and_stop_from_a_shell(tmp_path: Path) -> None
             device.kill()
             simulator.terminate()
     assert not sock.exists()
+
+
+def test_more_clients_than_the_bound_are_refused_and_the_rest_served(runtime_dir: Path) -> None:
+    path = runtime_dir / "agentpi" / "control.sock"
+
+    async def scenario() -> None:
+        server = ControlServer(QuietDevice(), path)
+        await server.start()
+        held = [await Client.connect(path) for _ in range(MAX_CLIENTS)]
+        for client in held:  # each is being served
+            assert (await client.ask({"command": "status"}))["ok"] is True
+        extra = await Client.connect(path)
+        refused = json.loads(await asyncio.wait_for(extra.reader.readline(), WAIT_S))
+        assert refused == {
+            "ok": False,
+            "error": f"too many clients at once (at most {MAX_CLIENTS}); try again",
+        }
+        extra.close()
+        held.pop().close()
+        await asyncio.sleep(0.1)
+        again = await Client.connect(path)
+        assert (await again.ask({"command": "status"}))["ok"] is True
+        for client in [*held, again]:
+            client.close()
+        await server.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), WAIT_S))

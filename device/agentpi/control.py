@@ -42,6 +42,8 @@ SOCKET_MODE = 0o660
 SYSTEM_SOCKET = Path("/run/agentpi") / SOCKET_NAME
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
+MAX_CLIENTS = 16
+"""Control-socket connections served at once (event followers included); more are refused."""
 SUBSCRIBER_BACKLOG = 1000
 """Event lines kept for a subscriber that reads slowly; beyond it they are counted as dropped."""
 COMMANDS = ("status", "start", "stop", "say", "context", "events")
@@ -226,6 +228,11 @@ class ControlServer:
         assert task is not None
         self._connections[task] = writer
         try:
+            if len(self._connections) > MAX_CLIENTS:
+                busy = f"too many clients at once (at most {MAX_CLIENTS}); try again"
+                writer.write(_answer({"ok": False, "error": busy}))
+                await writer.drain()
+                return
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to tell anyone

@@ -19,6 +19,7 @@ from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
 from agentpi.config import Config, ConfigError, load_config
 from agentpi.credentials import read_api_key
+from agentpi.errors import reason_of
 from agentpi.gpio import GpioError
 from agentpi.wake.models import ModelError
 
@@ -44,7 +45,7 @@ def diagnose(config_path: str | Path) -> list[Check]:
             else f"no config at {config_path}: sudo agentpi install-service writes one from the "
             "template, or pass --config PATH"
         )
-        return [Check("config", False, str(exc), fix)]
+        return [Check("config", False, reason_of(exc), fix)]
     checks.append(Check("config", True, f"{config_path}: valid"))
     checks.append(_api_key())
     for name, check in (
@@ -63,7 +64,7 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
     try:
         return check()
     except Exception as exc:  # a doctor reports what it finds; it does not crash on it
-        return Check(name, False, f"{type(exc).__name__}: {exc}")
+        return Check(name, False, f"{type(exc).__name__}: {reason_of(exc)}")
 
 
 def _api_key() -> Check:
@@ -81,7 +82,9 @@ def _microphone(config: Config) -> Check:
     try:
         source = open_source(config.audio.input, config.audio.chunk_ms)
     except AudioDeviceError as exc:
-        return Check("microphone", False, str(exc), "see `agentpi devices`; set [audio] input")
+        return Check(
+            "microphone", False, reason_of(exc), "see `agentpi devices`; set [audio] input"
+        )
     captured: list[Int16Array] = []
     failures: list[Exception] = []
     source.start(lambda chunk, _at: captured.append(chunk), failures.append)
@@ -112,7 +115,7 @@ def _speaker(config: Config) -> Check:
         assert isinstance(sink, SoundCardSink)
         rate, channels = choose_format(sink.device, "output", 16000)
     except AudioDeviceError as exc:
-        return Check("speaker", False, str(exc), "see `agentpi devices`; set [audio] output")
+        return Check("speaker", False, reason_of(exc), "see `agentpi devices`; set [audio] output")
     return Check("speaker", True, f"{config.audio.output}: opens at {rate} Hz, {channels} ch")
 
 
@@ -124,7 +127,7 @@ def _button(config: Config) -> Check:
     try:
         ButtonInput(config.button).close()
     except GpioError as exc:
-        return Check("button", False, str(exc), "check [button] pin and the gpio group")
+        return Check("button", False, reason_of(exc), "check [button] pin and the gpio group")
     return Check("button", True, f"GPIO{config.button.pin}")
 
 
@@ -136,7 +139,7 @@ def _leds(config: Config) -> Check:
     try:
         output = open_leds(config.leds)
     except GpioError as exc:
-        return Check("leds", False, str(exc), "check [leds] pins and the gpio/spi groups")
+        return Check("leds", False, reason_of(exc), "check [leds] pins and the gpio/spi groups")
     if output is not None:
         output.close()
     return Check("leds", True, f"{config.leds.type}")
@@ -150,7 +153,7 @@ def _wake(config: Config) -> Check:
     try:
         files, engine = open_models(config.wake)
     except ModelError as exc:
-        return Check("wake word", False, str(exc), "agentpi models download")
+        return Check("wake word", False, reason_of(exc), "agentpi models download")
     return Check("wake word", True, f"{', '.join(files.wake)} on {engine.name}")
 
 
@@ -161,7 +164,9 @@ def _reach(config: Config) -> Check:
     try:
         address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
     except OSError as exc:
-        return Check("agent host", False, f"DNS for {host}: {exc}", "check the network and DNS")
+        return Check(
+            "agent host", False, f"DNS for {host}: {reason_of(exc)}", "check the network and DNS"
+        )
     try:
         with socket.create_connection((host, port), REACH_TIMEOUT_S) as raw:
             if parts.scheme == "wss":
@@ -171,9 +176,9 @@ def _reach(config: Config) -> Check:
                     return Check("agent host", True, detail)
     except ssl.SSLError as exc:
         fix = "check the clock and the CA certificates"
-        return Check("agent host", False, f"TLS to {host}: {exc}", fix)
+        return Check("agent host", False, f"TLS to {host}: {reason_of(exc)}", fix)
     except OSError as exc:
-        return Check("agent host", False, f"{host}:{port}: {exc}", "check the network")
+        return Check("agent host", False, f"{host}:{port}: {reason_of(exc)}", "check the network")
     return Check("agent host", True, f"{host}:{port} ({address[0]}) reachable")
 
 

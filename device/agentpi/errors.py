@@ -22,3 +22,9 @@ class LocalProtocolError(AgentpiError, RuntimeError):
 
 class RemoteProtocolError(AgentpiError, ValueError):
     """The server broke the protocol: a frame that does not decode, or an event out of place."""
+
+
+def reason_of(exc: BaseException) -> str:
+    """An exception as a reason a person can read, also when it carries no message (many a
+    library error, e.g. gpiozero's, prints as an empty string)."""
+    return str(exc) or type(exc).__name__

@@ -11,7 +11,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
-from agentpi.errors import AgentpiError
+from agentpi.errors import AgentpiError, reason_of
 
 
 class GpioError(AgentpiError):
@@ -33,4 +33,4 @@ def gpio_errors(what: str) -> Iterator[None]:
                 " python3-lgpio (make does it). To try without a Pi: GPIOZERO_PIN_FACTORY=mock"
             ) from None
         except GPIOZeroError as exc:
-            raise GpioError(f"{what}: {exc}") from None
+            raise GpioError(f"{what}: {reason_of(exc)}") from None

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agentpi import __version__
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
-from agentpi.errors import AgentpiError
+from agentpi.errors import AgentpiError, reason_of
 from agentpi.net import is_loopback
 from agentpi.protocol.messages import (
     ClientMessage,
@@ -146,11 +146,6 @@ class Closed:
     """This side closed (a goodbye, or a frame the device refused), not the server."""
 
 
-def _why(exc: BaseException) -> str:
-    """An exception as a reason a person can read, also when it has no message of its own."""
-    return str(exc) or type(exc).__name__
-
-
 class AgentConnection:
     """One open Agent WebSocket."""
 
@@ -191,12 +186,12 @@ class AgentConnection:
             ) from None
         except OSError as exc:
             raise AgentConnectError(
-                f"cannot connect to {redact_url(url)}: {_why(exc)}", offline=True
+                f"cannot connect to {redact_url(url)}: {reason_of(exc)}", offline=True
             ) from None
         except InvalidHandshake as exc:
             raise AgentConnectError(
-                f"cannot connect to {redact_url(url)}: {_why(exc)} (the server did not answer as "
-                "a WebSocket server would)"
+                f"cannot connect to {redact_url(url)}: {reason_of(exc)} (the server did not "
+                "answer as a WebSocket server would)"
             ) from None
         return cls(ws)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentpi import events as ev
+from agentpi.errors import reason_of
 from agentpi.events import DeviceEvent, EventBus
 from agentpi.gpio import GpioError, gpio_errors
 from agentpi.leds.patterns import Color, LedAnimator, parse_color
@@ -122,7 +123,9 @@ class Apa102Leds:
                     num_led=settings.count, order="rgb", bus_method="spi", spi_bus=settings.spi_bus
                 )
             except Exception as exc:  # the driver raises plain errors for a missing SPI bus
-                raise LedSetupError(f"APA102 LEDs on SPI bus {settings.spi_bus}: {exc}") from None
+                raise LedSetupError(
+                    f"APA102 LEDs on SPI bus {settings.spi_bus}: {reason_of(exc)}"
+                ) from None
             if settings.enable_pin is not None:
                 from gpiozero import DigitalOutputDevice
 
