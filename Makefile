@@ -24,10 +24,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check device tests benchmarks hardware
-	$(BIN)/ruff format --check device tests benchmarks hardware
+	$(BIN)/ruff check device tests benchmarks hardware tools
+	$(BIN)/ruff format --check device tests benchmarks hardware tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/check_wheels.py
 
 # All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
 bench: $(STAMP)

@@ -34,3 +34,22 @@ def test_no_module_is_too_long_to_read() -> None:
     }
     too_long = {name: lines for name, lines in sizes.items() if lines > MAX_LINES}
     assert too_long == {}
+
+
+def test_the_wheel_check_fails_on_a_dependency_the_pi_would_have_to_compile() -> None:
+    """tools/check_wheels.py (in `make lint`) with tflite-runtime added: it has aarch64 wheels
+    for Python 3.11 only, so the 3.13 target must fail, and say which package."""
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "check_wheels.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--extra", "tflite-runtime"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "aarch64 wheels, Python 3.11: " in lines[0] and "all binary wheels" in lines[0]
+    assert "Python 3.13: FAILED" in lines[1] and "tflite-runtime" in lines[1]
