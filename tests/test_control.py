@@ -6,6 +6,7 @@ import asyncio
 import grp
 import json
 import os
+import socket
 import stat
 import subprocess
 import time
@@ -181,9 +182,13 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not_taken_over(runtime_dir
         second = ControlServer(QuietDevice(), path)
         with pytest.raises(ConfigError, match="another agentpi is already running there"):
             await second.start()
-        # a device killed without cleaning up leaves the file behind, with nobody listening
-        first._server.close()  # type: ignore[union-attr]
-        await first._server.wait_closed()  # type: ignore[union-attr]
+        await first.close()
+        # a device killed without cleaning up leaves the file behind, with nobody listening:
+        # made by hand, since closing an asyncio server removes its file on Python 3.13
+        path.unlink(missing_ok=True)
+        leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        leftover.bind(str(path))
+        leftover.close()
         assert path.exists()
         third = ControlServer(QuietDevice(), path)
         await third.start()

@@ -96,8 +96,15 @@ def test_random_broken_frames_never_crash_or_hang_the_device(batch: list[str]) -
     )
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
+        # the device's own timers are set past the test, so the server's close is what ends
+        # it: a busy machine must not let a silence timer win a race the test does not mean
         run = run_conversation(
-            folder, script, input_wav=silence_wav(folder / "q.wav", 0.5), timeout=30
+            folder,
+            script,
+            input_wav=silence_wav(folder / "q.wav", 0.5),
+            timeout=30,
+            silence_close_s=60.0,
+            conversation={"idle_close_s": 120.0, "max_after_complete_s": 120.0},
         )
     ended = run.of_kind("conversation_ended")
     assert len(ended) == 1
