@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agentpi import events as ev
-from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter, printable
+from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter, describe, printable
 from agentpi.events import EVENT_KINDS, EventBus, as_records
 
 # One event of each kind and the line the device wrote for it before events were typed (the
@@ -122,6 +122,7 @@ def test_every_kind_but_the_new_ones_is_covered() -> None:
         "playback_overflow",
         "retry",
         "fetching_signed_url",
+        "ready",
     }
 
 
@@ -214,3 +215,15 @@ def test_a_reader_that_went_away_stops_the_writing_quietly() -> None:
     lines.close()
     assert lines.broken
     lines.write("y\n")  # no error, nothing written
+
+
+def test_the_transcript_says_what_the_device_waits_for() -> None:
+    ready = ev.Ready(
+        ["the wake word (hey_jarvis; openwakeword)", "the control socket (agentpi start / say)"],
+        "USB PnP",
+        "default",
+    )
+    assert describe(ready) == (
+        "ready; a conversation starts on the wake word (hey_jarvis; openwakeword), the control "
+        "socket (agentpi start / say)\n         microphone USB PnP, speaker default"
+    )

@@ -99,18 +99,14 @@ class Device:
         self.state = DeviceState.IDLE
         self.conversations = 0
         self._control = ControlTrigger()
-        self._wake = (
-            WakeTrigger(wake, mic, config.audio.send_wake_word, config.audio.preroll_s)
-            if wake is not None
-            else None
-        )
-        self._button = ButtonTrigger(button) if button is not None else None
+        self._wake = WakeTrigger(wake, mic, config) if wake is not None else None
+        self._button = ButtonTrigger(button, config) if button is not None else None
         self._immediate = (
             ImmediateTrigger(config.trigger.restart_pause_s) if "immediate" in modes else None
         )
         self._sources: list[TriggerSource] = [
             source
-            for source in (self._control, self._wake, self._button, self._immediate)
+            for source in (self._wake, self._button, self._immediate, self._control)
             if source is not None
         ]
         self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue(TRIGGER_QUEUE)
@@ -255,6 +251,9 @@ class Device:
                 self.events.publish(ev.ListeningForWakeWord(self._wake.engine_name))
             # microphone open, models loaded: from here on the device does its job
             self.notifier.ready(f"listening ({', '.join(modes)})")
+            waiting_for = [source.describe() for source in self._sources]
+            audio = self.config.audio
+            self.events.publish(ev.Ready(waiting_for, audio.input, audio.output))
             self.ready.set()
             watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
             stack.callback(watchdog.cancel)

@@ -124,6 +124,11 @@ def _escape(ch: str) -> str:
 def describe(event: DeviceEvent) -> str | None:
     """The transcript line for an event, or None for those a person need not read."""
     match event:
+        case ev.Ready(waiting_for=waiting_for, microphone=microphone, speaker=speaker):
+            return (
+                f"ready; a conversation starts on {', '.join(waiting_for)}\n"
+                f"         microphone {microphone}, speaker {speaker}"
+            )
         case ev.FetchingSignedUrl(host=host):
             return f"fetching a signed URL from {host}"
         case ev.Connecting(url=url):

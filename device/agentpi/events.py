@@ -83,6 +83,15 @@ class ListeningForWakeWord(DeviceEvent, kind="listening_for_wake_word"):
 
 
 @dataclass(frozen=True)
+class Ready(DeviceEvent, kind="ready"):
+    """The device is up: what starts a conversation, and the audio devices it uses."""
+
+    waiting_for: list[str]
+    microphone: str
+    speaker: str
+
+
+@dataclass(frozen=True)
 class ButtonAction(DeviceEvent, kind="button"):
     action: str  # end | talk | released
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentpi.audio.capture import Microphone
+from agentpi.config import Config
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
@@ -55,6 +56,10 @@ class TriggerSource:
     def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """What the user does to start a conversation this way (the transcript's ready line)."""
+        raise NotImplementedError
+
     def arm(self) -> None:
         """The device is idle and waits: firing now starts a conversation."""
 
@@ -71,12 +76,11 @@ class TriggerSource:
 class WakeTrigger(TriggerSource):
     """The wake word, scored on its own thread from the shared microphone."""
 
-    def __init__(
-        self, listener: WakeListener, mic: Microphone, send_wake_word: bool, preroll_s: float
-    ) -> None:
+    def __init__(self, listener: WakeListener, mic: Microphone, config: Config) -> None:
         self._mic = mic
-        self._send_wake_word = send_wake_word
-        self._preroll_s = preroll_s
+        self._send_wake_word = config.audio.send_wake_word
+        self._preroll_s = config.audio.preroll_s
+        self._phrases = ", ".join(config.wake.models)
         self._runner = WakeRunner(listener, mic, self._detected, self._input_ended)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
@@ -89,6 +93,9 @@ class WakeTrigger(TriggerSource):
     def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
         self._loop = loop
         self._fire = fire
+
+    def describe(self) -> str:
+        return f"the wake word ({self._phrases}; {self.engine_name})"
 
     def arm(self) -> None:
         self._runner.listen()
@@ -129,8 +136,9 @@ class ButtonTrigger(TriggerSource):
     """A press while idle starts a conversation; during one, presses go to ``in_conversation``
     (toggle: end it; hold: push-to-talk)."""
 
-    def __init__(self, button: ButtonInput) -> None:
+    def __init__(self, button: ButtonInput, config: Config) -> None:
         self.button = button
+        self._label = f"the button (GPIO {config.button.pin}, {config.trigger.button_mode})"
         self.on_press: Callable[[], None] | None = None
         self.on_release: Callable[[], None] | None = None
         """Set by the device while a conversation runs."""
@@ -140,6 +148,9 @@ class ButtonTrigger(TriggerSource):
     def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
         self._fire = fire
         self.button.attach(loop, self._pressed, self._released)
+
+    def describe(self) -> str:
+        return self._label
 
     def arm(self) -> None:
         self._armed = True
@@ -176,6 +187,9 @@ class ImmediateTrigger(TriggerSource):
         self._fire = fire
         fire(Trigger("immediate"))
 
+    def describe(self) -> str:
+        return "its own (kiosk: now, and again after each)"
+
     def conversation_over(self, delay_s: float) -> None:
         assert self._loop is not None and self._fire is not None
         self._pending = self._loop.call_later(delay_s, self._fire, Trigger("immediate"))
@@ -193,6 +207,9 @@ class ControlTrigger(TriggerSource):
 
     def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
         self._fire = fire
+
+    def describe(self) -> str:
+        return "the control socket (agentpi start / say)"
 
     def request(self, user_message: str | None = None) -> None:
         if self._fire is not None:
