@@ -10,18 +10,26 @@ APT_PACKAGES := portaudio19-dev python3-dev python3-venv gcc espeak-ng systemd
 # On a Raspberry Pi, gpiozero drives the pins through lgpio, which ships as a Debian package
 # (PyPI has no aarch64 wheel), so the venv sees the system site-packages there.
 ON_PI := $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo yes)
+GPIO_PACKAGES := python3-lgpio python3-spidev
 ifeq ($(ON_PI),yes)
-APT_PACKAGES += python3-lgpio python3-spidev
 VENV_FLAGS := --system-site-packages
 endif
+# The wake-word engines and the echo canceller ship 64-bit wheels only (x86_64, aarch64).
+MACHINE := $(shell uname -m)
 
-.PHONY: demo test lint bench wiring system-deps clean
+.PHONY: demo test test-stress lint bench wiring system-deps supported-machine clean
 
 demo: $(STAMP)
 	$(BIN)/agentpi demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite three times in a row with one core kept busy, as on a board doing other work.
+test-stress: $(STAMP)
+	@$(PYTHON) -c "while True: pass" & hog=$$!; trap "kill $$hog" EXIT; \
+	for round in 1 2 3; do echo "== round $$round of 3, one core busy"; \
+	  $(BIN)/python -m pytest -q || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check device tests benchmarks hardware tools
@@ -38,13 +46,24 @@ bench: $(STAMP)
 wiring: $(STAMP)
 	$(BIN)/python hardware/draw_wiring.py
 
+supported-machine:
+	@case "$(MACHINE)" in x86_64|aarch64) ;; \
+	  *) echo "agentpi needs a 64-bit system (x86_64 or aarch64); this one is $(MACHINE)." \
+	     "On a Raspberry Pi 3, 4, 5 or Zero 2 W, flash Raspberry Pi OS (64-bit)."; exit 1;; esac
+
 # Debian packages: PyAudio's build needs, espeak-ng for the tests' speech; only missing ones install.
-system-deps:
+# On a Pi, the GPIO libraries too: they are in the Raspberry Pi archive (Raspberry Pi OS has it),
+# not in plain Debian's, where the device then runs without GPIO and says so.
+system-deps: supported-machine
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+	@if [ "$(ON_PI)" = yes ]; then \
+	  $(SUDO) apt-get install -y -qq $(GPIO_PACKAGES) >/dev/null 2>&1 || echo \
+	  "note: $(GPIO_PACKAGES) are not in this system's package archive (plain Debian?): the" \
+	  "LEDs and the button need them; add the Raspberry Pi archive or use Raspberry Pi OS."; fi
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)

@@ -53,3 +53,23 @@ def test_the_wheel_check_fails_on_a_dependency_the_pi_would_have_to_compile() ->
     lines = done.stdout.splitlines()
     assert "aarch64 wheels, Python 3.11: " in lines[0] and "all binary wheels" in lines[0]
     assert "Python 3.13: FAILED" in lines[1] and "tflite-runtime" in lines[1]
+
+
+def test_set_up_refuses_a_32_bit_system_in_one_line() -> None:
+    """armhf (Pi OS 32-bit) has no wheels for the wake engine or the echo canceller: make says
+    so before it installs anything, instead of a compiler error halfway through."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["make", "-s", "-C", str(root), "supported-machine", "MACHINE=armv7l"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    said = [line for line in done.stdout.splitlines() if line.strip()]
+    assert said == [
+        "agentpi needs a 64-bit system (x86_64 or aarch64); this one is armv7l. On a Raspberry "
+        "Pi 3, 4, 5 or Zero 2 W, flash Raspberry Pi OS (64-bit)."
+    ]
