@@ -17,7 +17,8 @@ endif
 # The wake-word engines and the echo canceller ship 64-bit wheels only (x86_64, aarch64).
 MACHINE := $(shell uname -m)
 
-.PHONY: demo test test-stress lint bench wiring system-deps supported-machine clean
+.PHONY: demo test test-stress lint bench wiring system-deps supported-machine clean arm64-check \
+        trixie-check
 
 demo: $(STAMP)
 	$(BIN)/agentpi demo
@@ -37,6 +38,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_wheels.py
+
+# The Pi's own platform without a Pi: arm64 bookworm through qemu-user (slow: about 40 min the
+# first time, the root then cached), `make demo` and the tests that do not depend on real-time
+# speed. And Python 3.13 on trixie, natively: the whole suite. See tools/debian_root.sh.
+arm64-check:
+	$(SUDO) tools/debian_root.sh bookworm arm64 \
+	  'make demo && .venv/bin/python -m pytest -q -m "not realtime" -n 2 --timeout 900'
+
+trixie-check:
+	$(SUDO) tools/debian_root.sh trixie amd64 'make test'
 
 # All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
 bench: $(STAMP)

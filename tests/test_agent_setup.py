@@ -114,6 +114,7 @@ def test_bad_setup_config_names_the_key(tmp_path: Path, body: str, expected: str
         load_config(path)
 
 
+@pytest.mark.realtime
 def test_the_agent_gets_the_setup_and_context_through_the_simulator(tmp_path: Path) -> None:
     script = SimulatorScript(first_turn=TurnScript(response="(replaced by the override)"))
     run = run_conversation(
@@ -144,6 +145,7 @@ def test_the_agent_gets_the_setup_and_context_through_the_simulator(tmp_path: Pa
     assert [e["text"] for e in run.of_kind("contextual_update_sent")] == updates
 
 
+@pytest.mark.realtime
 def test_a_missing_dynamic_variable_is_refused_and_reported(tmp_path: Path) -> None:
     run = run_conversation(
         tmp_path,

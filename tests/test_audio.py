@@ -32,6 +32,8 @@ from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.soundcard import SoundCardSink
 from agentpi.audio.vad import EnergyVad
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.audio.backend import AudioDeviceError
@@ -13,6 +14,8 @@ from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSource
 from agentpi.config import TriggerConfig
 from tests.helpers import HELLO_WAV, run_conversation, silence_wav
+
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
 
 def test_an_unplugged_microphone_is_reported_retried_and_used_again(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from agentpi.config import load_config
 from agentpi.credentials import read_api_key
 from tests.helpers import AGENTPI, HELLO_WAV
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 
 def agentpi(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60

@@ -22,6 +22,8 @@ from agentpi.events import EventBus
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, run_conversation, silence_wav
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 WAIT_S = 20.0
 
 

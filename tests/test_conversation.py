@@ -27,6 +27,8 @@ from agentpi.protocol import messages as m
 from tests.helpers import HELLO_WAV, run_conversation, silence_wav
 from tests.schema import validate_frame
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 LONG_REPLY = " ".join(["This reply goes on and on so that it can be cut off."] * 4)
 
 

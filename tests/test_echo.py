@@ -11,6 +11,8 @@ from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
 from agentpi.audio.playback_log import PlaybackLog, Room
 from tests.helpers import HELLO_WAV, Run, run_conversation, silence_wav
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 LONG_GREETING = " ".join(["This greeting goes on and on so that there is a lot of echo."] * 3)
 
 

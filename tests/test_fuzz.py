@@ -10,12 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
 from agentpi.protocol.messages import ProtocolError, decode_server
 from tests.helpers import run_conversation, silence_wav
+
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
 FRAMES_PER_CONVERSATION = 250
 CONVERSATIONS = 40

@@ -18,11 +18,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import AGENTPI, device_toml, silence_wav
 from tests.test_cli import write_config
+
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
 METADATA = {
     "type": "conversation_initiation_metadata",
@@ -197,6 +200,7 @@ def test_a_flood_of_agent_audio_keeps_memory_bounded_and_the_run_ends_by_itself(
 
 TOOL = """
 import os, sys, time
+
 folder = sys.argv[1]
 marker = os.path.join(folder, f"{os.getpid()}.running")
 open(marker, "w").close()

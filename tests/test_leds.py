@@ -395,6 +395,7 @@ def test_unknown_profile_names_the_known_ones(tmp_path: Path) -> None:
 # -- the command line --------------------------------------------------------------------------
 
 
+@pytest.mark.realtime
 def test_agentpi_leds_cycles_every_state_on_mock_pins() -> None:
     result = agentpi("leds", "--profile", "generic", "--seconds", "0.05", env=MOCK_ENV)
     assert result.returncode == 0, result.stderr
@@ -402,6 +403,7 @@ def test_agentpi_leds_cycles_every_state_on_mock_pins() -> None:
     assert shown == [state.value for state in DeviceState]
 
 
+@pytest.mark.realtime
 def test_agentpi_leds_without_gpio_says_what_to_install() -> None:
     env = {"GPIOZERO_PIN_FACTORY": ""}
     result = agentpi("leds", "--profile", "generic", "--seconds", "0.05", env=env)
@@ -422,6 +424,7 @@ def test_agentpi_leds_without_gpio_says_what_to_install() -> None:
         ("[leds]\ntype = 'neon'\n", "leds.type = 'neon' is not allowed"),
     ],
 )
+@pytest.mark.realtime
 def test_bad_led_config_is_one_line(tmp_path: Path, body: str, expected: str) -> None:
     path = write_config(tmp_path, f"[agent]\nagent_id = 'a'\n{body}")
     result = agentpi("leds", "--config", str(path), "--seconds", "0.01", env=MOCK_ENV)
@@ -437,6 +440,7 @@ def led_states(events: list[dict[str, Any]]) -> list[str]:
     return [event["state"] for event in events if event["event"] == "led"]
 
 
+@pytest.mark.realtime
 def test_conversation_shows_its_states_on_the_leds(tmp_path: Path, factory: MockFactory) -> None:
     def leds(sink: Any) -> LedController:
         return LedController(
@@ -459,6 +463,7 @@ def test_conversation_shows_its_states_on_the_leds(tmp_path: Path, factory: Mock
     assert pin_values(factory, BOARD.pins) == (0.0, 0.0, 0.0)  # dark once stopped
 
 
+@pytest.mark.realtime
 def test_run_events_show_the_led_sequence(tmp_path: Path, simulator_process: str) -> None:
     body = GOOD.format(url=simulator_process, wav=HELLO_WAV, out=tmp_path / "out.wav")
     path = write_config(tmp_path, body + '[hardware]\nprofile = "generic"\n')

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentpi.agent.script import ErrorScript, SimulatorScript, TurnScript
 from agentpi.app import Device, reconnect_delay
 from agentpi.audio.capture import Microphone
@@ -18,6 +20,8 @@ from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig
 from agentpi.events import EventBus, EventRecord, as_records
 from tests.helpers import Run, run_conversation, silence_wav
 from tests.netcut import FlakyNetwork
+
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
 
 def test_reconnect_delays_double_up_to_a_minute_with_jitter() -> None:

@@ -22,6 +22,8 @@ from agentpi.audio.convert import read_wav
 from agentpi.protocol.messages import ContextualUpdate
 from tests.helpers import HELLO_WAV
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 elevenlabs_client = pytest.importorskip("elevenlabs.client")
 conversation_module = pytest.importorskip("elevenlabs.conversational_ai.conversation")
 

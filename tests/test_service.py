@@ -20,6 +20,8 @@ from agentpi.service import SystemdNotifier
 from tests.speech import save, silence
 from tests.test_cli import agentpi, write_config
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 
 def install(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     result = agentpi("install-service", "--root", str(root), *extra)

@@ -15,6 +15,8 @@ from agentpi.agent.simulator import AgentSimulator
 from tests.helpers import AGENTPI, device_toml, silence_wav
 from tests.test_cli import write_config
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 LONG = "silence_close_s = 60.0\nidle_close_s = 60.0"
 
 

@@ -24,7 +24,10 @@ from agentpi.audio.convert import read_wav
 from tests.alsa import VirtualSoundCard
 from tests.helpers import AGENTPI, HELLO_WAV
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="ALSA is Linux only")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="ALSA is Linux only"),
+    pytest.mark.realtime,  # paced audio and timeouts: not under emulation
+]
 
 Event = dict[str, Any]
 

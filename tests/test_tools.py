@@ -17,6 +17,8 @@ from agentpi.custom_tools import build_tools
 from agentpi.tools import ToolRegistry
 from tests.helpers import run_conversation
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 ECHO_TOOL = """
 import json, os, sys
 params = json.load(sys.stdin)

@@ -18,6 +18,8 @@ from agentpi.wake.listener import open_listener
 from tests.helpers import run_conversation
 from tests.speech import POSITIVE, RATE, join, save, silence, speak
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 PIN = 23
 
 

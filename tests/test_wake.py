@@ -33,6 +33,8 @@ from tests.speech import (
 )
 from tests.test_cli import agentpi, write_config
 
+pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
+
 ENGINE_NAMES = list(ENGINES) if sys.version_info < (3, 12) else ["pyopen-wakeword"]
 HOME_ENGINE = ENGINE_NAMES[0]  # what "auto" picks here; the other one runs in a child process
 CHUNK = RATE * 40 // 1000  # the device's 40 ms microphone chunks
