@@ -30,6 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+  # the kernel runs the foreign binaries through qemu (registered with F: usable in a chroot)
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  update-binfmts --enable "qemu-$(case $arch in arm64) echo aarch64;; *) echo "$arch";; esac)" \
+    >/dev/null 2>&1 || true
+fi
+
 if [ ! -x "$root/usr/bin/make" ]; then
   say "building a $suite $arch root in $root (once; cached)"
   rm -rf "$root"
@@ -68,7 +75,7 @@ chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/u
 code=${PIPESTATUS[0]}
 set -e
 python=$(chroot "$root" python3 --version 2>/dev/null || echo "python3 not installed")
-built=$(grep -ho "Building wheel for [A-Za-z0-9_.-]*" "$roots/$suite-$arch.last.log" | sort -u | sed 's/Building wheel for //' | tr '\n' ' ')
+built=$(find "$root/root/.cache/pip/wheels" -name "*.whl" -printf "%f " 2>/dev/null || true)
 echo
 echo "== report: $suite $arch ($python)"
 echo "   built from source: ${built:-nothing}"
