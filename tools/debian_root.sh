@@ -64,13 +64,17 @@ for fs in proc sys dev dev/pts; do
 done
 if [ -n "$cpuinfo" ]; then mount --bind "$cpuinfo" "$root/proc/cpuinfo"; mounts+=("$root/proc/cpuinfo"); fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# the host's trusted certificates are trusted inside too (a network that inspects TLS, say)
+cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/agentpi-host-ca.crt"
 
 rm -rf "$root/root/agentpi"
 git clone -q "$here" "$root/root/agentpi"
 say "running in $suite $arch: $commands"
 set +e
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -c "cd /root/agentpi && $commands" 2>&1 \
+  LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PIP_CERT=/etc/ssl/agentpi-host-ca.crt \
+  SSL_CERT_FILE=/etc/ssl/agentpi-host-ca.crt REQUESTS_CA_BUNDLE=/etc/ssl/agentpi-host-ca.crt \
+  bash -c "cd /root/agentpi && $commands" 2>&1 \
   | tee "$roots/$suite-$arch.last.log"
 code=${PIPESTATUS[0]}
 set -e
