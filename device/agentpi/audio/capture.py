@@ -1,7 +1,9 @@
 """One microphone, many listeners: the capture stream's audio kept in a numbered ring.
 
 The sound card's thread hands every chunk to ``Microphone``, which numbers its samples (the first
-sample ever captured is 0) and keeps them in a ring: always the last ``preroll_s`` seconds, and
+sample ever captured is 0) and keeps them in a ring: always the last ``preroll_s`` seconds (plus
+``DETECTION_LAG_S``, so "``preroll_s`` before the wake word" is still held when the detector
+fires late, as a slower engine or a busy board makes it), and
 everything a reader has not read yet (up to ``max_pending_s``). Readers start at any sample number
 still held, so a conversation can begin exactly where the wake word ended, or with the wake word
 itself, while the socket is still opening, and reads on in order with no gap and no duplicate.
@@ -26,6 +28,10 @@ from agentpi.audio.convert import Int16Array
 
 log = logging.getLogger(__name__)
 
+DETECTION_LAG_S = 1.0
+"""How late, at most, a wake detection may come after the audio that fired it and still get
+its whole pre-roll (seen: up to about 0.4 s with pyopen-wakeword on Python 3.13)."""
+
 ChunkProcessor = Callable[[Int16Array, float], Int16Array]
 
 
@@ -35,9 +41,11 @@ class Microphone:
         open_stream: Callable[[], CaptureStream],
         preroll_s: float = 1.5,
         max_pending_s: float = 60.0,
+        detection_lag_s: float = DETECTION_LAG_S,
     ) -> None:
         self._open_stream = open_stream
         self.preroll_s = preroll_s
+        self.detection_lag_s = detection_lag_s
         self.max_pending_s = max_pending_s
         self.processor: ChunkProcessor | None = None
         """Runs on every chunk on the capture thread before anyone sees it (echo cancelling)."""
@@ -57,9 +65,11 @@ class Microphone:
         self.failure: Exception | None = None
 
     @classmethod
-    def of(cls, stream: CaptureStream, preroll_s: float = 1.5) -> Microphone:
+    def of(
+        cls, stream: CaptureStream, preroll_s: float = 1.5, detection_lag_s: float = DETECTION_LAG_S
+    ) -> Microphone:
         """A microphone on an already-made stream (reopening starts the same one again)."""
-        mic = cls(lambda: stream, preroll_s)
+        mic = cls(lambda: stream, preroll_s, detection_lag_s=detection_lag_s)
         mic.prepare(stream)
         return mic
 
@@ -146,7 +156,7 @@ class Microphone:
                 reader._captured(self._position)
 
     def _evict(self) -> None:
-        keep = int(self.preroll_s * self._rate)
+        keep = int((self.preroll_s + self.detection_lag_s) * self._rate)
         cap = int(self.max_pending_s * self._rate)
         pinned = min((r.cursor for r in self._readers), default=self._position)
         while self._chunks:
