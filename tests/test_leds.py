@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -504,3 +505,35 @@ def test_a_diagram_draws_the_pins_of_its_profile() -> None:
         assert label in svg
     assert "GND (pin 39)" in svg  # the rail joins the nearest ground on that side
     ElementTree.fromstring(svg)  # well-formed
+
+
+def test_a_steady_light_is_not_rendered_again_until_it_changes(factory: MockFactory) -> None:
+    """Idle all day must not cost 50 renders a second: a steady pattern renders once, then the
+    thread sleeps until an event changes what the lights should show."""
+    shows: list[tuple[float, tuple[float, float, float]]] = []
+
+    class Counting(GpioLeds):
+        def show(self, color: tuple[float, float, float]) -> None:
+            shows.append((time.monotonic(), color))
+            super().show(color)
+
+    controller = LedController(Counting(BOARD, factory), LedAnimator(BOARD.pattern_table()))
+    controller.on_event(ev.StateChanged("idle"))
+    controller.start()
+    try:
+        time.sleep(0.5)  # half a second of idle: 25 frames at 50 fps before
+        steady = len(shows)
+        changed_at = time.monotonic()
+        controller.on_event(ev.StateChanged("wake_detected"))  # white, on
+        deadline = changed_at + 1.0
+        while not any(color != (0.0, 0.0, 0.0) for _, color in shows):
+            assert time.monotonic() < deadline, "the change was never rendered"
+            time.sleep(0.005)
+        lit_at = next(t for t, color in shows if color != (0.0, 0.0, 0.0))
+        time.sleep(0.5)  # steady again
+        after = len(shows)
+    finally:
+        controller.stop()
+    assert steady <= 2, f"{steady} renders while idle for 0.5 s"
+    assert lit_at - changed_at < 0.05  # an event wakes it at once
+    assert after - steady <= 3, f"{after - steady} renders for one change"

@@ -176,6 +176,7 @@ class LedController:
         self._clock = clock
         self._bus: EventBus | None = None
         self._stop = threading.Event()
+        self._changed = threading.Event()
         self._thread: threading.Thread | None = None
 
     def attach(self, bus: EventBus) -> None:
@@ -190,8 +191,10 @@ class LedController:
             pattern = self.animator.pattern
             if self._bus is not None:
                 self._bus.publish(ev.LedShown(state.value, pattern.effect, pattern.color))
+            self._changed.set()
         elif isinstance(event, ev.VadScore):
             self.animator.set_vad(event.score, self._clock())
+            self._changed.set()
 
     def render(self, now: float | None = None) -> Color:
         now = self._clock() if now is None else now
@@ -208,14 +211,18 @@ class LedController:
             self._thread.start()
 
     def _run(self) -> None:
-        next_frame = self._clock()
+        # Renders only while the lights move: a steady pattern (idle, a settled VAD light) sleeps
+        # until an event changes it, a blink wakes at its edges, the rest at the frame rate.
         while not self._stop.is_set():
-            self.render()
-            next_frame += self.period_s
-            self._stop.wait(max(0.0, next_frame - self._clock()))
+            self._changed.clear()
+            now = self._clock()
+            self.render(now)
+            until = self.animator.until_change(now)
+            self._changed.wait(None if until is None else max(self.period_s, until))
 
     def stop(self) -> None:
         self._stop.set()
+        self._changed.set()
         if self._thread is not None:
             self._thread.join(2)
             self._thread = None

@@ -30,6 +30,9 @@ NAMED_COLORS: dict[str, Color] = {
 
 Effect = Literal["off", "on", "blink", "pulse", "vad", "envelope"]
 
+SETTLED = 1 / 510
+"""A level this close to where it is heading looks the same (half of the 1/255 steps written)."""
+
 
 def parse_color(spec: str) -> Color:
     """A colour name from NAMED_COLORS or ``#rrggbb``."""
@@ -158,6 +161,23 @@ class LedAnimator:
         if pattern.effect == "vad":
             return pattern.floor + span * vad
         return pattern.floor + span * envelope
+
+    def until_change(self, now: float) -> float | None:
+        """How long the lights may stay as they are now: None while nothing but an input (a new
+        state, a VAD score) can change them, 0 while they move every frame."""
+        with self._lock:
+            pattern = self.pattern
+            vad = self._vad.advance(now)
+            target = self._vad.target
+            phase = ((now - self._since) / pattern.period_s) % 1.0
+        if pattern.effect in ("off", "on"):
+            return None
+        if pattern.effect == "blink":
+            return ((0.5 if phase < 0.5 else 1.0) - phase) * pattern.period_s
+        if pattern.effect == "vad":
+            span = pattern.brightness - pattern.floor
+            return None if abs(target - vad) * span < SETTLED else 0.0
+        return 0.0  # pulse and the speaker's envelope move all the time
 
     def frame(self, now: float) -> Color:
         level = self.level(now)
