@@ -170,3 +170,36 @@ def test_a_server_that_fails_every_conversation_after_its_metadata_is_backed_off
     opened = [c.opened_at for c in run.simulator.conversations]
     gaps = [b - a for a, b in itertools.pairwise(opened)]
     assert all(gap >= delay for gap, delay in zip(gaps, delays, strict=False)), (gaps, delays)
+
+
+def test_the_control_socket_is_backed_off_too_after_a_failed_conversation(
+    tmp_path: Path,
+) -> None:
+    """`agentpi start` after a conversation the server failed before anyone spoke is told to
+    wait, as the kiosk waits, instead of failing against the server again at once."""
+    script = SimulatorScript(
+        first_turn=TurnScript(error=ErrorScript(code=1011, error_type="llm_error")),
+    )
+    ended: list[EventRecord] = []
+    answers: list[str | None] = []
+
+    async def start_twice(device: Device) -> None:
+        await asyncio.wait_for(device.ready.wait(), 20)
+        answers.append(device.start_conversation())
+        while not ended or device.state.value != "idle":
+            await asyncio.sleep(0.02)
+        answers.append(device.start_conversation())
+        device.shutdown("test over")
+
+    run_conversation(
+        tmp_path,
+        script,
+        input_wav=silence_wav(tmp_path / "quiet.wav", 60),
+        trigger=TriggerConfig(mode="control", restart_pause_s=5.0),
+        once=False,
+        on_event=lambda e: ended.append(e) if e["event"] == "conversation_ended" else None,
+        during=start_twice,
+        timeout=60,
+    )
+    assert answers[0] is None and ended[0]["error"]
+    assert answers[1] is not None and "backing off, try again in" in answers[1], answers

@@ -101,9 +101,7 @@ class Device:
         self._control = ControlTrigger()
         self._wake = WakeTrigger(wake, mic, config) if wake is not None else None
         self._button = ButtonTrigger(button, config) if button is not None else None
-        self._immediate = (
-            ImmediateTrigger(config.trigger.restart_pause_s) if "immediate" in modes else None
-        )
+        self._immediate = ImmediateTrigger() if "immediate" in modes else None
         self._sources: list[TriggerSource] = [
             source
             for source in (self._wake, self._button, self._immediate, self._control)
@@ -252,7 +250,6 @@ class Device:
             # microphone open, models loaded: from here on the device does its job
             self.notifier.ready(f"listening ({', '.join(modes)})")
             waiting_for = [source.describe() for source in self._sources]
-            audio = self.config.audio
             self.events.publish(ev.Ready(waiting_for, audio.input, audio.output))
             self.ready.set()
             watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
@@ -265,10 +262,11 @@ class Device:
                 outcome = await self.converse(trigger)
                 if once or self._stopping is not None:
                     break
+                delay = self._retry_delay()  # the kiosk's pause, and when `agentpi start` may
                 if self._immediate is not None:
                     if self.mic.at_end(self.mic.position):
                         break
-                    self._immediate.conversation_over(self._retry_delay())
+                    self._immediate.conversation_over(delay)
         return 0 if outcome.ok else 1
 
     def shutdown(self, reason: str = "device stopping") -> None:
@@ -285,8 +283,9 @@ class Device:
         self._stop_asked.set()
 
     def _retry_delay(self) -> float:
-        """The pause before the kiosk's next conversation: doubling after failures (a server
-        that fails every conversation is not hammered), announced with a ``retry`` event."""
+        """The pause before the next conversation the device starts itself (the kiosk) or is
+        asked for over the control socket: doubling after failures (a server that fails every
+        conversation is not hammered), announced with a ``retry`` event."""
         delay = reconnect_delay(self._failures, self.config.trigger.restart_pause_s)
         self._retry_at = time.monotonic() + delay
         if self._failures:

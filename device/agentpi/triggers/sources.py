@@ -176,8 +176,7 @@ class ButtonTrigger(TriggerSource):
 class ImmediateTrigger(TriggerSource):
     """Kiosk: a conversation at once, and again a pause after each ends (longer after failures)."""
 
-    def __init__(self, pause_s: float) -> None:
-        self._pause_s = pause_s
+    def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
         self._pending: asyncio.TimerHandle | None = None
