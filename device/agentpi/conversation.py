@@ -27,7 +27,7 @@ from agentpi.audio.vad import EnergyVad
 from agentpi.config import Config
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
-from agentpi.protocol.messages import ProtocolError
+from agentpi.protocol.messages import ClientToolCall, ProtocolError
 from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.timers import SessionSettings
 from agentpi.states import DeviceState
@@ -229,25 +229,31 @@ class ConversationRun:
             await asyncio.sleep(TICK_S)
             await self.execute(self.session.tick(time.monotonic()))
 
-    async def run_tool(self, action: act.RunTool) -> None:
-        call = action.call
+    async def take_tool_call(self, call: ClientToolCall) -> None:
+        """Admit a tool call (a task of its own) or, past the bound, answer it at once from here:
+        a server that floods calls then waits on its own answers, and no task piles up."""
         limits = self.context.config.tools
         if self._tools_in_flight >= limits.max_running + limits.max_waiting:
-            result, is_error = (
+            busy = (
                 f"The device is busy: {self._tools_in_flight} tool calls are already running "
-                f"or waiting, so {call.tool_name} was not run. Try again in a moment.",
-                True,
+                f"or waiting, so {call.tool_name} was not run. Try again in a moment."
             )
-        else:
-            self._tools_in_flight += 1
-            try:
-                async with self._tool_slots:
-                    result, is_error = await self.context.tools.run(call.tool_name, call.parameters)
-            finally:
-                self._tools_in_flight -= 1
-        await self.execute(
-            self.session.tool_finished(call.tool_call_id, result, is_error, time.monotonic())
-        )
+            await self.tool_done(call, busy, True)
+            return
+        self._tools_in_flight += 1  # counted now, before the task first runs
+        self.spawn(self.run_tool(call))
+
+    async def run_tool(self, call: ClientToolCall) -> None:
+        try:
+            async with self._tool_slots:
+                result, is_error = await self.context.tools.run(call.tool_name, call.parameters)
+        finally:
+            self._tools_in_flight -= 1
+        await self.tool_done(call, result, is_error)
+
+    async def tool_done(self, call: ClientToolCall, result: str, is_error: bool) -> None:
+        now = time.monotonic()
+        await self.execute(self.session.tool_finished(call.tool_call_id, result, is_error, now))
 
     def _report_backlog(self) -> None:
         """Once a conversation: the server sent more audio than the speaker may hold."""
@@ -276,7 +282,7 @@ class ConversationRun:
             elif isinstance(action, act.StartAudio):
                 await self.start_audio(action)
             elif isinstance(action, act.RunTool):
-                self.spawn(self.run_tool(action))
+                await self.take_tool_call(action.call)
             elif isinstance(action, act.CloseConnection):
                 self.spawn(self.connection.close(action.code, action.reason))
             elif isinstance(action, act.ConversationEnded) and not self.ended.done():
