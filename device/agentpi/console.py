@@ -10,7 +10,7 @@ from collections import deque
 from typing import TextIO
 
 from agentpi import events as ev
-from agentpi.events import DeviceEvent, event_line
+from agentpi.events import DeviceEvent, dropped_line, event_line
 
 MAX_WAITING_LINES = 1000
 
@@ -78,7 +78,7 @@ class LineWriter:
                 if not self._gaps or self._gaps[0][0] >= before:
                     return
                 _, count = self._gaps.popleft()
-            self._stream.write(event_line({"event": "events_dropped", "count": count}))
+            self._stream.write(dropped_line(count))
 
 
 class JsonLinesWriter:

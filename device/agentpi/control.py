@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from agentpi.config import ConfigError, ControlConfig
 from agentpi.errors import AgentpiError
-from agentpi.events import DeviceEvent, EventBus, event_line
+from agentpi.events import DeviceEvent, EventBus, dropped_line, event_line
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class ControlServer:
                     next_line.cancel()
                     break
                 if dropped:
-                    writer.write(event_line({"event": "events_dropped", "count": dropped}).encode())
+                    writer.write(dropped_line(dropped).encode())
                     dropped = 0
                 writer.write(next_line.result().encode())
                 await writer.drain()

@@ -169,7 +169,8 @@ class ConnectFailed(DeviceEvent, kind="connect_failed"):
 
 @dataclass(frozen=True)
 class RetryScheduled(DeviceEvent, kind="retry"):
-    """After failures, the next automatic conversation waits this long (doubling, jittered)."""
+    """After failures, the next kiosk or control-socket conversation waits this long (doubling,
+    jittered; a press or the wake word still tries at once)."""
 
     delay_s: float
     failures: int
@@ -355,6 +356,11 @@ def as_records(take: Callable[[EventRecord], object]) -> Listener:
         take(event.record())
 
     return listener
+
+
+def dropped_line(count: int) -> str:
+    """The line that stands where ``count`` lines were dropped for a reader too slow for them."""
+    return event_line({"event": "events_dropped", "count": count})
 
 
 def event_line(record: EventRecord) -> str:
