@@ -21,11 +21,12 @@ import tomllib
 from pathlib import Path
 
 from packaging.markers import default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 TARGETS = ("3.11", "3.13")
 GLIBC_MINORS = range(17, 37)  # bookworm's glibc is 2.36
+PIP_TIMEOUT_S = 300
 BUILDS_FROM_SOURCE = {
     "pyaudio": "PyPI has no Linux wheels at all; `make` installs portaudio19-dev, python3-dev and "
     "gcc first, and it compiles in under a minute on a Pi 4",
@@ -45,7 +46,11 @@ def requirements(python: str, extra: list[str]) -> list[str]:
     }
     wanted = []
     for text in [*declared, *extra]:
-        requirement = Requirement(text)
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            why = str(exc).splitlines()[0]
+            raise SystemExit(f"check_wheels: {text!r} is not a requirement ({why})") from None
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
             continue
         if requirement.name.lower() in BUILDS_FROM_SOURCE:
@@ -67,7 +72,13 @@ def resolve(python: str, wanted: list[str]) -> tuple[list[str], str]:
             *(arg for platform in platforms for arg in ("--platform", platform)),
             "--platform", "manylinux2014_aarch64", *wanted,
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return (
+                [],
+                f"pip did not answer within {PIP_TIMEOUT_S} s (is the package index reachable?)",
+            )
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
             return [], "; ".join(errors) or done.stderr.strip()[-300:]
