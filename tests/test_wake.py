@@ -35,8 +35,9 @@ from tests.test_cli import agentpi, write_config
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
-ENGINE_NAMES = list(ENGINES) if sys.version_info < (3, 12) else ["pyopen-wakeword"]
-HOME_ENGINE = ENGINE_NAMES[0]  # what "auto" picks here; the other one runs in a child process
+C_LIBRARY_ENGINES = ("tflite", "pyopen-wakeword")  # one TFLite library, safe in one process
+RUNTIME_ENGINES = ("tflite-runtime", "openwakeword")  # tflite-runtime: Python 3.11 and older
+ENGINE_NAMES = [name for name in ENGINES if name in C_LIBRARY_ENGINES or sys.version_info < (3, 12)]
 CHUNK = RATE * 40 // 1000  # the device's 40 ms microphone chunks
 
 
@@ -52,9 +53,9 @@ def listener_for(engine: str, **rules: float) -> WakeListener:
 
 
 def in_engine_process(engine: str, check: Callable[[str], None]) -> None:
-    """Run ``check(engine)`` here, or in a fresh interpreter for the engine "auto" does not
-    pick: the two engines' TFLite libraries cannot share a process."""
-    if engine == HOME_ENGINE:
+    """Run ``check(engine)`` here, or in a fresh interpreter for the engines on tflite-runtime:
+    the two TFLite libraries cannot share a process."""
+    if engine in C_LIBRARY_ENGINES:
         check(engine)
         return
     code = f"from tests.test_wake import {check.__name__} as check; check({engine!r})"
@@ -129,8 +130,7 @@ def test_framer_turns_any_chunking_and_rate_into_80ms_16k_frames() -> None:
 
 def test_auto_picks_an_engine_that_runs_here() -> None:
     listener = open_listener(WakeConfig(), RATE)
-    expected = "openwakeword" if sys.version_info < (3, 12) else "pyopen-wakeword"
-    assert listener.engine_name == expected
+    assert listener.engine_name == "tflite"
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
@@ -240,8 +240,7 @@ def test_models_command_names_the_engine(tmp_path: Path) -> None:
     result = agentpi("models")
     assert result.returncode == 0, result.stderr
     assert "wake model hey_jarvis:" in result.stdout
-    expected = "openwakeword" if sys.version_info < (3, 12) else "pyopen-wakeword"
-    assert f"engine: {expected}" in result.stdout
+    assert "engine: tflite" in result.stdout
     config = write_config(tmp_path, "[agent]\nagent_id = 'a'\n[wake]\nengine = 'pyopen-wakeword'\n")
     result = agentpi("models", "--config", str(config))
     assert "engine: pyopen-wakeword" in result.stdout

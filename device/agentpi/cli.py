@@ -23,8 +23,6 @@ from typing import NoReturn
 
 from agentpi import __version__
 from agentpi import events as ev
-from agentpi.agent.script import SimulatorScript, load_script
-from agentpi.agent.simulator import AgentSimulator
 from agentpi.app import Device
 from agentpi.assembly import assemble_device, bundled, open_microphone
 from agentpi.audio.devices import open_sink
@@ -315,6 +313,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    # The simulator (its server, voice and script) loads only for the commands that use it: a
+    # device running all day does not carry it.
+    from agentpi.agent.script import SimulatorScript, load_script
+    from agentpi.agent.simulator import AgentSimulator
+
     script = load_script(args.script) if args.script else SimulatorScript()
     logging.getLogger("agentpi.agent.simulator").setLevel(logging.INFO)
 
@@ -361,6 +364,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo_with_simulator(config: Config, events: EventBus) -> int:
+    from agentpi.agent.script import load_script
+    from agentpi.agent.simulator import AgentSimulator
+
     script = load_script(bundled("demo-script.toml"))
     async with AgentSimulator(script) as sim:
         config = replace(config, agent=replace(config.agent, url=sim.url))

@@ -71,6 +71,7 @@ class AgentConfig:
     systemd credential agentpi_endpoint_token."""
 
 
+EngineChoice = Literal["auto", "tflite", "tflite-runtime", "openwakeword", "pyopen-wakeword"]
 TriggerMode = Literal["wake", "button", "immediate", "control"]
 
 
@@ -99,7 +100,7 @@ class WakeConfig:
     """Frames (80 ms each) in a row at or above the threshold before it fires."""
     refractory_s: float = 2.0
     """After a detection, no other for this long: one utterance, one trigger."""
-    engine: Literal["auto", "openwakeword", "pyopen-wakeword"] = "auto"
+    engine: EngineChoice = "auto"
     models_dir: str = ""
 
 

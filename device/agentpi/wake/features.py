@@ -1,0 +1,169 @@
+"""openWakeWord's streaming pipeline, frame for frame, without importing openwakeword.
+
+Importing ``openwakeword.model`` costs about 140 MB (it pulls onnxruntime, scipy, scikit-learn and
+requests) for three small TFLite models and some array shuffling. This module does the shuffling
+the way ``openwakeword.Model.predict`` does it for 80 ms frames, so the scores are the same
+(``tests/test_wake_scores.py`` compares them frame by frame), but keeps only what the next frame
+needs: 480 samples of audio, 76 mel rows and as many embeddings as the widest model reads.
+
+- melspectrogram: each frame plus the 480 samples before it (none at the start) -> 8 rows of 32
+  mel bins (5 at the start), scaled ``x / 10 + 2``;
+- embedding: the last 76 mel rows (the first ones are 1.0 until 76 real rows exist) -> 96 values;
+- each wake model: its last N embeddings -> a score; the first five scores after a start or a
+  reset are reported as 0, as openWakeWord does.
+Before any audio the embedding history holds the embeddings of four seconds of low noise, as
+openWakeWord's does (its noise is random; ours is seeded, so a run is repeatable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from agentpi.audio.convert import Int16Array
+from agentpi.wake.models import ModelError, ModelFiles
+
+FloatArray = npt.NDArray[np.float32]
+
+FRAME = 1280
+MEL_CONTEXT = 480
+HOP = 160
+MEL_BINS = 32
+EMBEDDING_WINDOW = 76
+EMBEDDING_STEP = 8
+EMBEDDING_SIZE = 96
+SILENT_SCORES = 5
+WARMUP_SAMPLES = 4 * 16000
+WARMUP_SEED = 0
+
+
+class Interpreter(Protocol):
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def resize(self, input_shape: tuple[int, ...] | None) -> None: ...
+
+    def run(self, data: FloatArray) -> FloatArray: ...
+
+
+InterpreterFactory = Callable[[Path, "tuple[int, ...] | None"], Interpreter]
+
+
+def warmup_noise(seed: int = WARMUP_SEED) -> Int16Array:
+    """The audio openWakeWord fills its history with: np.random.randint(-1000, 1000, 64000)."""
+    noise: Int16Array = (
+        np.random.RandomState(seed).randint(-1000, 1000, WARMUP_SAMPLES).astype(np.int16)
+    )
+    return noise
+
+
+class StreamingFeatures:
+    def __init__(
+        self, files: ModelFiles, interpreter: InterpreterFactory, history: int, warmup: Int16Array
+    ) -> None:
+        self._mel = interpreter(files.melspectrogram, (1, FRAME + MEL_CONTEXT))
+        self._embedding = interpreter(files.embedding, None)
+        self._history = history
+        self._warmup = warmup
+        self._warm_embeddings = self._embed_clip(warmup)
+        self.reset()
+
+    def reset(self) -> None:
+        self._context = np.zeros(0, dtype=np.float32)
+        self._mels: FloatArray = np.ones((EMBEDDING_WINDOW, MEL_BINS), dtype=np.float32)
+        self.embeddings: FloatArray = self._warm_embeddings[-self._history :].copy()
+
+    def _melspectrogram(self, audio: FloatArray) -> FloatArray:
+        if self._mel.input_shape != (1, len(audio)):
+            self._mel.resize((1, len(audio)))
+        spec = np.squeeze(self._mel.run(audio[None, :]))
+        scaled: FloatArray = spec / np.float32(10) + np.float32(2)
+        return scaled
+
+    def _clip_melspectrogram(self, clip: FloatArray) -> FloatArray:
+        """The rows openWakeWord gets from the whole clip at once (one row per 160 samples), taken
+        window by window at the streaming size: the model's arena for a 4 s input would cost 7 MB
+        for good. The mel rows do not depend on where a window starts, only on its samples."""
+        window = FRAME + MEL_CONTEXT
+        rows_per_window = FRAME // HOP
+        total = len(clip) // HOP - MEL_CONTEXT // HOP
+        starts = list(range(0, total - rows_per_window + 1, rows_per_window))
+        parts = [self._melspectrogram(clip[s * HOP : s * HOP + window]) for s in starts]
+        done = starts[-1] + rows_per_window
+        if done < total:
+            last = total - rows_per_window
+            tail = self._melspectrogram(clip[last * HOP : last * HOP + window])
+            parts.append(tail[done - last :])
+        return np.concatenate(parts)
+
+    def _embed(self, window: FloatArray) -> FloatArray:
+        return self._embedding.run(window[None, :, :, None]).reshape(EMBEDDING_SIZE)
+
+    def _embed_clip(self, clip: Int16Array) -> FloatArray:
+        if len(clip) % HOP or len(clip) < 2 * (FRAME + MEL_CONTEXT):
+            raise ValueError(f"warm-up audio must be a multiple of {HOP} samples, 0.22 s or more")
+        spec = self._clip_melspectrogram(clip.astype(np.float32))
+        starts = range(0, len(spec) - EMBEDDING_WINDOW + 1, EMBEDDING_STEP)
+        return np.stack([self._embed(spec[start : start + EMBEDDING_WINDOW]) for start in starts])
+
+    def push(self, frame: Int16Array) -> None:
+        """One 80 ms frame (1280 samples at 16 kHz) in; one embedding row appended."""
+        samples = frame.astype(np.float32)
+        spec = self._melspectrogram(np.concatenate((self._context, samples)))
+        self._context = samples[-MEL_CONTEXT:]
+        self._mels = np.concatenate((self._mels, spec))[-EMBEDDING_WINDOW:]
+        embedding = self._embed(self._mels)
+        self.embeddings = np.concatenate((self.embeddings[1:], embedding[None, :]))
+
+
+class WakeModel:
+    def __init__(self, path: Path, interpreter: InterpreterFactory) -> None:
+        self._interpreter = interpreter(path, None)
+        shape = self._interpreter.input_shape
+        if len(shape) != 3 or shape[2] != EMBEDDING_SIZE:
+            raise ModelError(f"wake model {path}: not an openWakeWord model (input {shape})")
+        if int(np.prod(self._interpreter.output_shape)) != 1:
+            raise ModelError(
+                f"wake model {path}: a model with several classes needs engine = 'openwakeword'"
+            )
+        self.window = shape[1]
+        self.scored = 0
+
+    def score(self, embeddings: FloatArray) -> float:
+        self.scored += 1
+        probability = float(self._interpreter.run(embeddings[-self.window :][None, :, :]).item())
+        return probability if self.scored > SILENT_SCORES else 0.0
+
+
+class StreamingScorer:
+    """The engine: one frame in, a score per configured model out."""
+
+    def __init__(
+        self,
+        name: str,
+        files: ModelFiles,
+        interpreter: InterpreterFactory,
+        warmup: Int16Array | None = None,
+    ) -> None:
+        self.name = name
+        self._models = {label: WakeModel(path, interpreter) for label, path in files.wake.items()}
+        history = max(model.window for model in self._models.values())
+        self._features = StreamingFeatures(
+            files, interpreter, history, warmup_noise() if warmup is None else warmup
+        )
+
+    def predict(self, frame: Int16Array) -> dict[str, float]:
+        if len(frame) != FRAME:
+            raise ValueError(f"a wake frame is {FRAME} samples, not {len(frame)}")
+        self._features.push(frame)
+        embeddings = self._features.embeddings
+        return {label: model.score(embeddings) for label, model in self._models.items()}
+
+    def reset(self) -> None:
+        self._features.reset()
+        for model in self._models.values():
+            model.scored = 0
