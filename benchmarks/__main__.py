@@ -1,9 +1,10 @@
 """`make bench`: every figure against a peer measured in the same run, as a ratio.
 
-    python -m benchmarks [clients] [protocol] [soundcard] [soak]    (default: all of them)
+    python -m benchmarks [clients] [idle] [protocol] [soundcard] [soak]   (default: all but idle)
 
 ``clients`` is the headline: agentpi against the official elevenlabs SDK (and the idle wake
 listener against openWakeWord's bare loop), a table, and JSON + PNG in benchmarks/results/.
+``idle`` is the idle part of it alone (the listener at real time against openWakeWord's loop).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from benchmarks import protocol, report, soundcard, versus_sdk, wake
 
-PARTS = ("clients", "protocol", "soundcard", "soak")
+PARTS = ("clients", "idle", "protocol", "soundcard", "soak")
 
 
 def clients() -> int:
@@ -34,13 +35,28 @@ def clients() -> int:
     )
     print(f"machine: {report.describe(info)}")
     print(report.table(rows))
+    print("\nsmall board budget (the rows above a Pi Zero 2 W cares about most)")
+    print(report.table(report.budget_rows(runs, idle)))
+    if idle is not None:
+        print(report.import_table(idle))
     json_path, png_path = report.write_results(rows, runs, idle, info)
     print(f"results: {json_path}\n         {png_path}")
     return 0
 
 
+def idle() -> int:
+    figures = wake.measure()
+    if figures is None:
+        print("no peer: openwakeword does not install on this Python", file=sys.stderr)
+        return 1
+    print(f"machine: {report.describe(report.machine())}")
+    print(report.table(report.wake_rows(figures)))
+    print(report.import_table(figures))
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    parts = argv or list(PARTS)
+    parts = argv or [part for part in PARTS if part != "idle"]
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         print(f"unknown part {unknown[0]!r}: choose from {', '.join(PARTS)}", file=sys.stderr)
@@ -49,6 +65,9 @@ def main(argv: list[str]) -> int:
     if "clients" in parts:
         print("== agentpi and the official SDK, side by side ==")
         failed |= clients()
+    if "idle" in parts:
+        print("== the idle device at real time, against openWakeWord's bare loop ==")
+        failed |= idle()
     if "protocol" in parts:
         print("\n== protocol layer ==")
         protocol.main()

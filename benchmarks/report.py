@@ -68,20 +68,31 @@ def client_rows(runs: ClientRuns) -> list[Row]:
 
 
 def wake_rows(wake: WakeFigures) -> list[Row]:
-    rows = []
-    for speed, (ours, peer) in wake.cpu_ms_per_s.items():
-        rows.append(
-            Row(
-                f"idle wake listener, CPU ms per s of audio ({speed:g}x)",
-                "bare oww",
-                statistics.median(ours),
-                statistics.median(peer),
-                2,
-            )
-        )
-    rows.append(Row("idle wake listener, peak RSS, MB", "bare oww", *wake.rss_mb))
-    rows.append(Row("false wake-ups on the negative set", "bare oww", *wake.false_triggers, 0))
+    def row(figure: str, variant: str, pick: str, digits: int) -> Row:
+        ours, peer = wake.median(variant, pick), wake.median("bare oww", pick)
+        return Row(figure, "bare oww", ours, peer, digits)
+
+    return [
+        row("idle, CPU ms per s of audio (real time)", "agentpi", "cpu_ms_per_s", 2),
+        row("idle, CPU ms per s, generic LED board", "agentpi, generic LEDs", "cpu_ms_per_s", 2),
+        row("idle, peak RSS with the wake model, MB", "agentpi", "rss_mb", 1),
+        row("process start to listening, s", "agentpi", "start_s", 2),
+    ]
+
+
+def budget_rows(runs: ClientRuns, wake: WakeFigures | None) -> list[Row]:
+    """The small board budget: what a Pi Zero 2 W (512 MB, four A53 cores) has to carry."""
+    rows = [row for row in client_rows(runs) if row.figure.startswith(("CPU s per", "peak RSS,"))]
+    rows = [row for row in rows if "no wake" not in row.figure]
+    if wake is not None:
+        rows = wake_rows(wake) + rows
     return rows
+
+
+def import_table(wake: WakeFigures) -> str:
+    lines = [f"{'memory of each big import (peak RSS over python + numpy)':58} {'MB':>6}"]
+    lines += [f"{name:58} {mb:6.1f}" for name, mb in wake.imports_mb.items()]
+    return "\n".join(lines)
 
 
 def table(rows: list[Row]) -> str:
@@ -150,10 +161,8 @@ def write_results(
         if wake is None
         else {
             "audio_s": wake.audio_s,
-            "clips": wake.clips,
-            "cpu_ms_per_s": {str(k): v for k, v in wake.cpu_ms_per_s.items()},
-            "rss_mb": wake.rss_mb,
-            "false_triggers": wake.false_triggers,
+            "samples": {k: [s.__dict__ for s in v] for k, v in wake.samples.items()},
+            "imports_mb": wake.imports_mb,
         },
     }
     json_path = RESULTS / f"bench-{stamp}.json"

@@ -1,139 +1,43 @@
-"""The idle listener against openWakeWord's own bare ``Model.predict`` loop, same audio, same run.
+"""The idle device against openWakeWord's own bare loop, at real-time pacing, from outside.
 
-Ours is the device's real idle path (``Device.run`` waiting for the wake word: a capture thread
-fills the microphone ring, the wake thread reads 80 ms frames from it and runs inference) fed by
-a stream that runs faster than real time, so the CPU it burns per second of audio can be measured
-quickly. The peer is the least any openWakeWord user writes: ``Model.predict`` on every
-1280-sample frame. Rounds alternate. Peak RSS compares an idle ``agentpi run`` process with a
-process running the bare loop. ``make bench`` shows the medians in its table.
+A device listens in real time all day, so this is measured the way it runs: an idle
+``agentpi run`` (wake mode, a file microphone that paces itself like a sound card) on 30 s of room
+noise at -50 dBFS, its CPU read from /proc between 8 s after it is ready and 23 s, against a child
+running the least any openWakeWord user writes (``Model.predict`` on every 1280-sample frame, each
+frame waited for as a sound card would deliver it) over the same audio, measured the same way.
+Three variants alternate per round: agentpi with no LEDs, agentpi with the generic profile's LED
+board (gpiozero's mock PWM pins: the render thread is real), and the bare loop. Also from the same
+processes: peak RSS, and start-up (process start to ready, against the bare loop's start to its
+model loaded). A sped-up run would spread per-second costs (timers, render threads) over more
+audio and hide them, so there is none.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tests.speech import NEGATIVES, RATE, SPEEDS, VOICES, join, save, silence, speak
+from tests.speech import RATE, save
 
-from agentpi.app import Device
-from agentpi.audio.backend import Deliver, Failed
-from agentpi.audio.capture import Microphone
-from agentpi.audio.convert import Int16Array
-from agentpi.audio.file import FileSink
-from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig, WakeConfig
-from agentpi.events import TriggerFired
-from agentpi.wake.framer import FRAME_SAMPLES
-from agentpi.wake.listener import open_listener
-from agentpi.wake.models import resolve
 from benchmarks import proc
 
-ROUNDS = 3
-# Paced like a microphone, faster than real time so a round takes seconds, not minutes: both sides
-# wait for each frame, as a device does. (Not flat out: a sound card never runs ahead of the clock,
-# and the capture thread would only spin.)
-SPEEDUPS = (8.0, 16.0)
-CHUNK = RATE * 40 // 1000
+ROUNDS = int(os.environ.get("BENCH_WAKE_ROUNDS", "3"))
+AUDIO_S = 30.0
+WINDOW_S = (8.0, 23.0)
+"""CPU is counted between these times after ready: the model's buffers are full, nothing starts."""
+NOISE_DBFS = -50.0
+VARIANTS = ("agentpi", "agentpi, generic LEDs", "bare oww")
 
-
-class MemoryStream:
-    """A microphone running ``speed`` times faster than real time, on its own thread like a
-    sound card's callback."""
-
-    sample_rate = RATE
-    chunk_samples = CHUNK
-
-    def __init__(self, audio: Int16Array, speed: float = 0.0) -> None:
-        self.audio = audio
-        self.position = 0
-        self.speed = speed
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def exhausted(self) -> bool:
-        return self.position >= len(self.audio)
-
-    def start(self, deliver: Deliver, failed: Failed) -> None:
-        self._thread = threading.Thread(target=self._run, args=(deliver,), daemon=True)
-        self._thread.start()
-
-    def _run(self, deliver: Deliver) -> None:
-        started = time.monotonic()
-        silence = np.zeros(CHUNK, dtype=np.int16)
-        while not self._stop.is_set():
-            due = started + (self.position + CHUNK) / RATE / self.speed
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            chunk = self.audio[self.position : self.position + CHUNK]
-            self.position += CHUNK
-            deliver(chunk if len(chunk) == CHUNK else silence, time.monotonic())
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
-def negative_audio() -> Int16Array:
-    parts = []
-    for voice in VOICES:
-        for speed in SPEEDS:
-            for sentence in NEGATIVES:
-                parts += [speak(sentence, voice, speed), silence(0.5)]
-    return join(*parts)
-
-
-def ours(audio: Int16Array, folder: Path, speed: float) -> tuple[float, int]:
-    """CPU seconds for the device's idle path over ``audio``, and the triggers it fired."""
-    stream = MemoryStream(audio, speed)
-    mic = Microphone(lambda: stream)
-    mic.prepare(stream)
-    config = Config(
-        agent=AgentConfig(agent_id="bench", url="ws://127.0.0.1:9", connect_timeout_s=0.5),
-        trigger=TriggerConfig(mode="wake"),
-        audio=AudioConfig(echo="off", cues=False),
-    )
-    device = Device(
-        config, mic, FileSink(folder / "out.wav"), wake=open_listener(WakeConfig(), RATE)
-    )
-    fired = []
-    device.events.subscribe(
-        lambda event: fired.append(event) if isinstance(event, TriggerFired) else None
-    )
-    start = time.process_time()
-    asyncio.run(device.run())
-    return time.process_time() - start, len(fired)
-
-
-def peer(audio: Int16Array, speed: float) -> tuple[float, int]:
-    from openwakeword.model import Model
-
-    files = resolve(("hey_jarvis",))
-    model = Model(
-        wakeword_models=[str(files.wake["hey_jarvis"])],
-        melspec_model_path=str(files.melspectrogram),
-        embedding_model_path=str(files.embedding),
-        inference_framework="tflite",
-    )
-    fired = 0
-    start, started = time.process_time(), time.monotonic()
-    for offset in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        # the frame is there once it has been "captured"
-        due = started + (offset + FRAME_SAMPLES) / RATE / speed
-        time.sleep(max(0.0, due - time.monotonic()))
-        fired += model.predict(audio[offset : offset + FRAME_SAMPLES])["hey_jarvis"] >= 0.5
-    return time.process_time() - start, int(fired)
-
-
-PEER_PROCESS = """
-import sys, time, wave, numpy as np
+PEER = """
+import sys, time, wave
+import numpy as np
 from openwakeword.model import Model
 from agentpi.wake.models import resolve
 files = resolve(("hey_jarvis",))
@@ -142,58 +46,141 @@ model = Model(wakeword_models=[str(files.wake["hey_jarvis"])],
               embedding_model_path=str(files.embedding), inference_framework="tflite")
 with wave.open(sys.argv[1]) as w:
     audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+print("ready", flush=True)
+started = time.monotonic()
 for i in range(0, len(audio) - 1279, 1280):
+    time.sleep(max(0.0, started + (i + 1280) / 16000 - time.monotonic()))
     model.predict(audio[i:i + 1280])
-time.sleep(0.5)  # time for the parent to read the final VmHWM
 """
 
+WITH_MOCK_PWM_PINS = """
+import sys
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+Device.pin_factory = MockFactory(pin_class=MockPWMPin)  # a Pi's LEDs, without a Pi
+from agentpi.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
-def peak_rss_mb(command: list[str]) -> float:
-    """Peak RSS of a child process: its VmHWM, read while it runs."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, proc.peak_rss_mb(process.pid) or 0.0)
-        time.sleep(0.05)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-    return peak
+IMPORTS = {
+    "numpy": "numpy",
+    "websockets (asyncio client)": "websockets.asyncio.client",
+    "TFLite C library": "agentpi.wake.tflite_c, ctypes; agentpi.wake.tflite_c._library()",
+    "the wake engine, loaded": "agentpi.wake.listener as l, agentpi.config as c; "
+    "l.open_listener(c.WakeConfig(), 16000)",
+    "echo canceller (pywebrtc-audio)": "pywebrtc_audio",
+    "soxr": "soxr",
+    "PyAudio": "pyaudio",
+    "gpiozero": "gpiozero",
+    "openwakeword.model (not loaded by agentpi)": "openwakeword.model",
+}
+
+
+@dataclass
+class Sample:
+    cpu_ms_per_s: float
+    rss_mb: float
+    start_s: float
 
 
 @dataclass
 class WakeFigures:
     audio_s: float
-    clips: int
-    cpu_ms_per_s: dict[float, tuple[list[float], list[float]]]
-    """Per speed-up: (agentpi's idle path, the bare predict loop), one value per round."""
-    rss_mb: tuple[float, float]
-    false_triggers: tuple[int, int]
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    imports_mb: dict[str, float] = field(default_factory=dict)
+
+    def median(self, variant: str, pick: str) -> float:
+        return statistics.median(getattr(s, pick) for s in self.samples[variant])
+
+
+def watch(command: list[str], ready: Path | None, env: dict[str, str]) -> Sample:
+    """Start ``command``; ready is a line in ``ready`` (the events file) or on its stdout."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    try:
+        if ready is None:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"{command[:3]} did not start")
+        else:
+            while not (ready.exists() and '"event": "ready"' in ready.read_text()):
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
+                time.sleep(0.01)
+        ready_at = time.monotonic()
+        cpu = []
+        for offset in WINDOW_S:
+            time.sleep(max(0.0, ready_at + offset - time.monotonic()))
+            used = proc.cpu_seconds(process.pid)
+            if used is None:
+                raise RuntimeError(f"{command[:3]} ended before {offset:g} s")
+            cpu.append((used, time.monotonic()))
+        rss = proc.peak_rss_mb(process.pid) or 0.0
+    finally:
+        process.terminate()
+        process.wait(20)
+    (cpu0, t0), (cpu1, t1) = cpu
+    return Sample((cpu1 - cpu0) / (t1 - t0) * 1e3, rss, ready_at - started)
+
+
+def config_for(folder: Path, room: Path, leds: bool) -> Path:
+    path = folder / f"idle-{leds}.toml"
+    board = '[leds]\ntype = "board"\npins = [17, 27, 22]\n' if leds else '[leds]\ntype = "none"\n'
+    path.write_text(
+        f'[agent]\nagent_id = "bench"\nurl = "ws://127.0.0.1:9"\n[trigger]\nmode = "wake"\n'
+        f'[audio]\ninput = "file:{room}"\noutput = "file:{folder / "o.wav"}"\n'
+        f"[control]\nenabled = false\n{board}"
+    )
+    return path
+
+
+def import_costs() -> dict[str, float]:
+    """Peak RSS a fresh interpreter gains from each big import, over a bare one."""
+    # VmHWM, not ru_maxrss: that one keeps the forking parent's peak across exec
+    code = "{}; print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+
+    def peak_kb(statement: str) -> float:
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(statement)], capture_output=True, text=True
+        )
+        return float(result.stdout.split()[-1]) if result.returncode == 0 else float("nan")
+
+    bare = peak_kb("pass")
+    with_numpy = peak_kb("import numpy")
+    costs = {}
+    for name, statement in IMPORTS.items():
+        base = bare if name == "numpy" else with_numpy
+        costs[name] = (peak_kb(f"import numpy; import {statement}") - base) / 1024
+    return costs
 
 
 def measure() -> WakeFigures | None:
-    """None where openwakeword does not install (Python 3.12 and later)."""
+    """None where openwakeword does not install (Python 3.12 and later): no peer to compare."""
     if sys.version_info >= (3, 12):
         return None
-    audio = negative_audio()
-    seconds = len(audio) / RATE
-    ours_fired = peer_fired = 0
+    figures = WakeFigures(AUDIO_S)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        cpu: dict[float, tuple[list[float], list[float]]] = {}
-        for speed in SPEEDUPS:
-            ours_cpu, peer_cpu = cpu.setdefault(speed, ([], []))
-            for _ in range(ROUNDS):
-                used, ours_fired = ours(audio, folder, speed)
-                ours_cpu.append(used / seconds * 1e3)
-                used, peer_fired = peer(audio, speed)
-                peer_cpu.append(used / seconds * 1e3)
-        idle = save(folder / "idle.wav", silence(20.0))
-        config = folder / "idle.toml"
-        config.write_text(
-            f'[agent]\nagent_id = "bench"\n[trigger]\nmode = "wake"\n'
-            f'[audio]\ninput = "file:{idle}"\noutput = "file:{folder / "o.wav"}"\n'
-        )
-        ours_rss = peak_rss_mb([sys.executable, "-m", "agentpi", "run", "--config", str(config)])
-        peer_rss = peak_rss_mb([sys.executable, "-c", PEER_PROCESS, str(idle)])
-    clips = len(VOICES) * len(SPEEDS) * len(NEGATIVES)
-    return WakeFigures(seconds, clips, cpu, (ours_rss, peer_rss), (ours_fired, peer_fired))
+        scale = 32768 * 10 ** (NOISE_DBFS / 20)
+        noise = np.random.RandomState(0).randn(int(RATE * AUDIO_S)) * scale
+        room = save(folder / "room.wav", noise.astype(np.int16))
+        env = dict(os.environ)
+        for round_ in range(ROUNDS):
+            for variant in VARIANTS:
+                if variant == "bare oww":
+                    command = [sys.executable, "-c", PEER, str(room)]
+                    ready = None
+                else:
+                    ready = folder / f"events-{round_}-{len(variant)}.jsonl"
+                    config = config_for(folder, room, leds=variant != "agentpi")
+                    leds = variant != "agentpi"
+                    launch = ["-c", WITH_MOCK_PWM_PINS] if leds else ["-m", "agentpi"]
+                    command = [sys.executable, *launch, "run", "--config", str(config)]
+                    command += ["--events", str(ready)]
+                sample = watch(command, ready, env)
+                figures.samples.setdefault(variant, []).append(sample)
+    figures.imports_mb = import_costs()
+    return figures
