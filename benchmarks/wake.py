@@ -69,7 +69,6 @@ IMPORTS = {
     "the wake engine, loaded": "agentpi.wake.listener as l, agentpi.config as c; "
     "l.open_listener(c.WakeConfig(), 16000)",
     "echo canceller (pywebrtc-audio)": "pywebrtc_audio",
-    "soxr": "soxr",
     "PyAudio": "pyaudio",
     "gpiozero": "gpiozero",
     "openwakeword.model (not loaded by agentpi)": "openwakeword.model",

@@ -1,7 +1,7 @@
 """Sample conversions between the device's PCM and the agent's wire formats.
 
 Internally audio is 16-bit signed mono PCM (``int16`` arrays or little-endian bytes). Resampling
-is done by soxr (streaming, so chunk boundaries add no clicks); mu-law is G.711 in NumPy because
+is ``polyphase.PolyphaseResampler`` (streaming, even chunks, 1 ms of delay); mu-law is G.711 in NumPy because
 ``audioop`` is gone from Python 3.13.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import soxr
 
 from agentpi.audio.formats import AudioFormat
+from agentpi.audio.polyphase import PolyphaseResampler
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -63,26 +63,17 @@ def decode_wire(data: bytes, fmt: AudioFormat) -> Int16Array:
 
 
 class Resampler:
-    """Streaming int16 mono resampler; a pass-through when the rates match.
-
-    soxr's "LQ" quality, not "HQ": measured here, HQ holds back 21-128 ms of audio in the stream
-    (48 kHz -> 8 kHz is the worst) where LQ holds back 6-34 ms, and LQ's pass band is ample for
-    speech. On a voice path those milliseconds are response time."""
+    """Streaming int16 mono resampler; a pass-through when the rates match."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream = (
-            None
-            if in_rate == out_rate
-            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="LQ")
-        )
+        self._stream = None if in_rate == out_rate else PolyphaseResampler(in_rate, out_rate)
 
     def process(self, samples: Int16Array, last: bool = False) -> Int16Array:
         if self._stream is None:
             return samples
-        out: Int16Array = self._stream.resample_chunk(samples, last=last)
-        return out
+        return self._stream.process(samples, last=last)
 
 
 class WireEncoder:
