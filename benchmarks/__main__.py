@@ -1,6 +1,7 @@
 """`make bench`: every figure against a peer measured in the same run, as a ratio.
 
-    python -m benchmarks [clients] [idle] [protocol] [soundcard] [soak]   (default: all but idle)
+    python -m benchmarks [clients] [idle] [deflate] [protocol] [soundcard] [soak]
+    (default: all but idle, which clients includes)
 
 ``clients`` is the headline: agentpi against the official elevenlabs SDK (and the idle wake
 listener against openWakeWord's bare loop), a table, and JSON + PNG in benchmarks/results/.
@@ -14,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import protocol, report, soundcard, versus_sdk, wake
+from benchmarks import deflate, protocol, report, soundcard, versus_sdk, wake
 
-PARTS = ("clients", "idle", "protocol", "soundcard", "soak")
+PARTS = ("clients", "idle", "deflate", "protocol", "soundcard", "soak")
 
 
 def clients() -> int:
@@ -68,6 +69,9 @@ def main(argv: list[str]) -> int:
     if "idle" in parts:
         print("== the idle device at real time, against openWakeWord's bare loop ==")
         failed |= idle()
+    if "deflate" in parts:
+        print("\n== permessage-deflate on the Agent WebSocket, off and on ==")
+        deflate.main()
     if "protocol" in parts:
         print("\n== protocol layer ==")
         protocol.main()

@@ -366,7 +366,7 @@ class Device:
             url = await resolve_url(agent, self.api_key, self.endpoint_token)
             self.events.publish(ev.Connecting(redact_url(url)))
             connection = await AgentConnection.open(
-                url, self.config.agent.connect_timeout_s, self.config.agent.keepalive_s
+                url, agent.connect_timeout_s, agent.keepalive_s, agent.compression == "deflate"
             )
         except AgentConnectError as exc:
             self._failures += 1

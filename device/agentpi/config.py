@@ -65,6 +65,9 @@ class AgentConfig:
     keepalive_s: float = 1.0
     """A WebSocket ping this often; a link that leaves one unanswered for 1.5 times as long is
     dead (a cut cable or Wi-Fi that vanished sends nothing, not even a close). 0: off."""
+    compression: Literal["none", "deflate"] = "none"
+    """permessage-deflate on the Agent WebSocket. Off by default: the audio is base64, which
+    deflate shrinks by only a quarter, for CPU on both ends (see `make bench BENCH=deflate`)."""
     signed_url_endpoint: str = ""
     """The owner's backend that hands out signed URLs (https://...), so no API key needs to be on
     the device; its bearer token, if it wants one, comes from AGENTPI_ENDPOINT_TOKEN or the

@@ -36,6 +36,10 @@ from agentpi.tools import ToolRegistry
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05
+"""The session's timers are checked this often before audio flows; after, with each microphone
+chunk (the mic loop is awake then anyway)."""
+FALLBACK_TICK_S = 0.25
+"""While chunks flow, the timer only wakes this often, in case the microphone stalls."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class ConversationRun:
         """Tool calls running or waiting for a slot (bounded: max_running + max_waiting)."""
         self._refused_before = context.sink.refused_samples
         self._backlog_reported = False
+        self._ticked_at = 0.0
 
     async def run(self) -> act.ConversationEnded:
         now = time.monotonic()
@@ -189,8 +194,10 @@ class ConversationRun:
                 lost = reader.lost
             chunk, speaking = gate.gate(chunk, vad.process(chunk))
             wire = encoder.encode(chunk)
+            now = time.monotonic()
             if wire:
-                await self.execute(self.session.mic_audio(wire, speaking, time.monotonic()))
+                await self.execute(self.session.mic_audio(wire, speaking, now))
+            await self._tick(now)
 
     def from_device(self, text: str, typed: bool) -> str | None:
         """A user_message (typed) or contextual_update into this conversation."""
@@ -226,8 +233,14 @@ class ConversationRun:
 
     async def tick_loop(self) -> None:
         while not self.ended.done():
-            await asyncio.sleep(TICK_S)
-            await self.execute(self.session.tick(time.monotonic()))
+            await asyncio.sleep(FALLBACK_TICK_S if self.audio_ready.is_set() else TICK_S)
+            now = time.monotonic()
+            if now - self._ticked_at >= TICK_S:
+                await self._tick(now)
+
+    async def _tick(self, now: float) -> None:
+        self._ticked_at = now
+        await self.execute(self.session.tick(now))
 
     async def take_tool_call(self, call: ClientToolCall) -> None:
         """Admit a tool call (a task of its own) or, past the bound, answer it at once from here:

@@ -153,9 +153,11 @@ class AgentConnection:
         self._ws = ws
 
     @classmethod
-    async def open(cls, url: str, timeout: float, keepalive_s: float = 0.0) -> AgentConnection:
+    async def open(
+        cls, url: str, timeout: float, keepalive_s: float = 0.0, deflate: bool = False
+    ) -> AgentConnection:
         """``keepalive_s``: ping this often and drop a link whose pong is
-        ``KEEPALIVE_GRACE`` times that late (0: no pings)."""
+        ``KEEPALIVE_GRACE`` times that late (0: no pings); ``deflate``: offer permessage-deflate."""
         try:
             ws = await connect(
                 url,
@@ -164,6 +166,7 @@ class AgentConnection:
                 ping_interval=keepalive_s or None,
                 ping_timeout=keepalive_s * KEEPALIVE_GRACE or None,
                 max_size=16 * 1024 * 1024,
+                compression="deflate" if deflate else None,
             )
         except InvalidStatus as exc:
             raise AgentConnectError(

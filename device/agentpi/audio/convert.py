@@ -1,8 +1,8 @@
 """Sample conversions between the device's PCM and the agent's wire formats.
 
 Internally audio is 16-bit signed mono PCM (``int16`` arrays or little-endian bytes). Resampling
-is ``polyphase.PolyphaseResampler`` (streaming, even chunks, 1 ms of delay); mu-law is G.711 in NumPy because
-``audioop`` is gone from Python 3.13.
+is ``polyphase.PolyphaseResampler`` (streaming, even chunks, 1 ms of delay); mu-law is G.711 in
+NumPy because ``audioop`` is gone from Python 3.13.
 """
 
 from __future__ import annotations
