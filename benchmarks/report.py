@@ -54,6 +54,11 @@ def client_rows(runs: ClientRuns) -> list[Row]:
         row("last agent audio on the wire to speaker, ms", lambda f: f.playback_ms),
         row("interruption to silence at the speaker, ms", lambda f: f.interruption_to_silence_ms),
         row("CPU s per minute of conversation", lambda f: f.cpu_s_per_minute, 2),
+        row(
+            "CPU s per minute above the shared audio rig",
+            lambda f: f.cpu_s_per_minute - runs.rig_cpu_s_per_minute,
+            2,
+        ),
         row("peak RSS, MB", lambda f: f.peak_rss_mb),
         row("peak RSS above the shared audio rig, MB", lambda f: f.peak_rss_mb - runs.rig_rss_mb),
     ]
@@ -157,6 +162,7 @@ def write_results(
         "table": [{**row.__dict__, "ratio": row.ratio} for row in rows],
         "conversations": [figures.summary() for figures in runs.figures],
         "rig_alone_rss_mb": runs.rig_rss_mb,
+        "rig_alone_cpu_s_per_minute": runs.rig_cpu_s_per_minute,
         "wake": None
         if wake is None
         else {

@@ -460,6 +460,30 @@ print("ready", flush=True)
 input()
 """
 
+RIG_RUNNING = """
+import asyncio, sys, time
+from pathlib import Path
+from agentpi.audio.capture import Microphone
+from benchmarks.rig import RoomMicrophone, SpeakerLog
+from agentpi.audio.file import FileSink
+
+async def main(room, question, output):
+    stream = RoomMicrophone(Path(room), Path(question), 40, origin=time.monotonic())
+    mic = Microphone(lambda: stream)
+    mic.prepare(stream)
+    mic.open()
+    sink = FileSink(output)
+    SpeakerLog(sink)
+    await sink.start(16000, lambda: None)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, input)
+    await sink.stop()
+    mic.close()
+
+asyncio.run(main(*sys.argv[1:4]))
+"""
+RIG_CPU_S = 15.0
+
 
 async def rig_alone_rss_mb() -> float:
     """Peak RSS of a process holding only what both clients' processes share: Python, numpy and
@@ -479,11 +503,33 @@ async def rig_alone_rss_mb() -> float:
     return rss
 
 
+async def rig_alone_cpu_s_per_minute(files: RoomFiles, folder: Path) -> float:
+    """CPU of the shared audio rig running on its own, as during a conversation: the room
+    microphone's capture thread into a microphone ring, the speaker's FileSink on a loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RIG_RUNNING, str(files.room), str(files.question),
+        str(folder / "rig-speaker.wav"),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdin is not None
+    await asyncio.wait_for(process.stdout.readline(), 60)
+    await asyncio.sleep(1.0)
+    start, started = cpu_seconds(process.pid), time.monotonic()
+    await asyncio.sleep(RIG_CPU_S)
+    end, ended = cpu_seconds(process.pid), time.monotonic()
+    process.stdin.write(b"\n")
+    await process.wait()
+    if start is None or end is None:
+        raise Incomplete("the rig alone ended early")
+    return (end - start) / (ended - started) * 60
+
+
 @dataclass
 class ClientRuns:
     figures: list[Figures]
     rig_rss_mb: float
     rounds: int
+    rig_cpu_s_per_minute: float = 0.0
 
 
 async def run_all(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
@@ -503,7 +549,8 @@ async def run_all(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
                 figures.append(
                     await one_conversation(client, round_, sim, files, where, trigger_after_s)
                 )
-    return ClientRuns(figures, await rig_alone_rss_mb(), rounds)
+    rig_cpu = await rig_alone_cpu_s_per_minute(files, folder)
+    return ClientRuns(figures, await rig_alone_rss_mb(), rounds, rig_cpu)
 
 
 def run(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
