@@ -1,5 +1,8 @@
 """Our wake pipeline scores exactly as openWakeWord's own ``Model.predict``, frame by frame.
 
+Not marked ``realtime``: nothing here depends on speed, so `make arm64-check` runs it too, and the
+aarch64 kernels (XNNPACK's NEON ones) are held to the same scores.
+
 The device runs openWakeWord's models without importing openwakeword (``agentpi.wake.features``);
 detection quality is unchanged only if every score is. Each engine runs in a process of its own
 (the two TFLite libraries cannot share one), on the same clips and the same warm-up noise: speech
@@ -20,8 +23,6 @@ from agentpi.audio.convert import Int16Array
 from agentpi.wake.features import FRAME, warmup_noise
 from agentpi.wake.models import model_dirs
 from tests.speech import NEGATIVES, join, speak
-
-pytestmark = pytest.mark.realtime  # several model loads in child processes
 
 TOLERANCE = 1e-4
 WARMUP_SEED = 7

@@ -47,11 +47,15 @@ if [ ! -x "$root/usr/bin/make" ]; then
 fi
 
 # under qemu-user, /proc/cpuinfo shows the host's processor and onnxruntime crashes reading it:
-# an emulation artefact, not the device's, so a Cortex-A72's cpuinfo stands in
+# an emulation artefact, not the device's, so a Cortex-A72's cpuinfo stands in, one entry per
+# processor /sys lists (the cpuinfo library in TensorFlow Lite crashes when the two disagree)
 cpuinfo=""
 if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
   cpuinfo="$root/tmp/cpuinfo"
-  printf 'processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' > "$cpuinfo"
+  : > "$cpuinfo"
+  for ((n = 0; n < $(nproc --all); n++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$n" >> "$cpuinfo"
+  done
 fi
 
 mounts=()
