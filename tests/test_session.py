@@ -19,7 +19,7 @@ from agentpi.protocol.actions import (
     SetState,
     StartAudio,
 )
-from agentpi.protocol.session import ConversationSession
+from agentpi.protocol.session import MAX_HELD_BACK, ConversationSession
 from agentpi.protocol.timers import SessionSettings
 from agentpi.states import DeviceState, InvalidTransition, check_transition
 
@@ -281,6 +281,18 @@ def test_text_from_the_device_waits_for_the_metadata_then_goes_out_in_order() ->
     assert sent(actions) == [m.ContextualUpdate("Lobby, 9:00"), m.UserMessage("open the door")]
     # the typed message is a user turn: the agent is now thinking about a reply
     assert states(actions) == [DeviceState.LISTENING, DeviceState.THINKING]
+
+
+def test_text_held_for_the_metadata_is_bounded_and_the_excess_reported() -> None:
+    session = ConversationSession()
+    session.connection_opened(0.0)
+    for n in range(MAX_HELD_BACK):
+        assert session.contextual_update(f"note {n}", 0.1) == []
+    refused = session.user_message("one too many", 0.2)
+    assert [a.event for a in refused if isinstance(a, Notify)] == [
+        ev.Ignored(f"user_message: {MAX_HELD_BACK} already held back", "awaiting_metadata")
+    ]
+    assert len(sent(session.receive(METADATA, 0.5))) == MAX_HELD_BACK
 
 
 def test_a_user_message_is_a_turn_the_agent_owes_a_reply_to() -> None:

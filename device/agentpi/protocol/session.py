@@ -51,6 +51,11 @@ def event_name(event: m.ServerEvent) -> str:
     return "unknown" if isinstance(event, m.UnknownEvent) else event.type
 
 
+MAX_HELD_BACK = 32
+"""Device messages (user_message, contextual_update) kept until the metadata comes; more are
+reported and dropped: a script that floods the control socket meanwhile cannot grow the list."""
+
+
 class ConversationSession:
     """One conversation with the agent, from socket open to socket close."""
 
@@ -388,6 +393,9 @@ class ConversationSession:
     ) -> list[Action]:
         handling = self._handling(name)
         if handling is Handling.HOLD:
+            if len(self._held_back) >= MAX_HELD_BACK:
+                held = f"{name}: {MAX_HELD_BACK} already held back"
+                return [Notify(ev.Ignored(held, self.phase.value))]
             self._held_back.append(message)  # the server takes nothing before its metadata
             return []
         if handling is Handling.ACT:
