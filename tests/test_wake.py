@@ -227,6 +227,16 @@ def test_models_by_path_and_clear_errors(tmp_path: Path) -> None:
         resolve((str(broken),))
 
 
+def test_a_model_that_is_not_a_wake_model_is_named_in_one_line(tmp_path: Path) -> None:
+    """A TFLite file of another kind (here the embedding model) loads, but cannot score."""
+    embedding = resolve(("hey_jarvis",)).embedding
+    other = tmp_path / "not_a_wake_model.tflite"
+    other.write_bytes(embedding.read_bytes())
+    with pytest.raises(ModelError, match="not an openWakeWord model") as caught:
+        open_listener(WakeConfig(models=(str(other),), engine="tflite"), RATE)
+    assert "\n" not in str(caught.value)
+
+
 def test_a_damaged_model_is_an_error_not_a_crash(tmp_path: Path) -> None:
     """TensorFlow Lite segfaults on a cut-short file; the device must live to report it."""
     whole = resolve(("hey_jarvis",)).wake["hey_jarvis"].read_bytes()
