@@ -11,8 +11,10 @@ needs: 480 samples of audio, 76 mel rows and as many embeddings as the widest mo
 - embedding: the last 76 mel rows (the first ones are 1.0 until 76 real rows exist) -> 96 values;
 - each wake model: its last N embeddings -> a score; the first five scores after a start or a
   reset are reported as 0, as openWakeWord does.
-Before any audio the embedding history holds the embeddings of four seconds of low noise, as
-openWakeWord's does (its noise is random; ours is seeded, so a run is repeatable).
+Before any audio the embedding history holds the embeddings of four seconds of random noise, as
+openWakeWord's does (ours is seeded, so a run is repeatable). That noise is loud (about -36 dBFS)
+and scores like a room it is not, so the device's engine then pushes two seconds of a quiet room
+through and starts every reset from there (``StreamingScorer`` with no ``warmup``).
 """
 
 from __future__ import annotations
