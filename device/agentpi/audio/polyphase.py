@@ -56,11 +56,6 @@ class PolyphaseResampler:
         self._received = 0
         self._produced = 0
 
-    @property
-    def delay_samples(self) -> int:
-        """How far (in input samples) the newest output lags the newest input."""
-        return self._half
-
     def process(self, samples: Int16Array, last: bool = False) -> Int16Array:
         self._buffer = np.concatenate((self._buffer, samples.astype(np.float32)))
         self._received += len(samples)

@@ -156,7 +156,8 @@ class CInterpreter:
         if lib.TfLiteInterpreterInvoke(self._interpreter) != _OK:
             raise ModelError("a wake model failed to run")
         out = np.empty(self.output_shape, dtype=np.float32)
-        lib.TfLiteTensorCopyToBuffer(self._output, out.ctypes.data, out.nbytes)
+        if lib.TfLiteTensorCopyToBuffer(self._output, out.ctypes.data, out.nbytes) != _OK:
+            raise ModelError(f"a wake model's output is not of shape {self.output_shape}")
         return out
 
     def close(self) -> None:
@@ -172,4 +173,5 @@ class CInterpreter:
             self._model = None
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_lib"):  # not when the library itself failed to load
+            self.close()
