@@ -17,6 +17,8 @@ from agentpi.wake.interpreters import interpreter_factory
 from agentpi.wake.models import resolve
 from tests.test_wake_scores import bundled_models
 
+pytestmark = pytest.mark.heavy  # 15,000 inferences: seconds here, a quarter hour under qemu
+
 CYCLES = 100
 FRAMES = 30  # 2.4 s after each start or reset: all of the warm-up and then some
 THRESHOLD = 0.5
