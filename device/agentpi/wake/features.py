@@ -13,8 +13,9 @@ needs: 480 samples of audio, 76 mel rows and as many embeddings as the widest mo
   reset are reported as 0, as openWakeWord does.
 Before any audio the embedding history holds the embeddings of four seconds of random noise, as
 openWakeWord's does (ours is seeded, so a run is repeatable). That noise is loud (about -36 dBFS)
-and scores like a room it is not, so the device's engine then pushes two seconds of a quiet room
-through and starts every reset from there (``StreamingScorer`` with no ``warmup``).
+and scores like a room it is not, so the device's engine skips it and pushes a quiet room
+through until the mel rows and the widest model's embeddings hold nothing else (2.1 s for
+16-embedding models), then starts every reset from there (``StreamingScorer`` with no ``warmup``).
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ EMBEDDING_SIZE = 96
 SILENT_SCORES = 5
 WARMUP_SAMPLES = 4 * 16000
 WARMUP_SEED = 0
-PRIMING_FRAMES = 26
-"""Enough 80 ms frames to push every trace of the warm-up out of the model's input: 10 fill the
-76 mel rows, 16 more the widest model's embeddings."""
+MEL_FILL_FRAMES = 10
+"""80 ms frames that fill the 76 mel rows (5 rows from the first frame, 8 from each after)."""
 PRIMING_DBFS = -60.0
 
 
@@ -67,7 +67,7 @@ def warmup_noise(seed: int = WARMUP_SEED) -> Int16Array:
     return noise
 
 
-def quiet_room(frames: int = PRIMING_FRAMES, seed: int = WARMUP_SEED) -> Int16Array:
+def quiet_room(frames: int, seed: int = WARMUP_SEED) -> Int16Array:
     """Gaussian noise at ``PRIMING_DBFS``: what a quiet room sounds like to a USB microphone."""
     scale = 32768 * 10 ** (PRIMING_DBFS / 20)
     noise = np.random.RandomState(seed).randn(frames * FRAME) * scale
@@ -81,18 +81,21 @@ class StreamingFeatures:
         files: ModelFiles,
         interpreter: InterpreterFactory,
         history: int,
-        warmup: Int16Array,
-        prime: Int16Array | None = None,
+        warmup: Int16Array | None,
     ) -> None:
-        """``prime``: audio pushed through once after the warm-up; every reset starts from the
-        state it leaves (openWakeWord has no such step: with None this is its pipeline)."""
+        """``warmup``: openWakeWord's pipeline exactly, its history the embeddings of that audio.
+        None: a quiet room is pushed through until nothing of the starting state is left in any
+        buffer, so computing a warm-up would be wasted; every reset starts from that state."""
         self._mel = interpreter(files.melspectrogram, (1, FRAME + MEL_CONTEXT))
         self._embedding = interpreter(files.embedding, None)
         self._context = np.zeros(0, dtype=np.float32)
         self._mels: FloatArray = np.ones((EMBEDDING_WINDOW, MEL_BINS), dtype=np.float32)
-        self.embeddings: FloatArray = self._embed_clip(warmup)[-history:].copy()
-        for frame in [] if prime is None else prime.reshape(-1, FRAME):
-            self.push(frame)
+        if warmup is not None:
+            self.embeddings: FloatArray = self._embed_clip(warmup)[-history:].copy()
+        else:
+            self.embeddings = np.zeros((history, EMBEDDING_SIZE), dtype=np.float32)
+            for frame in quiet_room(MEL_FILL_FRAMES + history).reshape(-1, FRAME):
+                self.push(frame)
         self._start = (self._context, self._mels, self.embeddings)
 
     def reset(self) -> None:
@@ -177,13 +180,7 @@ class StreamingScorer:
         self.name = name
         self._models = {label: WakeModel(path, interpreter) for label, path in files.wake.items()}
         history = max(model.window for model in self._models.values())
-        self._features = StreamingFeatures(
-            files,
-            interpreter,
-            history,
-            warmup_noise() if warmup is None else warmup,
-            prime=quiet_room() if warmup is None else None,
-        )
+        self._features = StreamingFeatures(files, interpreter, history, warmup)
 
     def predict(self, frame: Int16Array) -> dict[str, float]:
         if len(frame) != FRAME:
