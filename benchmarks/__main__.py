@@ -1,6 +1,6 @@
 """`make bench`: every figure against a peer measured in the same run, as a ratio.
 
-    python -m benchmarks [clients] [idle] [deflate] [protocol] [soundcard] [soak]
+    python -m benchmarks [clients] [idle] [deflate] [protocol] [soundcard] [soak] [phrase_end]
     (default: all but idle, which clients includes)
 
 ``clients`` is the headline: agentpi against the official elevenlabs SDK (and the idle wake
@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import deflate, protocol, report, soundcard, versus_sdk, wake
+from benchmarks import deflate, phrase_end, protocol, report, soundcard, versus_sdk, wake
 
-PARTS = ("clients", "idle", "deflate", "protocol", "soundcard", "soak")
+PARTS = ("clients", "idle", "deflate", "protocol", "soundcard", "soak", "phrase_end")
 
 
 def clients() -> int:
@@ -78,6 +78,9 @@ def main(argv: list[str]) -> int:
     if "soundcard" in parts:
         print("\n== conversation through a sound card (PyAudio) ==")
         soundcard.main()
+    if "phrase_end" in parts:
+        print("\n== where the upload starts after the wake phrase (clip set) ==")
+        failed |= phrase_end.main()
     if "soak" in parts:
         print("\n== soak: 200 conversations in one process ==", flush=True)
         # a process of its own: the parts before leave memory and threads behind in this one

@@ -8,7 +8,9 @@ device in between shows the state, connects, and gets the microphone back when i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,8 +55,12 @@ from agentpi.wake.listener import WakeListener
 
 __all__ = ["Device", "Trigger", "reconnect_delay"]
 
+log = logging.getLogger(__name__)
+
 ERROR_HOLD_S = 1.0
 """How long the error (or offline) state shows, its cue included, before listening again."""
+PHRASE_END_WAIT_S = 2.0
+"""How long the first audio waits for the wake thread's answer (tens of ms, usually)."""
 TRIGGER_QUEUE = 4
 """Triggers waiting to be taken; more at once are the same request repeated, and dropped."""
 
@@ -352,6 +358,18 @@ class Device:
         finally:
             reader.close()
 
+    async def _skip_wake_phrase(
+        self, phrase_end: concurrent.futures.Future[int], reader: MicReader
+    ) -> None:
+        """Start the upload where the wake phrase ended (the wake thread finds it while the
+        socket opens; if it takes too long, the whole search window goes, phrase tail and all)."""
+        try:
+            sample = await asyncio.wait_for(asyncio.wrap_future(phrase_end), PHRASE_END_WAIT_S)
+        except TimeoutError:
+            log.warning("the end of the wake phrase was not found in time; sending from earlier")
+            return
+        reader.skip_to(sample)
+
     async def _converse(self, trigger: Trigger, reader: MicReader) -> ConversationEnded:
         if trigger.source == "wake":
             self.set_state(DeviceState.WAKE_DETECTED)
@@ -377,6 +395,8 @@ class Device:
         if self._stopping is not None:  # stopped while the socket opened: say goodbye at once
             await connection.close(1000, self._stopping)
             return ConversationEnded(1000, self._stopping, "client")
+        if trigger.phrase_end is not None:
+            await self._skip_wake_phrase(trigger.phrase_end, reader)
         run = ConversationRun(self._run_context(), connection, reader, trigger.user_message)
         self._run = run
         self._no_run.clear()

@@ -243,6 +243,11 @@ class MicReader:
         if self.closed:
             raise AudioDeviceError("audio input reader is closed")
 
+    def skip_to(self, sample: int) -> None:
+        """Move on to ``sample`` (never back): the audio before it is not read."""
+        with self.mic._lock:
+            self.cursor = max(self.cursor, sample)
+
     def read_nowait(self, max_samples: int = 1 << 30) -> Int16Array:
         with self.mic._lock:
             return self.mic._take(self, max_samples)

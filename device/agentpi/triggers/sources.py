@@ -9,6 +9,7 @@ button) cross to the loop themselves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import random
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class Trigger:
     """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
     user_message: str | None = None
     """Typed text to open the conversation with (`agentpi say` while idle)."""
+    phrase_end: concurrent.futures.Future[int] | None = None
+    """Where the wake phrase ended (a microphone sample at or after ``start``), found on the wake
+    thread while the conversation connects: the audio sent begins there."""
 
 
 Fire = Callable[[Trigger | None], None]
@@ -81,7 +85,11 @@ class WakeTrigger(TriggerSource):
         self._send_wake_word = config.audio.send_wake_word
         self._preroll_s = config.audio.preroll_s
         self._phrases = ", ".join(config.wake.models)
-        self._runner = WakeRunner(listener, mic, self._detected, self._input_ended)
+        self._runner = WakeRunner(
+            listener, mic, self._detected, self._input_ended, self._phrase_ended
+        )
+        self._window = listener.phrase_end_window
+        self._phrase_end: concurrent.futures.Future[int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
         self._generation = 0
@@ -116,7 +124,19 @@ class WakeTrigger(TriggerSource):
         }
         if self._send_wake_word:
             start = max(self._mic.oldest, start - int(self._preroll_s * self._mic.sample_rate))
-        self._to_loop(Trigger("wake", detail, start), self._generation)
+            self._to_loop(Trigger("wake", detail, start), self._generation)
+            return
+        # held from as far back as the phrase's end can be; the reader skips on once it is known
+        self._phrase_end = concurrent.futures.Future()
+        earliest = max(self._mic.oldest, start - self._window)
+        trigger = Trigger("wake", detail, earliest, phrase_end=self._phrase_end)
+        self._to_loop(trigger, self._generation)
+
+    def _phrase_ended(self, sample: int) -> None:
+        """On the wake thread, a little after ``_detected``."""
+        if self._phrase_end is not None:
+            self._phrase_end.set_result(sample)
+            self._phrase_end = None
 
     def _input_ended(self) -> None:
         self._to_loop(None, self._generation)

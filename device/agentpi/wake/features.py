@@ -21,6 +21,7 @@ through until the mel rows and the widest model's embeddings hold nothing else (
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -163,6 +164,14 @@ class WakeModel:
         return probability if self.scored > SILENT_SCORES else 0.0
 
 
+@dataclass(frozen=True)
+class ScorerState:
+    context: FloatArray
+    mels: FloatArray
+    embeddings: FloatArray
+    scored: tuple[int, ...]
+
+
 class StreamingScorer:
     """The engine: one frame in, a score per configured model out."""
 
@@ -193,3 +202,20 @@ class StreamingScorer:
         self._features.reset()
         for model in self._models.values():
             model.scored = 0
+
+    def snapshot(self) -> ScorerState:
+        """The whole state, to ``restore`` later: references only, as every frame makes new
+        arrays, so keeping one costs nothing."""
+        features = self._features
+        scored = tuple(model.scored for model in self._models.values())
+        return ScorerState(features._context, features._mels, features.embeddings, scored)
+
+    def restore(self, state: ScorerState) -> None:
+        features = self._features
+        features._context, features._mels, features.embeddings = (
+            state.context,
+            state.mels,
+            state.embeddings,
+        )
+        for model, scored in zip(self._models.values(), state.scored, strict=True):
+            model.scored = scored

@@ -13,6 +13,10 @@ from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
 from agentpi.wake.models import ModelFiles, resolve
+from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
+
+FALLBACK_PHRASE_END_S = 0.3
+"""When the search finds nothing: about the median time the models fire after the phrase."""
 
 
 class WakeListener:
@@ -23,6 +27,7 @@ class WakeListener:
         self.framer = Framer(source_rate)
         self._audio_before_reset_s = 0.0  # keeps the decider's clock running across resets
         self._scored = 0  # frames scored since the last reset
+        self._finder = PhraseEndFinder(engine) if isinstance(engine, Snapshotting) else None
 
     @property
     def engine_name(self) -> str:
@@ -33,6 +38,8 @@ class WakeListener:
         worker thread). Frames after the one that fires are not scored: that audio belongs to
         the conversation, which starts at ``consumed_samples``."""
         for frame in self.framer.push(chunk):
+            if self._finder is not None:
+                self._finder.before_frame(frame)
             self._scored += 1
             fired = self.decider.update(self.engine.predict(frame), self.audio_s)
             if fired is not None:
@@ -50,6 +57,26 @@ class WakeListener:
         where the audio after the last scored frame begins."""
         return round(self._scored * FRAME_SAMPLES * self.source_rate / MODEL_RATE)
 
+    @property
+    def phrase_end_window(self) -> int:
+        """How far before ``consumed_samples`` (source samples) ``phrase_end`` may answer."""
+        if self._finder is None:
+            return self._to_source(round(FALLBACK_PHRASE_END_S * MODEL_RATE))
+        return self._to_source(self._finder.reach)
+
+    def phrase_end(self, detection: Detection) -> int:
+        """Where the wake phrase of ``detection`` ended, in source samples since the last reset
+        (model inference: call it on the worker thread, right after the detection)."""
+        back = None
+        if self._finder is not None:
+            back = self._finder.find(detection.model, detection.score)
+        if back is None:
+            back = round(FALLBACK_PHRASE_END_S * MODEL_RATE)
+        return max(0, self.consumed_samples - self._to_source(back))
+
+    def _to_source(self, samples: int) -> int:
+        return round(samples * self.source_rate / MODEL_RATE)
+
     def reset(self, source_rate: int | None = None) -> None:
         """Start fresh after a conversation: no stale audio in the models or the decider."""
         self.source_rate = source_rate or self.source_rate
@@ -58,6 +85,8 @@ class WakeListener:
         self._audio_before_reset_s = self.audio_s
         self.framer = Framer(self.source_rate)
         self._scored = 0
+        if self._finder is not None:
+            self._finder.clear()
 
 
 def open_models(config: WakeConfig) -> tuple[ModelFiles, WakeEngine]:

@@ -32,13 +32,17 @@ class WakeRunner:
         mic: Microphone,
         on_detection: Callable[[Detection, int], None],
         on_input_end: Callable[[], None],
+        on_phrase_end: Callable[[int], None] | None = None,
     ) -> None:
         """``on_detection(detection, sample)`` gets the number of the first microphone sample
-        after the wake word; both callbacks are called on the runner's thread."""
+        after the frame that fired, at once; ``on_phrase_end(sample)`` then the number of the
+        sample where the wake phrase ended, once found (while the conversation connects). All
+        callbacks are called on the runner's thread."""
         self.listener = listener
         self.mic = mic
         self.on_detection = on_detection
         self.on_input_end = on_input_end
+        self.on_phrase_end = on_phrase_end
         self._go = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -101,6 +105,8 @@ class WakeRunner:
                         return  # paused while this frame was scored: nobody wants it now
                     self._go.clear()
                     self.on_detection(detection, reader.start + listener.consumed_samples)
+                    if self.on_phrase_end is not None:
+                        self.on_phrase_end(reader.start + self._phrase_end(detection))
                     return
                 if self.mic.at_end(reader.cursor):
                     self._go.clear()
@@ -109,3 +115,10 @@ class WakeRunner:
         finally:
             self.listening.clear()
             reader.close()
+
+    def _phrase_end(self, detection: Detection) -> int:
+        try:
+            return self.listener.phrase_end(detection)
+        except Exception:  # a failed search must not keep the conversation waiting
+            log.exception("finding the end of the wake phrase failed")
+            return self.listener.consumed_samples

@@ -1,0 +1,143 @@
+"""Where the upload starts after "hey jarvis": the device's phrase-end search on a clip set.
+
+Each clip: espeak-ng's "hey jarvis" in one voice and speed, a gap of 0-300 ms, a question in the
+same voice, all under room noise; the device's own listener (real models, real inference) fires
+on it and says where the phrase ended. For each clip: how much of the question is not uploaded
+(the goal: under 1 %) and how much of the wake phrase is (the goal: at most 250 ms), against
+what starting at the firing frame (the device before) would have done.
+
+The voices, speeds and questions are not those the search was tuned on (``wake/phrase_end.py``).
+
+    python -m benchmarks phrase_end
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+from tests.speech import RATE, join, silence, speak
+
+from agentpi.config import WakeConfig
+from agentpi.wake.listener import WakeListener, open_listener
+
+WAKE = "hey jarvis"
+VOICES = ("en-gb-x-rp+f2", "en-us+m7", "en+m5", "en-gb-scotland+f1", "en-us+f4", "en+m3", "en-us")
+SPEEDS = (140, 175)
+GAPS_S = (0.0, 0.05, 0.1, 0.2, 0.3)
+QUESTIONS = (
+    "what time is it in london",
+    "how tall is mount everest",
+    "start a ten minute timer",
+    "why is the sky blue",
+    "find me a recipe for pancakes",
+    "could you dim the bedroom lights",
+)
+NOISE_DBFS = (-50.0, -45.0)
+LEAD_S = 1.5
+CHUNK = RATE * 40 // 1000
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    voice: str
+    speed: int
+    gap_s: float
+    fired: bool
+    question_lost: float = 0.0
+    """Share of the question's samples before the upload's start."""
+    tail_ms: float = 0.0
+    """Milliseconds of the wake phrase uploaded."""
+    lost_at_firing: float = 0.0
+    """The share lost had the upload started at the end of the frame that fired."""
+
+
+def clip_set() -> list[tuple[str, int, float, str, float, float]]:
+    """(voice, speed, gap, question, noise, lead): the lead moves the phrase against the
+    detector's 80 ms frames, which changes where it fires."""
+    combos = itertools.product(VOICES, SPEEDS, GAPS_S)
+    return [
+        (
+            voice,
+            speed,
+            gap,
+            QUESTIONS[i % len(QUESTIONS)],
+            NOISE_DBFS[i % len(NOISE_DBFS)],
+            LEAD_S + (i * 37 % 80) / 1000,
+        )
+        for i, (voice, speed, gap) in enumerate(combos)
+    ]
+
+
+def measure_clip(
+    listener: WakeListener,
+    voice: str,
+    speed: int,
+    gap_s: float,
+    question: str,
+    noise: float,
+    lead_s: float,
+) -> ClipResult:
+    phrase, asked = speak(WAKE, voice, speed), speak(question, voice, speed)
+    clean = join(silence(lead_s), phrase, silence(gap_s), asked, silence(1.0))
+    rng = np.random.default_rng(speed + int(gap_s * 1000))
+    noisy = clean + rng.normal(0, 32768 * 10 ** (noise / 20), len(clean))
+    audio = np.clip(np.round(noisy), -32768, 32767).astype(np.int16)
+    listener.reset()
+    for start in range(0, len(audio) - CHUNK + 1, CHUNK):
+        detection = listener.feed(audio[start : start + CHUNK])
+        if detection is not None:
+            break
+    else:
+        return ClipResult(voice, speed, gap_s, fired=False)
+    phrase_end = round(lead_s * RATE) + len(phrase)
+    question_start = phrase_end + round(gap_s * RATE)
+    upload = listener.phrase_end(detection)
+    fired_at = listener.consumed_samples
+    return ClipResult(
+        voice,
+        speed,
+        gap_s,
+        fired=True,
+        question_lost=max(0, upload - question_start) / len(asked),
+        tail_ms=max(0, phrase_end - upload) * 1000 / RATE,
+        lost_at_firing=max(0, fired_at - question_start) / len(asked),
+    )
+
+
+def measure() -> list[ClipResult]:
+    listener = open_listener(WakeConfig(models=("hey_jarvis",)), RATE)
+    return [measure_clip(listener, *clip) for clip in clip_set()]
+
+
+def summary(results: list[ClipResult]) -> str:
+    fired = [r for r in results if r.fired]
+    if not fired:
+        return "no clip fired"
+    lost = [100 * r.question_lost for r in fired]
+    before = [100 * r.lost_at_firing for r in fired]
+    tails = [r.tail_ms for r in fired]
+
+    def spread(values: list[float]) -> str:
+        ordered = sorted(values)
+        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return f"median {statistics.median(values):.1f}, p95 {p95:.1f}, worst {max(values):.1f}"
+
+    return "\n".join(
+        [
+            f"clips: {len(results)}, fired on {len(fired)}",
+            f"question lost, %: {spread(lost)}; "
+            f"clips >= 99 % kept: {sum(x <= 1 for x in lost)}/{len(fired)}",
+            f"  starting at the firing frame instead: {spread(before)}; "
+            f"clips >= 99 % kept: {sum(x <= 1 for x in before)}/{len(fired)}",
+            f"wake phrase tail sent, ms: {spread(tails)}; "
+            f"clips <= 250 ms: {sum(t <= 250 for t in tails)}/{len(fired)}",
+        ]
+    )
+
+
+def main() -> int:
+    print(summary(measure()))
+    return 0
