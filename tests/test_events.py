@@ -59,6 +59,16 @@ TODAY = [
         '{"event": "conversation_ended", "conversation_id": "c1", "reason": "bye", "code": 1000, '
         '"closed_by": "client", "error": null, "duration_s": 3.5, "turns": 2, "ping_ms": 40}',
     ),
+    (
+        ev.ConversationEnded("c1", "bye", 1000, "client", None, 3.5, 2, 40, 620, 810, 1400),
+        '{"event": "conversation_ended", "conversation_id": "c1", "reason": "bye", "code": 1000, '
+        '"closed_by": "client", "error": null, "duration_s": 3.5, "turns": 2, "ping_ms": 40, '
+        '"greeting_ms": 620, "turn_ms_median": 810, "turn_ms_worst": 1400}',
+    ),
+    (
+        ev.Turn(2, "speech", 810),
+        '{"event": "turn", "turn": 2, "after": "speech", "latency_ms": 810}',
+    ),
     (ev.Latency(40), '{"event": "latency", "ping_ms": 40}'),
     (
         ev.ServerError(1011, "llm_error", "boom"),

@@ -37,6 +37,7 @@ from agentpi.events import DeviceEvent, EventBus
 from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
+from agentpi.protocol.turns import TurnTimer
 from agentpi.recovery import MicRecovery
 from agentpi.service import SystemdNotifier
 from agentpi.states import DeviceState, check_transition
@@ -104,6 +105,8 @@ class Device:
             raise ValueError('trigger "button" needs a ButtonInput')
         self.state = DeviceState.IDLE
         self.conversations = 0
+        self.last_turns: TurnTimer | None = None
+        """The answer times of the last conversation (for `agentpi status`)."""
         self._control = ControlTrigger()
         self._wake = WakeTrigger(wake, mic, config) if wake is not None else None
         self._button = ButtonTrigger(button, config) if button is not None else None
@@ -167,7 +170,13 @@ class Device:
             "audio_ok": self._audio_ok.is_set(),
             "device_id": self.device_id,
             "version": __version__,
+            "turn_latency": self._turn_figures(run),
         }
+
+    def _turn_figures(self, run: ConversationRun | None) -> dict[str, int | None] | None:
+        """The running conversation's answer times, or the last one's."""
+        timer = run.turn_timer if run is not None else self.last_turns
+        return timer.figures() if timer is not None else None
 
     def end_conversation(self) -> bool:
         if self._run is None:
@@ -397,7 +406,9 @@ class Device:
             return ConversationEnded(1000, self._stopping, "client")
         if trigger.phrase_end is not None:
             await self._skip_wake_phrase(trigger.phrase_end, reader)
-        run = ConversationRun(self._run_context(), connection, reader, trigger.user_message)
+        run = ConversationRun(
+            self._run_context(), connection, reader, trigger.user_message, trigger.at
+        )
         self._run = run
         self._no_run.clear()
         if self._button is not None:
@@ -419,8 +430,12 @@ class Device:
                 duration_s=round(time.monotonic() - started, 3),
                 turns=run.session.turns,
                 ping_ms=run.session.median_ping_ms(),
+                greeting_ms=run.turn_timer.greeting_ms,
+                turn_ms_median=run.turn_timer.median_ms,
+                turn_ms_worst=run.turn_timer.worst_ms,
             )
         )
+        self.last_turns = run.turn_timer
         if run.session.user_turns:
             self._failures = 0
         elif ended.error is not None and ended.reason != "device failure":

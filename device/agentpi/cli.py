@@ -210,6 +210,8 @@ def _cmd_control(args: argparse.Namespace) -> int:
             print(json.dumps(status))
         else:
             for key, value in status.items():
+                if isinstance(value, dict):
+                    value = ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
                 print(f"{key:16} {value}")
     elif reply.get("started"):
         print("started a conversation with it")

@@ -168,6 +168,10 @@ def summary_line(event: ev.ConversationEnded) -> str:
     facts = [f"{event.duration_s:.1f} s", f"{event.turns} turns"]
     if event.ping_ms is not None:
         facts.append(f"ping {event.ping_ms:g} ms")
+    if event.greeting_ms is not None:
+        facts.append(f"greeting after {event.greeting_ms} ms")
+    if event.turn_ms_median is not None:
+        facts.append(f"answers after {event.turn_ms_median} ms median, {event.turn_ms_worst} worst")
     ident = printable(event.conversation_id or "(none)")
     reason = printable(event.reason)
     return (

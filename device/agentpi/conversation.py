@@ -30,6 +30,7 @@ from agentpi.protocol import actions as act
 from agentpi.protocol.messages import ClientToolCall, ProtocolError
 from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.timers import SessionSettings
+from agentpi.protocol.turns import TurnTimer
 from agentpi.states import DeviceState
 from agentpi.tools import ToolRegistry
 
@@ -68,11 +69,13 @@ class ConversationRun:
         connection: AgentConnection,
         reader: MicReader,
         user_message: str | None = None,
+        triggered_at: float | None = None,
     ) -> None:
         self.context = context
         self.connection = connection
         self.reader = reader
         self.user_message = user_message
+        self.turn_timer = TurnTimer(triggered_at)
         conv = context.config.conversation
         self.session = ConversationSession(
             SessionSettings(
@@ -195,6 +198,7 @@ class ConversationRun:
             chunk, speaking = gate.gate(chunk, vad.process(chunk))
             wire = encoder.encode(chunk)
             now = time.monotonic()
+            self.turn_timer.user_speech(speaking, now, vad.hangover_s)
             if wire:
                 await self.execute(self.session.mic_audio(wire, speaking, now))
             await self._tick(now)
@@ -268,6 +272,14 @@ class ConversationRun:
         now = time.monotonic()
         await self.execute(self.session.tool_finished(call.tool_call_id, result, is_error, now))
 
+    def _time_turn(self) -> None:
+        """Before agent audio is queued: it reaches the speaker after what is queued already."""
+        sink = self.context.sink
+        queued_s = sink.buffered_samples / sink.sample_rate if sink.sample_rate else 0.0
+        turn = self.turn_timer.agent_audio(time.monotonic() + queued_s)
+        if turn is not None:
+            self.context.events.publish(turn)
+
     def _report_backlog(self) -> None:
         """Once a conversation: the server sent more audio than the speaker may hold."""
         refused = self.context.sink.refused_samples - self._refused_before
@@ -284,6 +296,7 @@ class ConversationRun:
             elif isinstance(action, act.PlayAudio):
                 if self.decoder is not None:
                     audio = self.decoder.decode(action.audio)
+                    self._time_turn()
                     self.context.sink.write(apply_gain(audio, self.context.volume_gain()))
                     self._report_backlog()
             elif isinstance(action, act.FlushPlayback):

@@ -192,6 +192,8 @@ class Disconnected(DeviceEvent, kind="disconnected"):
 
 @dataclass(frozen=True)
 class ConversationEnded(DeviceEvent, kind="conversation_ended"):
+    omit_if_none = frozenset({"greeting_ms", "turn_ms_median", "turn_ms_worst"})
+
     conversation_id: str | None
     reason: str
     code: int | None
@@ -200,6 +202,20 @@ class ConversationEnded(DeviceEvent, kind="conversation_ended"):
     duration_s: float
     turns: int
     ping_ms: float | None
+    greeting_ms: int | None = None
+    turn_ms_median: int | None = None
+    turn_ms_worst: int | None = None
+
+
+@dataclass(frozen=True)
+class Turn(DeviceEvent, kind="turn"):
+    """The agent's first audio of an answer reached the speaker: ``latency_ms`` after the end
+    of the user's speech (``after`` = "speech"; ``turn`` counts them) or after the trigger
+    (``after`` = "trigger": the greeting, ``turn`` 0)."""
+
+    turn: int
+    after: str
+    latency_ms: int
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class Trigger:
     """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
     user_message: str | None = None
     """Typed text to open the conversation with (`agentpi say` while idle)."""
+    at: float = field(default_factory=time.monotonic)
+    """When it fired (the wait for the greeting starts here)."""
     phrase_end: concurrent.futures.Future[int] | None = None
     """Where the wake phrase ended (a microphone sample at or after ``start``), found on the wake
     thread while the conversation connects: the audio sent begins there."""
