@@ -13,7 +13,7 @@ import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.audio.convert import Int16Array
-from agentpi.config import TriggerConfig, WakeConfig, load_config
+from agentpi.config import TriggerConfig, WakeAgentConfig, WakeConfig, load_config
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import ENGINES, open_engine
 from agentpi.wake.framer import FRAME_SAMPLES, Framer
@@ -263,6 +263,12 @@ def test_models_command_names_the_engine(tmp_path: Path) -> None:
         ("[wake]\nthreshold = 2\n", "wake.threshold = 2.0"),
         ("[trigger]\nmode = 'button'\n", "no button pin: set [button] pin = N"),
         ("[trigger]\nmode = ['wake', 'wake']\n", "name each trigger once"),
+        ("[wake.agents.alexa]\nagent_id = 'b'\n", "wake.agents.alexa: not one of wake.models"),
+        (
+            "[wake.agents.hey_jarvis]\nlanguage = 'xx'\n",
+            "wake.agents.hey_jarvis: conversation.overrides.language",
+        ),
+        ("[wake.agents.hey_jarvis]\nagent_id = 'b c'\n", "wake.agents.hey_jarvis: agent.agent_id"),
     ],
 )
 def test_bad_wake_and_trigger_config_is_one_line(tmp_path: Path, body: str, expected: str) -> None:
@@ -364,3 +370,41 @@ def test_preroll_carries_speech_over_a_slow_handshake(tmp_path: Path, send_wake_
     assert np.array_equal(received[:heard], audio[start : start + heard])
     assert not received[heard:].any()  # then the quiet room after the file's end
     assert "audio_dropped" not in run.kinds()
+
+
+def test_each_wake_word_opens_its_own_agent(tmp_path: Path) -> None:
+    # one listener, two phrases: hey jarvis for the house agent ([agent]), alexa for a story
+    # agent with its own first message and language
+    wake = WakeConfig(
+        models=("hey_jarvis", "alexa"),
+        agents={
+            "alexa": WakeAgentConfig(
+                agent_id="agent_stories", first_message="Once upon a time", language="de"
+            )
+        },
+    )
+    turn_one = join(speak(POSITIVE), silence(0.3), speak("turn on the lights"), silence(7.0))
+    turn_two = join(speak("alexa"), silence(0.3), speak("tell me a story"), silence(7.0))
+    audio = join(silence(1.0), turn_one, turn_two, silence(1.0))
+    run = run_conversation(
+        tmp_path,
+        input_wav=save(tmp_path / "mic.wav", audio),
+        trigger=TriggerConfig(mode="wake"),
+        wake=open_listener(wake, RATE),
+        sections={"wake": wake},
+        once=False,
+        timeout=90,
+    )
+    triggers = run.of_kind("trigger")
+    assert [(t["model"], t.get("agent_id")) for t in triggers] == [
+        ("hey_jarvis", None),
+        ("alexa", "agent_stories"),
+    ]
+    house, stories = run.simulator.conversations
+    assert (house.agent_id, stories.agent_id) == ("test-agent", "agent_stories")
+    assert house.init is not None and stories.init is not None
+    assert "agent" not in house.init.conversation_config_override
+    agent = stories.init.conversation_config_override["agent"]
+    assert (agent["first_message"], agent["language"]) == ("Once upon a time", "de")
+    ended = run.of_kind("conversation_ended")
+    assert [e.get("agent_id") for e in ended] == [None, "agent_stories"]

@@ -28,7 +28,7 @@ from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.cues import Cues
 from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk, set_up_echo
-from agentpi.config import Config
+from agentpi.config import Config, for_wake_word
 from agentpi.conversation import ConversationRun, RunContext
 from agentpi.credentials import Secret
 from agentpi.custom_tools import build_tools
@@ -385,8 +385,11 @@ class Device:
             await self._cue("wake")
         self.set_state(DeviceState.CONNECTING)
         started = time.monotonic()
+        config = self.config
+        if trigger.source == "wake" and "model" in trigger.detail:
+            config = for_wake_word(config, trigger.detail["model"])
         try:
-            agent = self.config.agent
+            agent = config.agent
             if agent.signed_url_endpoint or self.api_key is not None:
                 asked = agent.signed_url_endpoint or agent.url
                 self.events.publish(ev.FetchingSignedUrl(urlsplit(asked).hostname or asked))
@@ -407,7 +410,7 @@ class Device:
         if trigger.phrase_end is not None:
             await self._skip_wake_phrase(trigger.phrase_end, reader)
         run = ConversationRun(
-            self._run_context(), connection, reader, trigger.user_message, trigger.at
+            self._run_context(config), connection, reader, trigger.user_message, trigger.at
         )
         self._run = run
         self._no_run.clear()
@@ -433,6 +436,7 @@ class Device:
                 greeting_ms=run.turn_timer.greeting_ms,
                 turn_ms_median=run.turn_timer.median_ms,
                 turn_ms_worst=run.turn_timer.worst_ms,
+                agent_id=trigger.detail.get("agent_id"),
             )
         )
         self.last_turns = run.turn_timer
@@ -449,9 +453,9 @@ class Device:
             await self._cue("end")
         return ended
 
-    def _run_context(self) -> RunContext:
+    def _run_context(self, config: Config) -> RunContext:
         return RunContext(
-            config=self.config,
+            config=config,
             device_id=self.device_id,
             events=self.events,
             mic=self.mic,

@@ -38,6 +38,7 @@ credential ``elevenlabs_api_key``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from dataclasses import dataclass, field
@@ -95,6 +96,19 @@ class TriggerConfig:
 
 
 @dataclass(frozen=True)
+class WakeAgentConfig:
+    """The agent one wake word opens; what is left unset comes from [agent] and
+    [conversation.overrides]."""
+
+    agent_id: str = ""
+    signed_url_endpoint: str = ""
+    first_message: str | None = None
+    language: str = ""
+    prompt: str = ""
+    voice_id: str = ""
+
+
+@dataclass(frozen=True)
 class WakeConfig:
     models: tuple[str, ...] = ("hey_jarvis",)
     """openWakeWord model names (hey_jarvis, alexa, hey_mycroft, ...) or .tflite/.onnx paths."""
@@ -105,6 +119,13 @@ class WakeConfig:
     """After a detection, no other for this long: one utterance, one trigger."""
     engine: EngineChoice = "auto"
     models_dir: str = ""
+    agents: dict[str, WakeAgentConfig] = field(default_factory=dict)
+    """Model name (or a path's file name without .tflite) -> the agent that phrase opens, e.g.
+    [wake.agents.alexa] agent_id = "..." for a second agent on the same listener."""
+
+    def label_of(self, model: str) -> str:
+        """The name a model's scores carry: its name, or a path's stem."""
+        return Path(model).stem if model.endswith((".tflite", ".onnx")) else model
 
 
 @dataclass(frozen=True)
@@ -312,6 +333,12 @@ def validate(config: Config) -> None:
         )
     if "wake" in modes and not config.wake.models:
         raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
+    _validate_wake_agents(config.wake)
+    for label in config.wake.agents:
+        try:
+            validate(for_wake_word(config, label))
+        except ConfigError as exc:
+            raise ConfigError(f"wake.agents.{label}: {exc}") from None
     try:
         WakeDecider(config.wake.threshold, config.wake.patience, config.wake.refractory_s)
     except ValueError as exc:
@@ -323,6 +350,40 @@ def validate(config: Config) -> None:
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def for_wake_word(config: Config, label: str) -> Config:
+    """The configuration of a conversation the wake word ``label`` opens: its [wake.agents]
+    entry over [agent] and [conversation.overrides]."""
+    chosen = config.wake.agents.get(label)
+    if chosen is None:
+        return config
+    agent = dataclasses.replace(
+        config.agent,
+        agent_id=chosen.agent_id or config.agent.agent_id,
+        signed_url_endpoint=chosen.signed_url_endpoint or config.agent.signed_url_endpoint,
+    )
+    base = config.conversation.overrides
+    overrides = dataclasses.replace(
+        base,
+        first_message=base.first_message if chosen.first_message is None else chosen.first_message,
+        language=chosen.language or base.language,
+        prompt=chosen.prompt or base.prompt,
+        voice_id=chosen.voice_id or base.voice_id,
+    )
+    conversation = dataclasses.replace(config.conversation, overrides=overrides)
+    # one level deep: the entry's own config has no further wake agents to validate
+    wake = dataclasses.replace(config.wake, agents={})
+    return dataclasses.replace(config, agent=agent, conversation=conversation, wake=wake)
+
+
+def _validate_wake_agents(wake: WakeConfig) -> None:
+    labels = [wake.label_of(model) for model in wake.models]
+    for label in wake.agents:
+        if label not in labels:
+            raise ConfigError(
+                f"wake.agents.{label}: not one of wake.models ({', '.join(labels) or 'none'})"
+            )
 
 
 def _validate_conversation(conversation: ConversationConfig) -> None:

@@ -172,6 +172,8 @@ def summary_line(event: ev.ConversationEnded) -> str:
         facts.append(f"greeting after {event.greeting_ms} ms")
     if event.turn_ms_median is not None:
         facts.append(f"answers after {event.turn_ms_median} ms median, {event.turn_ms_worst} worst")
+    if event.agent_id is not None:
+        facts.append(f"agent {printable(event.agent_id)}")
     ident = printable(event.conversation_id or "(none)")
     reason = printable(event.reason)
     return (

@@ -70,11 +70,13 @@ class LedShown(DeviceEvent, kind="led"):
 
 @dataclass(frozen=True)
 class TriggerFired(DeviceEvent, kind="trigger"):
-    omit_if_none = frozenset({"model", "score", "audio_s"})
+    omit_if_none = frozenset({"model", "score", "audio_s", "agent_id"})
     source: str
     model: str | None = None
     score: float | None = None
     audio_s: float | None = None
+    agent_id: str | None = None
+    """The agent this wake word opens, when [wake.agents] names one for it."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class Disconnected(DeviceEvent, kind="disconnected"):
 
 @dataclass(frozen=True)
 class ConversationEnded(DeviceEvent, kind="conversation_ended"):
-    omit_if_none = frozenset({"greeting_ms", "turn_ms_median", "turn_ms_worst"})
+    omit_if_none = frozenset({"greeting_ms", "turn_ms_median", "turn_ms_worst", "agent_id"})
 
     conversation_id: str | None
     reason: str
@@ -205,6 +207,8 @@ class ConversationEnded(DeviceEvent, kind="conversation_ended"):
     greeting_ms: int | None = None
     turn_ms_median: int | None = None
     turn_ms_worst: int | None = None
+    agent_id: str | None = None
+    """Set when a wake word chose the agent ([wake.agents])."""
 
 
 @dataclass(frozen=True)

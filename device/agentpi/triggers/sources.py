@@ -88,6 +88,7 @@ class WakeTrigger(TriggerSource):
         self._send_wake_word = config.audio.send_wake_word
         self._preroll_s = config.audio.preroll_s
         self._phrases = ", ".join(config.wake.models)
+        self._agents = {label: entry.agent_id for label, entry in config.wake.agents.items()}
         self._runner = WakeRunner(
             listener, mic, self._detected, self._input_ended, self._phrase_ended
         )
@@ -125,6 +126,8 @@ class WakeTrigger(TriggerSource):
             "score": round(detection.score, 3),
             "audio_s": round(detection.audio_s, 3),
         }
+        if self._agents.get(detection.model):
+            detail["agent_id"] = self._agents[detection.model]
         if self._send_wake_word:
             start = max(self._mic.oldest, start - int(self._preroll_s * self._mic.sample_rate))
             self._to_loop(Trigger("wake", detail, start), self._generation)
