@@ -8,9 +8,7 @@ device in between shows the state, connects, and gets the microphone back when i
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,12 +49,11 @@ from agentpi.triggers.sources import (
     TriggerSource,
     WakeTrigger,
     reconnect_delay,
+    skip_wake_phrase,
 )
 from agentpi.wake.listener import WakeListener
 
 __all__ = ["Device", "Trigger", "reconnect_delay"]
-
-log = logging.getLogger(__name__)
 
 ERROR_HOLD_S = 1.0
 """How long the error (or offline) state shows, its cue included, before listening again."""
@@ -174,8 +171,7 @@ class Device:
         }
 
     def _turn_figures(self, run: ConversationRun | None) -> dict[str, int | None] | None:
-        """The running conversation's answer times, or the last one's."""
-        timer = run.turn_timer if run is not None else self.last_turns
+        timer = run.turn_timer if run is not None else self.last_turns  # running, or the last
         return timer.figures() if timer is not None else None
 
     def end_conversation(self) -> bool:
@@ -367,18 +363,6 @@ class Device:
         finally:
             reader.close()
 
-    async def _skip_wake_phrase(
-        self, phrase_end: concurrent.futures.Future[int], reader: MicReader
-    ) -> None:
-        """Start the upload where the wake phrase ended (the wake thread finds it while the
-        socket opens; if it takes too long, the whole search window goes, phrase tail and all)."""
-        try:
-            sample = await asyncio.wait_for(asyncio.wrap_future(phrase_end), PHRASE_END_WAIT_S)
-        except TimeoutError:
-            log.warning("the end of the wake phrase was not found in time; sending from earlier")
-            return
-        reader.skip_to(sample)
-
     async def _converse(self, trigger: Trigger, reader: MicReader) -> ConversationEnded:
         if trigger.source == "wake":
             self.set_state(DeviceState.WAKE_DETECTED)
@@ -408,7 +392,7 @@ class Device:
             await connection.close(1000, self._stopping)
             return ConversationEnded(1000, self._stopping, "client")
         if trigger.phrase_end is not None:
-            await self._skip_wake_phrase(trigger.phrase_end, reader)
+            await skip_wake_phrase(trigger.phrase_end, reader, PHRASE_END_WAIT_S)
         run = ConversationRun(
             self._run_context(config), connection, reader, trigger.user_message, trigger.at
         )
@@ -424,20 +408,7 @@ class Device:
             if self._button is not None:
                 self._button.on_press = self._button.on_release = None
         self.events.publish(
-            ev.ConversationEnded(
-                conversation_id=run.session.conversation_id,
-                reason=ended.reason,
-                code=ended.code,
-                closed_by=ended.closed_by,
-                error=ended.error,
-                duration_s=round(time.monotonic() - started, 3),
-                turns=run.session.turns,
-                ping_ms=run.session.median_ping_ms(),
-                greeting_ms=run.turn_timer.greeting_ms,
-                turn_ms_median=run.turn_timer.median_ms,
-                turn_ms_worst=run.turn_timer.worst_ms,
-                agent_id=trigger.detail.get("agent_id"),
-            )
+            run.summary(ended, time.monotonic() - started, trigger.detail.get("agent_id"))
         )
         self.last_turns = run.turn_timer
         if run.session.user_turns:

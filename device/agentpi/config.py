@@ -123,10 +123,6 @@ class WakeConfig:
     """Model name (or a path's file name without .tflite) -> the agent that phrase opens, e.g.
     [wake.agents.alexa] agent_id = "..." for a second agent on the same listener."""
 
-    def label_of(self, model: str) -> str:
-        """The name a model's scores carry: its name, or a path's stem."""
-        return Path(model).stem if model.endswith((".tflite", ".onnx")) else model
-
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -378,7 +374,8 @@ def for_wake_word(config: Config, label: str) -> Config:
 
 
 def _validate_wake_agents(wake: WakeConfig) -> None:
-    labels = [wake.label_of(model) for model in wake.models]
+    # the names models' scores carry: a model's name, or a path's file name without suffix
+    labels = [Path(m).stem if m.endswith((".tflite", ".onnx")) else m for m in wake.models]
     for label in wake.agents:
         if label not in labels:
             raise ConfigError(

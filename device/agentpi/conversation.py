@@ -272,6 +272,26 @@ class ConversationRun:
         now = time.monotonic()
         await self.execute(self.session.tool_finished(call.tool_call_id, result, is_error, now))
 
+    def summary(
+        self, ended: act.ConversationEnded, duration_s: float, agent_id: str | None
+    ) -> ev.ConversationEnded:
+        """The conversation_ended line (the journal's summary)."""
+        timer = self.turn_timer
+        return ev.ConversationEnded(
+            conversation_id=self.session.conversation_id,
+            reason=ended.reason,
+            code=ended.code,
+            closed_by=ended.closed_by,
+            error=ended.error,
+            duration_s=round(duration_s, 3),
+            turns=self.session.turns,
+            ping_ms=self.session.median_ping_ms(),
+            greeting_ms=timer.greeting_ms,
+            turn_ms_median=timer.median_ms,
+            turn_ms_worst=timer.worst_ms,
+            agent_id=agent_id,
+        )
+
     def _time_turn(self) -> None:
         """Before agent audio is queued: it reaches the speaker after what is queued already."""
         sink = self.context.sink

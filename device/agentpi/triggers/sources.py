@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentpi.audio.capture import Microphone
+from agentpi.audio.capture import MicReader, Microphone
 from agentpi.config import Config
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
 from agentpi.wake.runner import WakeRunner
+
+log = logging.getLogger(__name__)
 
 RECONNECT_MAX_S = 60.0
 
@@ -55,6 +58,19 @@ class Trigger:
 
 
 Fire = Callable[[Trigger | None], None]
+
+
+async def skip_wake_phrase(
+    phrase_end: concurrent.futures.Future[int], reader: MicReader, wait_s: float
+) -> None:
+    """Start the upload where the wake phrase ended (the wake thread finds it while the socket
+    opens; if it takes too long, the whole search window goes, phrase tail and all)."""
+    try:
+        sample = await asyncio.wait_for(asyncio.wrap_future(phrase_end), wait_s)
+    except TimeoutError:
+        log.warning("the end of the wake phrase was not found in time; sending from earlier")
+        return
+    reader.skip_to(sample)
 
 
 class TriggerSource:
