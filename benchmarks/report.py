@@ -52,6 +52,11 @@ def client_rows(runs: ClientRuns) -> list[Row]:
             0,
         ),
         row("last agent audio on the wire to speaker, ms", lambda f: f.playback_ms),
+        row("trigger to the greeting at the speaker, ms", lambda f: f.trigger_to_greeting_ms),
+        row(
+            "end of the question to the answer at the speaker, ms",
+            lambda f: f.speech_end_to_answer_ms,
+        ),
         row("interruption to silence at the speaker, ms", lambda f: f.interruption_to_silence_ms),
         row("CPU s per minute of conversation", lambda f: f.cpu_s_per_minute, 2),
         row(

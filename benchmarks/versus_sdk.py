@@ -90,6 +90,11 @@ class Figures:
     samples_altered: int
     playback_ms: float
     """The answer's last sample: on the wire (sent) to out of the speaker."""
+    trigger_to_greeting_ms: float
+    """The trigger to the greeting's first sample out of the speaker."""
+    speech_end_to_answer_ms: float
+    """The end of the question's speech in the room to the answer's first sample out of the
+    speaker: what the user waits (the ``turn`` line's figure, measured from outside)."""
     interruption_to_silence_ms: float
     cpu_s_per_minute: float
     peak_rss_mb: float
@@ -285,6 +290,7 @@ def measure(
             f"not the whole question {question[0]}..{question[1]}"
         )
     trigger_sample = math.ceil((triggered_at - origin) * RATE)
+    speech_ended_at = origin + (question[0] + speech_end(files.question_samples)) / RATE
     lost_before_first = max(0, mic.first - trigger_sample)
     speaker = follow_speaker(record, left["blocks"], output)
     greeting, answer = record.turns
@@ -299,6 +305,8 @@ def measure(
         samples_duplicated=mic.duplicated,
         samples_altered=mic.altered,
         playback_ms=(speaker.answer_ended_at - answer.last_audio_at) * 1e3,
+        trigger_to_greeting_ms=(speaker.greeting_started_at - triggered_at) * 1e3,
+        speech_end_to_answer_ms=(speaker.answer_started_at - speech_ended_at) * 1e3,
         interruption_to_silence_ms=(speaker.greeting_ended_at - greeting.interrupted_at) * 1e3,
         cpu_s_per_minute=cpu_per_minute(cpu, record.opened_at, closed_at),
         peak_rss_mb=rss,
@@ -391,8 +399,11 @@ def follow_microphone(
 
 @dataclass
 class SpeakerPath:
+    greeting_started_at: float
+    """When the greeting's first sample finished playing."""
     greeting_ended_at: float
     """When the last sample of the greeting the speaker played finished playing."""
+    answer_started_at: float
     answer_ended_at: float
 
 
@@ -436,7 +447,20 @@ def follow_speaker(
         raise Incomplete("the speaker did not play the whole answer, exactly")
     if not np.array_equal(played[:greeting_played], greeting[:greeting_played]):
         raise Incomplete("what the speaker played of the greeting is not what the agent sent")
-    return SpeakerPath(finished_at(greeting_played - 1), finished_at(len(played) - 1))
+    return SpeakerPath(
+        finished_at(0),
+        finished_at(greeting_played - 1),
+        finished_at(greeting_played),
+        finished_at(len(played) - 1),
+    )
+
+
+def speech_end(samples: Int16Array, window: int = 160, floor_dbfs: float = -45.0) -> int:
+    """The end of the last 10 ms window of ``samples`` louder than ``floor_dbfs``."""
+    usable = samples[: len(samples) // window * window].astype(np.float64).reshape(-1, window)
+    levels = 10 * np.log10(np.maximum(np.mean(usable**2, axis=1), 1e-6) / 32768.0**2)
+    loud = np.flatnonzero(levels > floor_dbfs)
+    return int(loud[-1] + 1) * window if len(loud) else len(samples)
 
 
 def cpu_per_minute(cpu: list[tuple[float, float]], opened_at: float, closed_at: float) -> float:

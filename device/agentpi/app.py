@@ -451,7 +451,10 @@ class Device:
         if self.cues is None or not self.cues.enabled:
             return
         try:
-            # the wake cue plays while the socket opens; the others are waited for
-            await self.cues.play(name, self.sink, wait=name != "wake")
+            if name == "wake":  # while the socket opens, and never over the user's words
+                threshold = self.config.audio.vad_threshold_dbfs
+                await self.cues.play_unless_speech(name, self.sink, self.mic, threshold)
+            else:
+                await self.cues.play(name, self.sink)
         except AudioDeviceError as exc:
             self.events.publish(ev.AudioError(str(exc)))

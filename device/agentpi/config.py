@@ -149,7 +149,7 @@ class AudioConfig:
     """Software gain on the agent's voice (clipped, never wrapped)."""
     cues: bool = True
     """Earcons on the wake word, the end of a conversation and errors."""
-    cue_volume: float = 0.5
+    cue_volume: float = 0.3
     max_backlog_s: float = 120.0
     """Agent audio the speaker may hold unplayed; a server that sends more is cut off there."""
 

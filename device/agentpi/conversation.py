@@ -295,6 +295,8 @@ class ConversationRun:
     def _time_turn(self) -> None:
         """Before agent audio is queued: it reaches the speaker after what is queued already."""
         sink = self.context.sink
+        if sink.playback_log is not None:
+            sink.playback_log.sound_counts = True  # the agent's voice always wakes the canceller
         queued_s = sink.buffered_samples / sink.sample_rate if sink.sample_rate else 0.0
         turn = self.turn_timer.agent_audio(time.monotonic() + queued_s)
         if turn is not None:

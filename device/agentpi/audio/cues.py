@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from pathlib import Path
 
 from agentpi.audio.backend import AudioDeviceError, AudioSink
+from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import Int16Array, apply_gain, read_wav
+from agentpi.audio.vad import rms_dbfs
 
 CUE_NAMES = ("wake", "end", "error")
+RECENT_S = 0.16
+WATCH_AFTER_S = 0.1
+ECHO_CHUNKS = 2
+OVER_ECHO_DB = 6.0
+"""The room's echo of the cue's last samples."""
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "cues"
 
 
@@ -31,6 +39,9 @@ class Cues:
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"sound cue {name!r}: {exc}") from None
         self.played: list[str] = []
+        self.yielded = 0
+        """Wake cues left out or cut short because the user was already talking."""
+        self._watch: asyncio.Task[None] | None = None
 
     def duration_s(self, name: str) -> float:
         samples, rate = self.sounds[name]
@@ -50,3 +61,54 @@ class Cues:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drained.wait(), self.duration_s(name) + 1.0)
         await sink.stop()
+
+    async def play_unless_speech(
+        self, name: str, sink: AudioSink, mic: Microphone, threshold_dbfs: float
+    ) -> None:
+        """The wake cue, yielding to the user: not played if they are talking already (the last
+        ``RECENT_S`` of the microphone), stopped at once if they start while it plays. A cue
+        over the question reaches the agent through the echo canceller, which mangles both
+        (measured: the question at -3 to 4 dB SNR against its clean self)."""
+        reader = mic.reader(max(mic.oldest, mic.position - round(RECENT_S * mic.sample_rate)))
+        if rms_dbfs(reader.read_nowait()) >= threshold_dbfs:
+            reader.close()
+            self.yielded += 1
+            return
+        if self._watch is not None:  # one watcher at a time: the last cue's is over by now
+            self._watch.cancel()
+        log = sink.playback_log
+        if log is not None:
+            log.sound_counts = False
+        try:
+            await self.play(name, sink, wait=False)
+        except BaseException:
+            reader.close()
+            if log is not None:
+                log.sound_counts = True
+            raise
+        self._watch = asyncio.ensure_future(
+            self._stop_on_speech(name, sink, reader, threshold_dbfs)
+        )
+
+    async def _stop_on_speech(
+        self, name: str, sink: AudioSink, reader: MicReader, threshold_dbfs: float
+    ) -> None:
+        """The cue's own echo is loud in the microphone too: the first ``ECHO_CHUNKS`` chunks
+        give its level, and only a chunk ``OVER_ECHO_DB`` louder than that is the user."""
+        echo_dbfs = float("-inf")
+        try:
+            async with asyncio.timeout(self.duration_s(name) + WATCH_AFTER_S):
+                for index in itertools.count():
+                    level = rms_dbfs(await reader.read(reader.mic.chunk_samples or 640))
+                    if index < ECHO_CHUNKS:
+                        echo_dbfs = max(echo_dbfs, level)
+                    elif level >= max(threshold_dbfs, echo_dbfs + OVER_ECHO_DB):
+                        sink.flush()
+                        self.yielded += 1
+                        return
+        except (TimeoutError, AudioDeviceError):
+            pass  # the cue is over (or the microphone is: its recovery says so)
+        finally:
+            reader.close()
+            if sink.playback_log is not None:
+                sink.playback_log.sound_counts = True

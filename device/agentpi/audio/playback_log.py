@@ -27,7 +27,11 @@ class PlaybackLog:
         self._resampler: Resampler | None = None
         self._origin: float | None = None
         self.last_sound_at = float("-inf")
-        """When the last audible sample finished playing (monotonic seconds)."""
+        """When the last audible sample that counts finished playing (monotonic seconds): the
+        echo canceller runs from the first such sample until it has been quiet for a while."""
+        self.sound_counts = True
+        """False while the wake cue plays: a short chime that yields to the user's voice is not
+        worth waking the canceller for, whose processing alters every sample of the question."""
 
     def _sample_at(self, when: float) -> int:
         assert self._origin is not None
@@ -44,7 +48,7 @@ class PlaybackLog:
                 self._origin = started_at
             start = self._sample_at(started_at)
             self._blocks.append((start, block))
-            if block.any():
+            if self.sound_counts and block.any():
                 self.last_sound_at = started_at + len(block) / self.rate
             newest = start + len(block)
             while (
