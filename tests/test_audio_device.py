@@ -12,7 +12,7 @@ from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import read_wav
 from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSource
-from agentpi.config import TriggerConfig
+from agentpi.config import AudioConfig, TriggerConfig
 from tests.helpers import HELLO_WAV, run_conversation, silence_wav
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
@@ -61,9 +61,9 @@ def test_cues_play_at_the_end_and_on_an_error(tmp_path: Path) -> None:
     heard, rate = read_wav(run.output)
     end_cue, cue_rate = run.cues.sounds["end"]
     assert cue_rate == rate
-    tail = heard[-len(end_cue) - rate :]  # the end cue is the last sound, at half volume
-    level = np.abs(tail).max()
-    assert 0.4 * np.abs(end_cue).max() <= level <= 0.6 * np.abs(end_cue).max()
+    tail = heard[-len(end_cue) - rate :]  # the end cue is the last sound, at cue_volume
+    level = np.abs(tail).max() / np.abs(end_cue).max()
+    assert abs(level - AudioConfig().cue_volume) <= 0.1
 
     # a private agent reached without credentials: the connection is refused, the error cue plays
     private = SimulatorScript(simulator=SimulatorSettings(require_signed_url=True))
