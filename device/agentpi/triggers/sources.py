@@ -108,7 +108,6 @@ class WakeTrigger(TriggerSource):
         self._runner = WakeRunner(
             listener, mic, self._detected, self._input_ended, self._phrase_ended
         )
-        self._window = listener.phrase_end_window
         self._phrase_end: concurrent.futures.Future[int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
@@ -150,7 +149,7 @@ class WakeTrigger(TriggerSource):
             return
         # held from as far back as the phrase's end can be; the reader skips on once it is known
         self._phrase_end = concurrent.futures.Future()
-        earliest = max(self._mic.oldest, start - self._window)
+        earliest = max(self._mic.oldest, start - self._runner.listener.phrase_end_window)
         trigger = Trigger("wake", detail, earliest, phrase_end=self._phrase_end)
         self._to_loop(trigger, self._generation)
 
