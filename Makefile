@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := portaudio19-dev python3-dev python3-venv gcc espeak-ng systemd
+# the tests' MQTT broker (its service is left disabled if the tests installed it)
+TEST_APT_PACKAGES := mosquitto openssl
 # On a Raspberry Pi, gpiozero drives the pins through lgpio, which ships as a Debian package
 # (PyPI has no aarch64 wheel), so the venv sees the system site-packages there.
 ON_PI := $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo yes)
@@ -17,17 +19,27 @@ endif
 # The wake-word engines and the echo canceller ship 64-bit wheels only (x86_64, aarch64).
 MACHINE := $(shell uname -m)
 
-.PHONY: demo test test-stress lint bench wiring system-deps supported-machine clean arm64-check \
+.PHONY: demo test test-deps test-stress lint bench wiring system-deps supported-machine clean \
+        arm64-check \
         trixie-check
 
 demo: $(STAMP)
 	$(BIN)/agentpi demo
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest
 
+test-deps:
+	@missing=""; for p in $(TEST_APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	  case "$$missing" in *mosquitto*) \
+	    $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true;; esac; fi
+
 # The suite three times in a row with one core kept busy, as on a board doing other work.
-test-stress: $(STAMP)
+test-stress: $(STAMP) test-deps
 	@$(PYTHON) -c "while True: pass" & hog=$$!; trap "kill $$hog" EXIT; \
 	for round in 1 2 3; do echo "== round $$round of 3, one core busy"; \
 	  $(BIN)/python -m pytest -q || exit 1; done

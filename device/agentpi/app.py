@@ -102,17 +102,13 @@ class Device:
             raise ValueError('trigger "button" needs a ButtonInput')
         self.state = DeviceState.IDLE
         self.conversations = 0
-        self.last_turns: TurnTimer | None = None
-        """The answer times of the last conversation (for `agentpi status`)."""
+        self.last_turns: TurnTimer | None = None  # the last conversation's, for status
         self._control = ControlTrigger()
         self._wake = WakeTrigger(wake, mic, config) if wake is not None else None
         self._button = ButtonTrigger(button, config) if button is not None else None
         self._immediate = ImmediateTrigger() if "immediate" in modes else None
-        self._sources: list[TriggerSource] = [
-            source
-            for source in (self._wake, self._button, self._immediate, self._control)
-            if source is not None
-        ]
+        sources = (self._wake, self._button, self._immediate, self._control)
+        self._sources: list[TriggerSource] = [s for s in sources if s is not None]
         self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue(TRIGGER_QUEUE)
         self._run: ConversationRun | None = None
         self._no_run = asyncio.Event()
@@ -153,8 +149,15 @@ class Device:
         self.volume_gain = min(4.0, self.config.audio.volume * percent / 100)
         self.events.publish(ev.VolumeChanged(self.volume_percent))
 
+    def set_wake_enabled(self, on: bool) -> str | None:
+        if self._wake is None:
+            return "this device does not listen for a wake word (trigger.mode)"
+        self._wake.set_enabled(on)
+        return None
+
     def status(self) -> dict[str, Any]:
         run = self._run
+        turns = run.turn_timer if run is not None else self.last_turns  # running, or the last
         return {
             "state": self.state.value,
             "in_conversation": run is not None,
@@ -167,12 +170,9 @@ class Device:
             "audio_ok": self._audio_ok.is_set(),
             "device_id": self.device_id,
             "version": __version__,
-            "turn_latency": self._turn_figures(run),
+            "turn_latency": turns.figures() if turns is not None else None,
+            "wake_enabled": self._wake is not None and self._wake.enabled,
         }
-
-    def _turn_figures(self, run: ConversationRun | None) -> dict[str, int | None] | None:
-        timer = run.turn_timer if run is not None else self.last_turns  # running, or the last
-        return timer.figures() if timer is not None else None
 
     def end_conversation(self) -> bool:
         if self._run is None:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from agentpi import __version__
 from agentpi import events as ev
@@ -38,9 +38,13 @@ from agentpi.config import (
 from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter
 from agentpi.control import ControlServer, socket_path
 from agentpi.control_client import ControlClientError, event_lines, find_socket, request
-from agentpi.credentials import read_api_key
+from agentpi.credentials import read_api_key, read_mqtt_password
 from agentpi.errors import AgentpiError
 from agentpi.events import EventBus
+from agentpi.mqtt.settings import MqttConfig
+
+if TYPE_CHECKING:
+    from agentpi.mqtt.client import MqttLink
 
 log = logging.getLogger("agentpi")
 
@@ -253,8 +257,14 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     mic = open_microphone(config.audio)
     sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
     device = assemble_device(config, events, mic, sink)
+    mqtt = open_mqtt_link(device, config.mqtt) if config.mqtt.enabled else None
+    linking = asyncio.ensure_future(mqtt.run()) if mqtt is not None else None
     if not config.control.enabled:
-        return await _until_signalled(device, once)
+        try:
+            return await _until_signalled(device, once)
+        finally:
+            if linking is not None:
+                linking.cancel()
     control = ControlServer(device, socket_path(config.control), config.control.group)
     control.prepare()
 
@@ -271,7 +281,20 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         return await _until_signalled(device, once)
     finally:
         serving.cancel()
+        if linking is not None:
+            linking.cancel()
         await control.close()
+
+
+def open_mqtt_link(device: Device, config: MqttConfig) -> MqttLink:
+    """The MQTT link (the optional extra: a one-line error if it is not installed)."""
+    try:
+        from agentpi.mqtt.client import MqttLink
+    except ImportError as exc:
+        raise ConfigError(
+            f'[mqtt] needs the mqtt extra ({exc.name}): pip install "agentpi[mqtt]"'
+        ) from None
+    return MqttLink(device, config, read_mqtt_password(), __version__)
 
 
 def _on_signals(callback: Callable[[int], None]) -> None:

@@ -13,9 +13,6 @@
     output = "default"
     echo = "aec"                            # or "half_duplex" / "off"
 
-    [conversation]
-    silence_close_s = 4.0
-
     [wake]
     models = ["hey_jarvis"]                 # names or .tflite/.onnx paths
     threshold = 0.5
@@ -49,6 +46,7 @@ from agentpi.config_ranges import NUMBER_RANGES
 from agentpi.credentials import API_KEY_CREDENTIAL
 from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.settings import LedSettings
+from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
@@ -275,6 +273,7 @@ class Config:
     context: ContextConfig = field(default_factory=ContextConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -330,6 +329,7 @@ def validate(config: Config) -> None:
     if "wake" in modes and not config.wake.models:
         raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
     _validate_wake_agents(config.wake)
+    check_mqtt(config.mqtt)
     for label in config.wake.agents:
         try:
             validate(for_wake_word(config, label))
@@ -368,13 +368,11 @@ def for_wake_word(config: Config, label: str) -> Config:
         voice_id=chosen.voice_id or base.voice_id,
     )
     conversation = dataclasses.replace(config.conversation, overrides=overrides)
-    # one level deep: the entry's own config has no further wake agents to validate
-    wake = dataclasses.replace(config.wake, agents={})
+    wake = dataclasses.replace(config.wake, agents={})  # one level deep
     return dataclasses.replace(config, agent=agent, conversation=conversation, wake=wake)
 
 
 def _validate_wake_agents(wake: WakeConfig) -> None:
-    # the names models' scores carry: a model's name, or a path's file name without suffix
     labels = [Path(m).stem if m.endswith((".tflite", ".onnx")) else m for m in wake.models]
     for label in wake.agents:
         if label not in labels:

@@ -17,6 +17,8 @@ ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
 
 
 ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
+MQTT_PASSWORD_ENV = "AGENTPI_MQTT_PASSWORD"
+MQTT_PASSWORD_CREDENTIAL = "agentpi_mqtt_password"
 
 
 class Secret:
@@ -44,6 +46,11 @@ def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
 def read_endpoint_token(environ: dict[str, str] | None = None) -> Secret | None:
     """The device's token for the owner's signed-URL endpoint, if it has one."""
     return _read_secret(ENDPOINT_TOKEN_ENV, ENDPOINT_TOKEN_CREDENTIAL, environ)
+
+
+def read_mqtt_password(environ: dict[str, str] | None = None) -> Secret | None:
+    """The MQTT broker's password: ``AGENTPI_MQTT_PASSWORD`` or the credential."""
+    return _read_secret(MQTT_PASSWORD_ENV, MQTT_PASSWORD_CREDENTIAL, environ)
 
 
 def _read_secret(variable: str, credential: str, environ: dict[str, str] | None) -> Secret | None:

@@ -18,7 +18,7 @@ from agentpi.audio.convert import Int16Array
 from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
 from agentpi.config import Config, ConfigError, load_config
-from agentpi.credentials import read_api_key
+from agentpi.credentials import read_api_key, read_mqtt_password
 from agentpi.errors import reason_of
 from agentpi.gpio import GpioError
 from agentpi.wake.models import ModelError
@@ -55,6 +55,7 @@ def diagnose(config_path: str | Path) -> list[Check]:
         ("leds", lambda: _leds(config)),
         ("wake word", lambda: _wake(config)),
         ("agent host", lambda: _reach(config)),
+        ("mqtt broker", lambda: _mqtt(config)),
     ):
         checks.append(_guarded(name, check))
     return checks
@@ -180,6 +181,19 @@ def _reach(config: Config) -> Check:
     except OSError as exc:
         return Check("agent host", False, f"{host}:{port}: {reason_of(exc)}", "check the network")
     return Check("agent host", True, f"{host}:{port} ({address[0]}) reachable")
+
+
+def _mqtt(config: Config) -> Check:
+    if not config.mqtt.enabled:
+        return Check("mqtt broker", None, "not used")
+    try:
+        from agentpi.mqtt.doctor import check_broker
+    except ImportError as exc:
+        return Check(
+            "mqtt broker", False, f"not installed ({exc.name})", 'pip install "agentpi[mqtt]"'
+        )
+    ok, detail, fix = check_broker(config.mqtt, read_mqtt_password())
+    return Check("mqtt broker", ok, detail, fix)
 
 
 def render(checks: list[Check]) -> str:

@@ -109,6 +109,9 @@ class WakeTrigger(TriggerSource):
             listener, mic, self._detected, self._input_ended, self._phrase_ended
         )
         self._phrase_end: concurrent.futures.Future[int] | None = None
+        self.enabled = True
+        """Off (over MQTT, say): armed or not, the wake word starts nothing."""
+        self._armed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
         self._generation = 0
@@ -125,11 +128,22 @@ class WakeTrigger(TriggerSource):
         return f"the wake word ({self._phrases}; {self.engine_name})"
 
     def arm(self) -> None:
-        self._runner.listen()
+        self._armed = True
+        if self.enabled:
+            self._runner.listen()
 
     def disarm(self) -> None:
+        self._armed = False
         self._runner.pause()
         self._generation += 1  # a detection still in flight is stale now
+
+    def set_enabled(self, on: bool) -> None:
+        self.enabled = on
+        if not on:
+            self._runner.pause()
+            self._generation += 1  # a detection in flight starts nothing
+        elif self._armed:
+            self._runner.listen()
 
     def close(self) -> None:
         self._runner.stop()

@@ -1,0 +1,1 @@
+"""The device on MQTT: Home Assistant discovery, commands, events and a status document."""

@@ -1,0 +1,320 @@
+"""What the device says on MQTT and what it takes from it, with no I/O.
+
+Topics under the base (``agentpi/<device id>`` unless configured):
+
+    availability        online / offline (retained; offline is the broker's last will)
+    state               idle, listening, speaking, ... (retained)
+    conversation_id     the running conversation's id, "" between (retained)
+    volume, wake        the volume in percent, the wake word ON / OFF (retained)
+    status              a JSON document for fleet dashboards (retained)
+    events              the event lines of ``--events``, rate-limited
+    transcript/user, transcript/agent   the last ones, only with ``transcripts = true``
+    command             a control-socket request as JSON ({"command": "say", "text": ...})
+    say, start, stop, volume/set, wake/set    Home Assistant's entities' commands
+    reply               the answer to every command: {"ok": true} or {"ok": false, "error": ...}
+
+Home Assistant discovery configs go to ``<prefix>/<component>/<node>/<object>/config``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentpi.control import MAX_REQUEST_BYTES, ControlRequest, ControlRequestError, parse_request
+from agentpi.device_tools import MAX_VOLUME_PERCENT
+from agentpi.events import EventRecord
+from agentpi.mqtt.settings import MqttConfig
+
+ERROR_EVENTS = ("server_error", "protocol_error", "audio_error", "connect_failed", "control_error")
+ESSENTIAL_EVENTS = frozenset(
+    {"trigger", "state", "conversation_started", "conversation_ended", "turn", "volume"}
+    | set(ERROR_EVENTS)
+)
+"""Lines never held back by the rate limit: the rest (vad_score, latency, led, ...) are."""
+
+
+@dataclass(frozen=True)
+class Publish:
+    topic: str
+    payload: str
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command that passed every check; the adapter carries it out."""
+
+    request: ControlRequest | None = None
+    volume_percent: float | None = None
+    wake_on: bool | None = None
+
+
+class MqttCommandError(ValueError):
+    pass
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        version: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.base = config.base_topic or f"agentpi/{device_id}"
+        self.device_id = device_id
+        self.version = version
+        self.node = re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
+        self._clock = clock
+        self._tokens = max(1.0, config.events_per_s)
+        self._refilled_at = clock()
+        self.events_dropped = 0
+        self._unreported_drops = 0
+        self.errors: Counter[str] = Counter()
+        self.last_outcome: dict[str, Any] | None = None
+
+    def topic(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    # ------------------------------------------------------------------ what the device says
+
+    def will(self) -> Publish:
+        return Publish(self.topic("availability"), "offline", retain=True)
+
+    def on_connect(self, status: dict[str, Any]) -> list[Publish]:
+        """Everything a fresh subscriber (or a broker that lost its retained messages) needs."""
+        out = self.discovery() if self.config.discovery else []
+        out += [
+            Publish(self.topic("availability"), "online", retain=True),
+            Publish(self.topic("state"), str(status.get("state", "")), retain=True),
+            Publish(self.topic("conversation_id"), status.get("conversation_id") or "", True),
+            Publish(self.topic("volume"), _number(status.get("volume_percent", 100)), True),
+            Publish(self.topic("wake"), "ON" if status.get("wake_enabled", True) else "OFF", True),
+            self.status_document(status),
+        ]
+        return out
+
+    def subscriptions(self) -> list[str]:
+        return [self.topic(name) for name in ("command", "say", "start", "stop")] + [
+            self.topic("volume/set"),
+            self.topic("wake/set"),
+        ]
+
+    def on_event(self, record: EventRecord, status: Callable[[], dict[str, Any]]) -> list[Publish]:
+        kind = record.get("event", "")
+        out: list[Publish] = []
+        if kind == "state":
+            out.append(Publish(self.topic("state"), str(record.get("state", "")), retain=True))
+        elif kind == "conversation_started":
+            out.append(Publish(self.topic("conversation_id"), record["conversation_id"], True))
+        elif kind == "conversation_ended":
+            self.last_outcome = {
+                key: record.get(key) for key in ("reason", "error", "closed_by", "duration_s")
+            }
+            out += [
+                Publish(self.topic("conversation_id"), "", True),
+                self.status_document(status()),
+            ]
+        elif kind == "volume":
+            out.append(Publish(self.topic("volume"), _number(record.get("percent", 0)), True))
+        elif kind in ERROR_EVENTS:
+            self.errors[kind] += 1
+        if self.config.transcripts and kind in ("user_transcript", "agent_response"):
+            who = "user" if kind == "user_transcript" else "agent"
+            out.append(Publish(self.topic(f"transcript/{who}"), str(record.get("text", "")), True))
+        if kind not in (
+            "user_transcript",
+            "agent_response",
+            "tentative_user_transcript",
+            "tentative_agent_response",
+            "agent_response_correction",
+        ) or (self.config.transcripts):
+            out += self._event_line(record)
+        return out
+
+    def wake_changed(self, on: bool) -> Publish:
+        return Publish(self.topic("wake"), "ON" if on else "OFF", retain=True)
+
+    def status_document(self, status: dict[str, Any]) -> Publish:
+        document = {
+            "device_id": self.device_id,
+            "version": self.version,
+            "uptime_s": status.get("uptime_s"),
+            "state": status.get("state"),
+            "conversations": status.get("conversations"),
+            "last_outcome": self.last_outcome,
+            "errors": dict(self.errors),
+            "turn_latency": status.get("turn_latency"),
+            "events_dropped": self.events_dropped,
+        }
+        return Publish(self.topic("status"), json.dumps(document), retain=True)
+
+    def _event_line(self, record: EventRecord) -> list[Publish]:
+        """One event line, if the rate allows (a token bucket: ``events_per_s``, 1 s of burst;
+        the essential kinds always pass, and are counted against the rest)."""
+        line = Publish(self.topic("events"), json.dumps(record, ensure_ascii=False, default=str))
+        now = self._clock()
+        rate = self.config.events_per_s
+        self._tokens = min(max(1.0, rate), self._tokens + (now - self._refilled_at) * rate)
+        self._refilled_at = now
+        if record.get("event") in ESSENTIAL_EVENTS:
+            self._tokens = max(0.0, self._tokens - 1)
+            return [line]
+        if self._tokens < 1:
+            self.events_dropped += 1
+            self._unreported_drops += 1
+            return []
+        self._tokens -= 1
+        out = []
+        if self._unreported_drops:
+            dropped = {"event": "events_dropped", "count": self._unreported_drops}
+            out.append(Publish(self.topic("events"), json.dumps(dropped)))
+            self._unreported_drops = 0
+        out.append(line)
+        return out
+
+    # ------------------------------------------------------------------ what it takes
+
+    def command(self, topic: str, payload: bytes) -> Command:
+        """A command from ``topic``, checked as the control socket checks its requests."""
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise MqttCommandError(
+                f"{len(payload)} bytes; a command is at most {MAX_REQUEST_BYTES}"
+            )
+        name = topic.removeprefix(self.base + "/")
+        try:
+            text = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise MqttCommandError("not UTF-8 text") from None
+        try:
+            if name == "command":
+                request = parse_request(payload)
+                if request.command == "events":
+                    raise MqttCommandError("events are on the events topic, not a command")
+                return Command(request=request)
+            if name == "say":
+                return Command(
+                    request=parse_request(_json({"command": "say", "text": text, "start": True}))
+                )
+            if name in ("start", "stop"):
+                return Command(request=ControlRequest(name))
+        except ControlRequestError as exc:
+            raise MqttCommandError(str(exc)) from None
+        if name == "volume/set":
+            try:
+                percent = float(text)
+            except ValueError:
+                raise MqttCommandError(f"volume {text[:40]!r}: a number of percent") from None
+            if not 0 <= percent <= MAX_VOLUME_PERCENT:
+                raise MqttCommandError(f"volume {percent:g}: use 0 to {MAX_VOLUME_PERCENT:g}")
+            return Command(volume_percent=percent)
+        if name == "wake/set":
+            if text.upper() not in ("ON", "OFF"):
+                raise MqttCommandError(f"wake {text[:40]!r}: ON or OFF")
+            return Command(wake_on=text.upper() == "ON")
+        raise MqttCommandError(f"no command on {topic}")
+
+    def reply(self, answer: dict[str, Any]) -> Publish:
+        return Publish(self.topic("reply"), json.dumps(answer, ensure_ascii=False, default=str))
+
+    # ------------------------------------------------------------------ Home Assistant
+
+    def discovery(self) -> list[Publish]:
+        volume = {"min": 0, "max": MAX_VOLUME_PERCENT, "step": 5, "unit_of_measurement": "%"}
+        entities: list[tuple[str, str, str, dict[str, Any]]] = [
+            (
+                "sensor",
+                "state",
+                "State",
+                {"state_topic": self.topic("state"), "icon": "mdi:account-voice"},
+            ),
+            (
+                "sensor",
+                "conversation",
+                "Conversation",
+                {"state_topic": self.topic("conversation_id"), "icon": "mdi:message-text"},
+            ),
+            (
+                "number",
+                "volume",
+                "Volume",
+                {
+                    "command_topic": self.topic("volume/set"),
+                    "state_topic": self.topic("volume"),
+                    **volume,
+                },
+            ),
+            (
+                "switch",
+                "wake_word",
+                "Wake word",
+                {
+                    "command_topic": self.topic("wake/set"),
+                    "state_topic": self.topic("wake"),
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                },
+            ),
+            (
+                "button",
+                "start",
+                "Start conversation",
+                {"command_topic": self.topic("start"), "payload_press": "PRESS"},
+            ),
+            (
+                "button",
+                "stop",
+                "Stop conversation",
+                {"command_topic": self.topic("stop"), "payload_press": "PRESS"},
+            ),
+            ("text", "say", "Say", {"command_topic": self.topic("say"), "max": 255}),
+        ]
+        if self.config.transcripts:
+            entities += [
+                (
+                    "sensor",
+                    "last_user",
+                    "Last user transcript",
+                    {"state_topic": self.topic("transcript/user")},
+                ),
+                (
+                    "sensor",
+                    "last_agent",
+                    "Last agent reply",
+                    {"state_topic": self.topic("transcript/agent")},
+                ),
+            ]
+        device = {
+            "identifiers": [f"agentpi_{self.node}"],
+            "name": f"agentpi {self.device_id}",
+            "manufacturer": "agentpi",
+            "model": "voice terminal",
+            "sw_version": self.version,
+        }
+        out = []
+        for component, object_id, name, extra in entities:
+            config = {
+                "name": name,
+                "unique_id": f"agentpi_{self.node}_{object_id}",
+                "availability_topic": self.topic("availability"),
+                "device": device,
+                **extra,
+            }
+            topic = f"{self.config.discovery_prefix}/{component}/agentpi_{self.node}/{object_id}"
+            out.append(Publish(f"{topic}/config", json.dumps(config), retain=True))
+        return out
+
+
+def _number(value: Any) -> str:
+    return f"{float(value):g}"
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data).encode()

@@ -1,0 +1,161 @@
+"""The MQTT link (aiomqtt): the bridge's publications out, commands in, never in the way.
+
+The device never waits for the broker: events become publications on the event loop and go
+into a bounded queue (``QUEUE_MAX``; the oldest is dropped beyond it and counted); a sender task
+drains it while connected. A broker that is down at boot, restarts, or stalls only delays what
+the queue holds; the link reconnects with back-off (1 s doubling to a minute, +-25 %), and every
+connect publishes the whole retained state again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from typing import Any, Protocol
+
+import aiomqtt
+
+from agentpi.control import ControlledDevice, carry_out
+from agentpi.credentials import Secret
+from agentpi.events import DeviceEvent
+from agentpi.mqtt.bridge import MqttBridge, MqttCommandError, Publish
+from agentpi.mqtt.settings import MqttConfig, broker_address, tls_context
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 256
+RECONNECT_MAX_S = 60.0
+
+
+class MqttDevice(ControlledDevice, Protocol):
+    device_id: str
+
+    def set_volume_percent(self, percent: float) -> None: ...
+
+    def set_wake_enabled(self, on: bool) -> str | None: ...
+
+
+class MqttLink:
+    def __init__(
+        self,
+        device: MqttDevice,
+        config: MqttConfig,
+        password: Secret | None,
+        version: str,
+        queue_max: int = QUEUE_MAX,
+    ) -> None:
+        self.device = device
+        self.config = config
+        self.address = broker_address(config)
+        self.password = password
+        self.bridge = MqttBridge(config, device.device_id, version)
+        self._queue: deque[Publish] = deque(maxlen=queue_max)
+        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.dropped = 0
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.failures = 0
+        device.events.subscribe(self._on_event)
+
+    def _on_event(self, event: DeviceEvent) -> None:
+        for publish in self.bridge.on_event(event.record(), self.device.status):
+            self._enqueue(publish)
+
+    def _enqueue(self, publish: Publish) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1  # the deque drops the oldest
+        self._queue.append(publish)
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._ready.set()
+        else:  # an event published on another thread
+            loop.call_soon_threadsafe(self._ready.set)
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect, until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self.failures += 1
+                delay = min(RECONNECT_MAX_S, 2.0 ** min(self.failures - 1, 6))
+                delay *= random.uniform(0.75, 1.25)
+                log.warning("MQTT broker %s: %s; again in %.1f s", self.address.host, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        will = self.bridge.will()
+        async with aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            username=self.config.username or None,
+            password=self.password.reveal() if self.password else None,
+            identifier=f"agentpi-{self.bridge.node}",
+            keepalive=self.config.keepalive_s,
+            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+            tls_context=tls_context(self.config) if self.address.tls else None,
+            timeout=10,
+        ) as client:
+            self.failures = 0
+            self.connects += 1
+            # listening first: a controller that sees "online" may send a command at once
+            for topic in self.bridge.subscriptions():
+                await client.subscribe(topic, qos=1)
+            for publish in self.bridge.on_connect(self._status()):
+                await client.publish(publish.topic, publish.payload, qos=1, retain=publish.retain)
+            self.connected.set()
+            sender = asyncio.ensure_future(self._send(client))
+            try:
+                async for message in client.messages:
+                    await self._command(client, str(message.topic), message.payload)
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await sender
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._ready.wait()
+            while self._queue:
+                publish = self._queue[0]
+                await client.publish(publish.topic, publish.payload, qos=0, retain=publish.retain)
+                self._queue.popleft()  # only once it went out: a lost connection keeps it
+            self._ready.clear()
+
+    async def _command(self, client: aiomqtt.Client, topic: str, payload: Any) -> None:
+        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        try:
+            command = self.bridge.command(topic, raw)
+        except MqttCommandError as exc:
+            answer: dict[str, Any] = {"ok": False, "error": str(exc), "topic": topic}
+        else:
+            answer = self._carry_out(command)
+        reply = self.bridge.reply(answer)
+        await client.publish(reply.topic, reply.payload, qos=1)
+
+    def _carry_out(self, command: Any) -> dict[str, Any]:
+        if command.request is not None:
+            return carry_out(command.request, self.device)
+        if command.volume_percent is not None:
+            self.device.set_volume_percent(command.volume_percent)
+            return {"ok": True}
+        error = self.device.set_wake_enabled(bool(command.wake_on))
+        if error is None:
+            self._enqueue(self.bridge.wake_changed(bool(command.wake_on)))
+            return {"ok": True}
+        return {"ok": False, "error": error}
+
+    def _status(self) -> dict[str, Any]:
+        return self.device.status()

@@ -1,0 +1,98 @@
+"""The ``[mqtt]`` section and its checks (no MQTT library needed to read a config)."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from agentpi.settings import SettingsError
+
+SCHEMES = {"mqtts": 8883, "mqtt": 1883}
+
+
+class MqttConfigError(SettingsError):
+    pass
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = False
+    url: str = ""
+    """mqtts://broker.lan (port 8883 unless given); mqtt:// only to this machine unless
+    allow_plain = true (the password and the transcripts would cross the network in clear)."""
+    allow_plain: bool = False
+    username: str = ""
+    """The password comes from AGENTPI_MQTT_PASSWORD or the systemd credential
+    agentpi_mqtt_password, never from this file."""
+    ca_file: str = ""
+    """A CA certificate for a broker with its own certificate authority (default: the system's)."""
+    base_topic: str = ""
+    """Default: agentpi/<device id>."""
+    discovery: bool = True
+    """Publish Home Assistant MQTT discovery configs."""
+    discovery_prefix: str = "homeassistant"
+    transcripts: bool = False
+    """Publish the last user transcript and agent reply (off: they are private)."""
+    events_per_s: float = 10.0
+    """Event lines published at most this often (more are counted and dropped)."""
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def broker_address(config: MqttConfig) -> BrokerAddress:
+    """The broker to connect to, or a one-line MqttConfigError saying what to fix."""
+    parts = urlsplit(config.url)
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise MqttConfigError(f"mqtt.url = {config.url!r}: use mqtts://HOST[:PORT]")
+    if parts.username or parts.password:
+        raise MqttConfigError(
+            "mqtt.url: no user or password in the URL; set mqtt.username and the password in "
+            "AGENTPI_MQTT_PASSWORD or the credential agentpi_mqtt_password"
+        )
+    try:
+        port = parts.port or SCHEMES[parts.scheme]
+    except ValueError:
+        raise MqttConfigError(f"mqtt.url = {config.url!r}: the port is not a number") from None
+    tls = parts.scheme == "mqtts"
+    if not tls and not config.allow_plain and not _loopback(parts.hostname):
+        raise MqttConfigError(
+            f"mqtt.url = {config.url!r}: plain MQTT to another machine sends the password and "
+            "the transcripts in clear; use mqtts:// or set mqtt.allow_plain = true"
+        )
+    return BrokerAddress(parts.hostname, port, tls)
+
+
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """The system's CA certificates, or only ``ca_file``'s when one is given."""
+    return ssl.create_default_context(cafile=config.ca_file or None)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_mqtt(config: MqttConfig) -> None:
+    if not config.enabled:
+        return
+    broker_address(config)
+    for name in ("base_topic", "discovery_prefix"):
+        topic = getattr(config, name)
+        if any(ch in topic for ch in "+#\0") or topic.startswith("/") or topic.endswith("/"):
+            raise MqttConfigError(f"mqtt.{name} = {topic!r}: no +, # or leading/trailing /")
+    if not 0 < config.events_per_s <= 1000:
+        raise MqttConfigError(f"mqtt.events_per_s = {config.events_per_s}: use 0.1 to 1000")
+    if not 5 <= config.keepalive_s <= 3600:
+        raise MqttConfigError(f"mqtt.keepalive_s = {config.keepalive_s}: use 5 to 3600")

@@ -1,0 +1,124 @@
+"""A real Mosquitto broker for the tests: a free loopback port, a password file, and a TLS
+listener with a certificate authority of its own (Debian's mosquitto and openssl)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+USER = "device"
+PASSWORD = "s3cret-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def make_certificates(folder: Path) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=agentpi test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    )
+    (folder / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    )
+
+
+class Broker:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        make_certificates(folder)
+        passwords = folder / "passwords"
+        subprocess.run(
+            ["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
+            check=True,
+            capture_output=True,
+        )
+        passwords.chmod(0o600)
+        (folder / "mosquitto.conf").write_text(
+            "user root\n"
+            "persistence false\n"
+            "allow_anonymous false\n"
+            f"password_file {passwords}\n"
+            "max_packet_size 1048576\n"
+            f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.tls_port} 127.0.0.1\n"
+            f"cafile {folder / 'ca.crt'}\n"
+            f"certfile {folder / 'server.crt'}\n"
+            f"keyfile {folder / 'server.key'}\n"
+        )
+
+    @property
+    def ca_file(self) -> Path:
+        return self.folder / "ca.crt"
+
+    def start(self) -> None:
+        log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115 (the broker keeps it)
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(self.folder / "mosquitto.conf")], stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(
+            f"mosquitto did not start: {(self.folder / 'mosquitto.log').read_text()}"
+        )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

@@ -1,0 +1,379 @@
+"""The device on MQTT, against a real Mosquitto broker (password file, TLS listener)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from agentpi.app import Device
+from agentpi.config import TriggerConfig
+from agentpi.credentials import Secret
+from agentpi.events import EventBus
+from agentpi.mqtt.client import MqttLink
+from agentpi.mqtt.doctor import check_broker
+from agentpi.mqtt.settings import MqttConfig
+from tests.helpers import HELLO_WAV, run_conversation
+from tests.mqtt_broker import PASSWORD, USER, Broker, free_port
+from tests.test_cli import agentpi, write_config
+
+pytestmark = pytest.mark.realtime  # a broker and timeouts: not under emulation
+
+# Home Assistant's MQTT discovery: the keys each entity type must have (its documentation's
+# "required" options), and what every one of ours carries so HA can group and track them.
+REQUIRED = {
+    "sensor": {"state_topic"},
+    "number": {"command_topic"},
+    "switch": {"command_topic"},
+    "button": {"command_topic"},
+    "text": {"command_topic"},
+}
+COMMON = {"name", "unique_id", "availability_topic", "device"}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("no mosquitto here: `make test` installs it")
+    running = Broker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.kill()
+
+
+def mqtt_config(broker: Broker, tls: bool = True, **extra: Any) -> MqttConfig:
+    url = f"mqtts://localhost:{broker.tls_port}" if tls else f"mqtt://127.0.0.1:{broker.port}"
+    return MqttConfig(enabled=True, url=url, username=USER, ca_file=str(broker.ca_file), **extra)
+
+
+@dataclass
+class Listener:
+    """A subscriber that keeps every message, by topic."""
+
+    messages: list[tuple[str, str, bool]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def last(self, topic: str) -> str | None:
+        found = [payload for name, payload, _ in self.messages if name == topic]
+        return found[-1] if found else None
+
+    def all(self, topic: str) -> list[str]:
+        return [payload for name, payload, _ in self.messages if name == topic]
+
+    async def until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+        async with asyncio.timeout(timeout):
+            while not (result := check()):
+                self.changed.clear()
+                await self.changed.wait()
+            return result
+
+
+@contextlib.asynccontextmanager
+async def subscribed(broker: Broker, *topics: str) -> AsyncIterator[tuple[Listener, Any]]:
+    listener = Listener()
+    async with aiomqtt.Client("127.0.0.1", broker.port, username=USER, password=PASSWORD) as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                payload = message.payload
+                text = payload.decode() if isinstance(payload, bytes) else str(payload)
+                listener.messages.append((str(message.topic), text, message.retain))
+                listener.changed.set()
+
+        task = asyncio.ensure_future(collect())
+        try:
+            yield listener, client
+        finally:
+            task.cancel()
+
+
+def start_link(device: Any, config: MqttConfig) -> tuple[MqttLink, asyncio.Future[None]]:
+    link = MqttLink(device, config, Secret(PASSWORD), "test")
+    return link, asyncio.ensure_future(link.run())
+
+
+# -------------------------------------------------------------------- a whole device
+
+
+def test_home_assistant_sees_the_device_and_starts_a_conversation(
+    tmp_path: Path, broker: Broker
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def during(device: Device) -> None:
+        base = f"agentpi/{device.device_id}"
+        async with subscribed(broker, "homeassistant/#", f"{base}/#") as (heard, client):
+            _, running = start_link(device, mqtt_config(broker))
+            try:
+                await heard.until(lambda: heard.last(f"{base}/availability") == "online")
+                configs = await heard.until(
+                    lambda: (
+                        len([m for m in heard.messages if m[0].endswith("/config")]) >= 7
+                        and [m for m in heard.messages if m[0].endswith("/config")]
+                    )
+                )
+                async with subscribed(broker, "homeassistant/#") as (late, _):
+                    # a controller that connects later (or restarts) finds them retained
+                    seen["configs"] = await late.until(
+                        lambda: len(late.messages) >= len(configs) and late.messages
+                    )
+                await client.publish(f"{base}/start", "PRESS", qos=1)
+                await heard.until(lambda: heard.last(f"{base}/conversation_id"))
+                seen["conversation_id"] = heard.last(f"{base}/conversation_id")
+                await heard.until(lambda: heard.last(f"{base}/conversation_id") == "", 30)
+                await heard.until(lambda: "conversation_ended" in str(heard.all(f"{base}/events")))
+                seen["status"] = json.loads(heard.last(f"{base}/status") or "{}")
+                seen["states"] = heard.all(f"{base}/state")
+                seen["events"] = [json.loads(line)["event"] for line in heard.all(f"{base}/events")]
+                seen["reply"] = heard.all(f"{base}/reply")
+            finally:
+                running.cancel()
+
+    run = run_conversation(
+        tmp_path, trigger=TriggerConfig(mode="control"), once=True, during=during, timeout=60
+    )
+    assert run.exit_code == 0
+    assert seen["conversation_id"] == run.record.conversation_id
+    for topic, payload, retained in seen["configs"]:
+        component = topic.split("/")[1]
+        config = json.loads(payload)
+        missing = (REQUIRED[component] | COMMON) - set(config)
+        assert not missing and retained, (topic, missing)
+        assert config["device"]["identifiers"]
+    components = sorted(topic.split("/")[1] for topic, _, _ in seen["configs"])
+    assert components == ["button", "button", "number", "sensor", "sensor", "switch", "text"]
+    assert {"listening", "idle"} <= set(seen["states"])
+    assert "conversation_ended" in seen["events"] and seen["reply"] == ['{"ok": true}']
+    status = seen["status"]
+    assert status["last_outcome"]["error"] is None and status["conversations"] == 1
+    # privacy: transcripts are off unless asked for
+    assert "user_transcript" not in seen["events"]
+
+
+def test_bad_commands_are_answered_with_an_error_and_nothing_else(
+    tmp_path: Path, broker: Broker
+) -> None:
+    replies: list[dict[str, Any]] = []
+
+    async def during(device: Device) -> None:
+        base = f"agentpi/{device.device_id}"
+        async with subscribed(broker, f"{base}/reply", f"{base}/state") as (heard, client):
+            link, running = start_link(device, mqtt_config(broker, tls=False))
+            await link.connected.wait()
+            bad = [
+                ("command", b"{not json"),
+                ("command", json.dumps({"command": "say", "text": "x" * 5000}).encode()),
+                ("command", json.dumps({"command": "events"}).encode()),
+                ("command", b"\xff\xfe"),
+                ("say", b"x" * 70000),
+                ("volume/set", b"loud"),
+                ("volume/set", b"900"),
+                ("wake/set", b"MAYBE"),
+            ]
+            for name, payload in bad:
+                await client.publish(f"{base}/{name}", payload, qos=1)
+            await heard.until(lambda: len(heard.all(f"{base}/reply")) == len(bad))
+            replies.extend(json.loads(reply) for reply in heard.all(f"{base}/reply"))
+            assert heard.all(f"{base}/state") == ["idle"]  # only the retained one: nothing ran
+            running.cancel()
+            device.shutdown()
+
+    run = run_conversation(
+        tmp_path, trigger=TriggerConfig(mode="control"), once=False, during=during, timeout=60
+    )
+    assert run.simulator.conversations == []
+    assert len(replies) == 8 and all(reply["ok"] is False for reply in replies)
+    errors = " | ".join(reply["error"] for reply in replies)
+    for expected in ("not a JSON object", "at most 4000", "events", "65536", "a number", "ON or"):
+        assert expected in errors, errors
+
+
+# -------------------------------------------------------------------- fleets, with stand-ins
+
+
+@dataclass
+class StandIn:
+    """A device's control surface without a device: what the link calls, recorded."""
+
+    device_id: str
+    events: EventBus = field(default_factory=EventBus)
+    calls: list[str] = field(default_factory=list)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "idle",
+            "conversation_id": None,
+            "in_conversation": False,
+            "volume_percent": 100.0,
+            "conversations": 0,
+            "uptime_s": 1.0,
+        }
+
+    def start_conversation(self, user_message: str | None = None) -> str | None:
+        self.calls.append(f"start {user_message or ''}".strip())
+        return None
+
+    def stop_conversation(self) -> str | None:
+        self.calls.append("stop")
+        return None
+
+    def send_user_message(self, text: str) -> str | None:
+        self.calls.append(f"say {text}")
+        return None
+
+    def send_contextual_update(self, text: str) -> str | None:
+        self.calls.append(f"context {text}")
+        return None
+
+    def set_volume_percent(self, percent: float) -> None:
+        self.calls.append(f"volume {percent:g}")
+
+    def set_wake_enabled(self, on: bool) -> str | None:
+        self.calls.append(f"wake {on}")
+        return None
+
+
+def test_twenty_devices_on_one_broker_each_hear_only_their_own(broker: Broker) -> None:
+    async def scenario() -> list[StandIn]:
+        devices = [StandIn(f"kiosk-{n:02d}") for n in range(20)]
+        links = [start_link(d, mqtt_config(broker, tls=False, discovery=False)) for d in devices]
+        try:
+            topics = ("agentpi/+/availability", "agentpi/+/reply")
+            async with subscribed(broker, *topics) as (heard, client):
+                await heard.until(lambda: len(heard.messages) >= 20)
+                for n, device in enumerate(devices):
+                    await client.publish(f"agentpi/{device.device_id}/volume/set", str(n), qos=1)
+                await client.publish("agentpi/kiosk-07/start", "PRESS", qos=1)
+                await client.publish("agentpi/kiosk-13/wake/set", "OFF", qos=1)
+                await heard.until(lambda: devices[13].calls[-1:] == ["wake False"], 20)
+                await heard.until(lambda: all(d.calls for d in devices), 20)
+                await asyncio.sleep(0.5)  # anything misrouted would have arrived by now
+        finally:
+            for _, running in links:
+                running.cancel()
+        return devices
+
+    devices = asyncio.run(scenario())
+    for n, device in enumerate(devices):
+        extra = {7: ["start"], 13: ["wake False"]}.get(n, [])
+        assert device.calls == [f"volume {n}", *extra], (device.device_id, device.calls)
+
+
+def test_the_broker_shows_a_killed_device_offline(tmp_path: Path, broker: Broker) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from agentpi.credentials import Secret\n"
+        "from agentpi.mqtt.client import MqttLink\n"
+        "from agentpi.mqtt.settings import MqttConfig\n"
+        "from tests.test_mqtt import StandIn\n"
+        "async def main():\n"
+        f"    config = MqttConfig(enabled=True, url='mqtt://127.0.0.1:{broker.port}',"
+        f" username={USER!r})\n"
+        f"    link = MqttLink(StandIn('doomed'), config, Secret({PASSWORD!r}), 'test')\n"
+        "    task = asyncio.ensure_future(link.run())\n"
+        "    await link.connected.wait(); print('connected', flush=True); await task\n"
+        "asyncio.run(main())\n"
+    )
+
+    async def scenario() -> list[str]:
+        async with subscribed(broker, "agentpi/doomed/availability") as (heard, _):
+            child = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ}
+            )
+            try:
+                assert child.stdout is not None
+                line = await asyncio.to_thread(child.stdout.readline)
+                assert line.strip() == b"connected"
+                await heard.until(lambda: heard.last("agentpi/doomed/availability") == "online")
+                child.send_signal(signal.SIGKILL)  # no goodbye: only the broker's last will
+                await heard.until(lambda: heard.last("agentpi/doomed/availability") == "offline")
+            finally:
+                child.kill()
+                child.wait()
+            return heard.all("agentpi/doomed/availability")
+
+    assert asyncio.run(scenario())[-2:] == ["online", "offline"]
+
+
+def test_a_broker_restart_mid_conversation_does_not_disturb_it(
+    tmp_path: Path, broker: Broker
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def during(device: Device) -> None:
+        base = f"agentpi/{device.device_id}"
+        link, running = start_link(device, mqtt_config(broker))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, f"{base}/reply") as (heard, client):
+                await client.publish(f"{base}/start", "PRESS", qos=1)
+                await heard.until(lambda: heard.all(f"{base}/reply"))
+            await asyncio.sleep(1.0)  # the conversation is under way
+            broker.kill()
+            seen["in_conversation"] = device.status()["in_conversation"]
+            await asyncio.sleep(1.0)
+            broker.start()
+            async with subscribed(broker, f"{base}/#") as (heard, _):
+                await heard.until(lambda: link.connects == 2 and heard.last(f"{base}/availability"))
+                seen["availability"] = heard.last(f"{base}/availability")
+                await heard.until(lambda: heard.last(f"{base}/conversation_id") == "", 30)
+            seen["failures_seen"] = link.connects
+        finally:
+            running.cancel()
+
+    run = run_conversation(
+        tmp_path, trigger=TriggerConfig(mode="control"), once=True, during=during, timeout=60
+    )
+    assert seen["in_conversation"] is True and seen["availability"] == "online"
+    assert run.exit_code == 0
+    ended = run.of_kind("conversation_ended")[0]
+    assert ended["error"] is None and ended["reason"] == "user silent after the agent's turn"
+    assert run.record.closed_by == "client" and len(run.record.turns) == 2
+
+
+def test_doctor_checks_the_broker_and_says_what_to_fix(broker: Broker) -> None:
+    good = mqtt_config(broker)
+    ok, detail, _ = check_broker(good, Secret(PASSWORD))
+    assert ok and "logged in" in detail and "TLS" in detail
+    ok, detail, fix = check_broker(good, Secret("wrong"))
+    assert not ok and "login" in detail and "AGENTPI_MQTT_PASSWORD" in fix
+    no_ca = MqttConfig(enabled=True, url=f"mqtts://localhost:{broker.tls_port}", username=USER)
+    ok, detail, fix = check_broker(no_ca, Secret(PASSWORD))
+    assert not ok and detail.startswith("TLS") and "ca_file" in fix
+    closed = MqttConfig(enabled=True, url=f"mqtt://127.0.0.1:{free_port()}", username=USER)
+    ok, detail, fix = check_broker(closed, Secret(PASSWORD))
+    assert not ok and "broker running" in fix
+    assert PASSWORD not in detail + fix
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "expected"),
+    [
+        ("url = 'mqtt://broker.lan'", "plain MQTT to another machine"),
+        ("url = 'http://broker.lan'", "use mqtts://HOST[:PORT]"),
+        ("url = 'mqtts://me:pw@broker.lan'", "no user or password in the URL"),
+        ("url = 'mqtts://broker.lan:port'", "the port is not a number"),
+        ("url = 'mqtts://broker.lan'\nbase_topic = 'a/#'", "mqtt.base_topic"),
+        ("url = 'mqtts://broker.lan'\nevents_per_s = 0", "mqtt.events_per_s"),
+    ],
+)
+def test_bad_mqtt_config_is_one_line(tmp_path: Path, mqtt: str, expected: str) -> None:
+    audio = f"[audio]\ninput = 'file:{HELLO_WAV}'\noutput = 'file:{tmp_path}/o.wav'\n"
+    body = f"[agent]\nagent_id = 'a'\n{audio}[mqtt]\nenabled = true\n{mqtt}\n"
+    result = agentpi("run", "--config", str(write_config(tmp_path, body)), "--once")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
