@@ -21,11 +21,12 @@ import pytest
 from agentpi.app import Device
 from agentpi.config import TriggerConfig
 from agentpi.credentials import Secret
-from agentpi.events import EventBus
+from agentpi.events import EventBus, VolumeChanged
 from agentpi.mqtt.client import MqttLink
 from agentpi.mqtt.doctor import check_broker
 from agentpi.mqtt.settings import MqttConfig
-from tests.helpers import HELLO_WAV, run_conversation
+from agentpi.protocol.client_messages import UserMessage
+from tests.helpers import HELLO_WAV, run_conversation, silence_wav
 from tests.mqtt_broker import PASSWORD, USER, Broker, free_port
 from tests.test_cli import agentpi, write_config
 
@@ -377,3 +378,69 @@ def test_bad_mqtt_config_is_one_line(tmp_path: Path, mqtt: str, expected: str) -
     result = agentpi("run", "--config", str(write_config(tmp_path, body)), "--once")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_the_queue_toward_the_broker_is_bounded_while_it_is_away() -> None:
+    async def scenario() -> MqttLink:
+        device = StandIn("lonely")
+        config = MqttConfig(enabled=True, url=f"mqtt://127.0.0.1:{free_port()}")  # nobody there
+        link = MqttLink(device, config, None, "test", queue_max=50)
+        running = asyncio.ensure_future(link.run())
+        for n in range(1000):
+            device.events.publish(VolumeChanged(float(n)))
+        await asyncio.sleep(0.2)
+        running.cancel()
+        return link
+
+    link = asyncio.run(scenario())
+    assert len(link._queue) == 50 and link.dropped >= 950 and not link.connected.is_set()
+    assert link.failures >= 1  # and it keeps trying, with back-off
+
+
+def test_a_broker_down_at_boot_is_joined_when_it_comes(broker: Broker) -> None:
+    async def scenario() -> tuple[int, str | None]:
+        broker.kill()
+        device = StandIn("early")
+        link, running = start_link(device, mqtt_config(broker, tls=False, discovery=False))
+        await asyncio.sleep(1.5)
+        assert not link.connected.is_set()
+        broker.start()
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, "agentpi/early/availability") as (heard, _):
+                online = await heard.until(lambda: heard.last("agentpi/early/availability"))
+        finally:
+            running.cancel()
+        return link.connects, online
+
+    assert asyncio.run(scenario()) == (1, "online")
+
+
+def test_say_starts_a_conversation_and_stop_ends_it(tmp_path: Path, broker: Broker) -> None:
+    async def during(device: Device) -> None:
+        base = f"agentpi/{device.device_id}"
+        link, running = start_link(device, mqtt_config(broker, tls=False))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, f"{base}/reply", f"{base}/state") as (heard, client):
+                await client.publish(f"{base}/say", "What is on the menu today?", qos=1)
+                await heard.until(lambda: "speaking" in heard.all(f"{base}/state"), 20)
+                await client.publish(f"{base}/stop", "PRESS", qos=1)
+                await heard.until(lambda: len(heard.all(f"{base}/reply")) == 2)
+                await heard.until(lambda: heard.all(f"{base}/state")[-1:] == ["idle"], 20)
+        finally:
+            running.cancel()
+
+    quiet = tmp_path / "quiet.wav"
+    run = run_conversation(
+        tmp_path,
+        input_wav=silence_wav(quiet, 30.0),
+        trigger=TriggerConfig(mode="control"),
+        once=True,
+        during=during,
+        timeout=60,
+    )
+    assert run.exit_code == 0
+    typed = [m.text for _, m in run.record.messages if isinstance(m, UserMessage)]
+    assert typed == ["What is on the menu today?"]
+    assert "stopped" in run.of_kind("conversation_ended")[0]["reason"]
