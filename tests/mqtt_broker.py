@@ -3,8 +3,11 @@ listener with a certificate authority of its own (Debian's mosquitto and openssl
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,37 +22,30 @@ def free_port() -> int:
         return port
 
 
+_CERTIFICATES: dict[str, Path] = {}
+
+
+def certificates() -> Path:
+    """A CA and a server certificate for localhost, made once per test process (EC keys: cheap,
+    so the tests running beside it keep their real-time pace)."""
+    if "folder" not in _CERTIFICATES:
+        folder = Path(tempfile.mkdtemp(prefix="agentpi-mqtt-ca-"))
+        atexit.register(shutil.rmtree, folder, True)
+        make_certificates(folder)
+        _CERTIFICATES["folder"] = folder
+    return _CERTIFICATES["folder"]
+
+
 def make_certificates(folder: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    ca_name = "/CN=agentpi test CA"
     openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=agentpi test CA",
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", ca_name
     )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    )
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (folder / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     openssl(
         "x509",
@@ -77,7 +73,7 @@ class Broker:
         self.tls_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        make_certificates(folder)
+        self.certificates = certificates()
         passwords = folder / "passwords"
         subprocess.run(
             ["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
@@ -93,14 +89,14 @@ class Broker:
             "max_packet_size 1048576\n"
             f"listener {self.port} 127.0.0.1\n"
             f"listener {self.tls_port} 127.0.0.1\n"
-            f"cafile {folder / 'ca.crt'}\n"
-            f"certfile {folder / 'server.crt'}\n"
-            f"keyfile {folder / 'server.key'}\n"
+            f"cafile {self.certificates / 'ca.crt'}\n"
+            f"certfile {self.certificates / 'server.crt'}\n"
+            f"keyfile {self.certificates / 'server.key'}\n"
         )
 
     @property
     def ca_file(self) -> Path:
-        return self.folder / "ca.crt"
+        return self.certificates / "ca.crt"
 
     def start(self) -> None:
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115 (the broker keeps it)
