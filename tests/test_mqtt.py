@@ -307,6 +307,42 @@ def test_the_broker_shows_a_killed_device_offline(tmp_path: Path, broker: Broker
     assert availability[-2:] == ["online", "offline"] and state == "idle"
 
 
+def test_a_broker_restart_mid_conversation_does_not_disturb_it(
+    tmp_path: Path, broker: Broker
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def during(device: Device) -> None:
+        base = f"agentpi/{device.device_id}"
+        link, running = start_link(device, mqtt_config(broker))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, f"{base}/reply") as (heard, client):
+                await client.publish(f"{base}/start", "PRESS", qos=1)
+                await heard.until(lambda: heard.all(f"{base}/reply"))
+            await asyncio.sleep(1.0)  # the conversation is under way
+            broker.kill()
+            seen["in_conversation"] = device.status()["in_conversation"]
+            await asyncio.sleep(1.0)
+            broker.start()
+            async with subscribed(broker, f"{base}/#") as (heard, _):
+                await heard.until(lambda: link.connects == 2 and heard.last(f"{base}/availability"))
+                seen["availability"] = heard.last(f"{base}/availability")
+                await heard.until(lambda: heard.last(f"{base}/conversation_id") == "", 30)
+            seen["failures_seen"] = link.connects
+        finally:
+            running.cancel()
+
+    run = run_conversation(
+        tmp_path, trigger=TriggerConfig(mode="control"), once=True, during=during, timeout=60
+    )
+    assert seen["in_conversation"] is True and seen["availability"] == "online"
+    assert run.exit_code == 0
+    ended = run.of_kind("conversation_ended")[0]
+    assert ended["error"] is None and ended["reason"] == "user silent after the agent's turn"
+    assert run.record.closed_by == "client" and len(run.record.turns) == 2
+
+
 def test_doctor_checks_the_broker_and_says_what_to_fix(broker: Broker) -> None:
     good = mqtt_config(broker)
     ok, detail, _ = check_broker(good, Secret(PASSWORD))
