@@ -62,7 +62,12 @@ class MqttLink:
         device.events.subscribe(self._on_event)
 
     def _on_event(self, event: DeviceEvent) -> None:
-        for publish in self.bridge.on_event(event.record(), self.device.status):
+        try:
+            publications = self.bridge.on_event(event.record(), self.device.status)
+        except Exception:  # MQTT is a side channel: it must never break the device's own work
+            log.exception("MQTT: event %s not published", event.kind)
+            return
+        for publish in publications:
             self._enqueue(publish)
 
     def _enqueue(self, publish: Publish) -> None:
@@ -87,7 +92,7 @@ class MqttLink:
         while True:
             try:
                 await self._session()
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError, ValueError) as exc:
                 self.connected.clear()
                 self.failures += 1
                 delay = min(RECONNECT_MAX_S, 2.0 ** min(self.failures - 1, 6))
