@@ -24,6 +24,12 @@ from agentpi.audio.playback_log import PlaybackLog
 
 IDLE_BYPASS_S = 2.0
 """The canceller rests once the speaker has been silent this long: idle listening costs nothing."""
+CONVERGING_S = 1.5
+CONVERGING_GAIN = 10 ** (-12 / 20)
+"""Until the canceller has heard this much of the speaker (once after start: it keeps what it
+learnt across rests), its output is 12 dB down. Cold, AEC3 lets a burst of echo through about
+0.8 s into the first sound (measured: up to -38 dBFS in 100 ms against a -40 dBFS VAD, so the
+agent could hear itself on its first greeting); a user talking over it is still heard."""
 
 
 def _canceller(rate: int) -> Any:
@@ -43,12 +49,17 @@ class EchoCanceller:
     def __init__(self, log: PlaybackLog) -> None:
         self.log = log
         self._aec = _canceller(log.rate)
+        self._heard_s = 0.0  # of the speaker, since the canceller was made
 
     def __call__(self, chunk: Int16Array, captured_until: float) -> Int16Array:
         if captured_until - self.log.last_sound_at > IDLE_BYPASS_S:
             return chunk
         far = self.log.window(captured_until, len(chunk))
         out: Int16Array = np.asarray(self._aec.process(chunk, far), dtype=np.int16)
+        if self._heard_s < CONVERGING_S:
+            if far.any():
+                self._heard_s += len(chunk) / self.log.rate
+            out = np.round(out * CONVERGING_GAIN).astype(np.int16)
         return out
 
 
