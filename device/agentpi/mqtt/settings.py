@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from agentpi.net import is_loopback
 from agentpi.settings import SettingsError
 
 SCHEMES = {"mqtts": 8883, "mqtt": 1883}
@@ -62,7 +62,7 @@ def broker_address(config: MqttConfig) -> BrokerAddress:
     except ValueError:
         raise MqttConfigError(f"mqtt.url = {config.url!r}: the port is not a number") from None
     tls = parts.scheme == "mqtts"
-    if not tls and not config.allow_plain and not _loopback(parts.hostname):
+    if not tls and not config.allow_plain and not is_loopback(parts.hostname):
         raise MqttConfigError(
             f"mqtt.url = {config.url!r}: plain MQTT to another machine sends the password and "
             "the transcripts in clear; use mqtts:// or set mqtt.allow_plain = true"
@@ -73,15 +73,6 @@ def broker_address(config: MqttConfig) -> BrokerAddress:
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
     """The system's CA certificates, or only ``ca_file``'s when one is given."""
     return ssl.create_default_context(cafile=config.ca_file or None)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_mqtt(config: MqttConfig) -> None:
