@@ -66,3 +66,16 @@ def frames(audio: Int16Array) -> list[Int16Array]:
 
 def phrase_end_detection(listener: WakeListener) -> Detection:
     return Detection("hey_jarvis", 0.99, listener.audio_s)
+
+
+def test_a_failing_search_falls_back_to_a_fixed_time_before_the_firing_point() -> None:
+    listener = open_listener(WakeConfig(models=("hey_jarvis",)), RATE)
+    listener.feed(silence(2.0))
+    assert listener._finder is not None
+
+    def broken(model: str, score: float) -> int | None:
+        raise RuntimeError("the interpreter went away")
+
+    listener._finder.find = broken  # type: ignore[method-assign]
+    expected = listener.consumed_samples - round(FALLBACK_PHRASE_END_S * RATE)
+    assert listener.phrase_end(phrase_end_detection(listener)) == expected

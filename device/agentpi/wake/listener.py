@@ -7,6 +7,8 @@ the conversation can start there, sample for sample.
 
 from __future__ import annotations
 
+import logging
+
 from agentpi.audio.convert import Int16Array
 from agentpi.config import WakeConfig
 from agentpi.wake.decider import Detection, WakeDecider
@@ -14,6 +16,8 @@ from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
 from agentpi.wake.models import ModelFiles, resolve
 from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
+
+log = logging.getLogger(__name__)
 
 FALLBACK_PHRASE_END_S = 0.3
 """When the search finds nothing: about the median time the models fire after the phrase."""
@@ -69,7 +73,10 @@ class WakeListener:
         (model inference: call it on the worker thread, right after the detection)."""
         back = None
         if self._finder is not None:
-            back = self._finder.find(detection.model, detection.score)
+            try:
+                back = self._finder.find(detection.model, detection.score)
+            except Exception:  # a failed search must not keep the conversation waiting
+                log.exception("finding the end of the wake phrase failed")
         if back is None:
             back = round(FALLBACK_PHRASE_END_S * MODEL_RATE)
         return max(0, self.consumed_samples - self._to_source(back))

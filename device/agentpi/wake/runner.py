@@ -106,7 +106,7 @@ class WakeRunner:
                     self._go.clear()
                     self.on_detection(detection, reader.start + listener.consumed_samples)
                     if self.on_phrase_end is not None:
-                        self.on_phrase_end(reader.start + self._phrase_end(detection))
+                        self.on_phrase_end(reader.start + listener.phrase_end(detection))
                     return
                 if self.mic.at_end(reader.cursor):
                     self._go.clear()
@@ -115,10 +115,3 @@ class WakeRunner:
         finally:
             self.listening.clear()
             reader.close()
-
-    def _phrase_end(self, detection: Detection) -> int:
-        try:
-            return self.listener.phrase_end(detection)
-        except Exception:  # a failed search must not keep the conversation waiting
-            log.exception("finding the end of the wake phrase failed")
-            return self.listener.consumed_samples
