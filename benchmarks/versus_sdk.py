@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tests.speech import speech_bounds
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
 from agentpi.agent.sim_records import ConversationRecord
@@ -290,7 +291,7 @@ def measure(
             f"not the whole question {question[0]}..{question[1]}"
         )
     trigger_sample = math.ceil((triggered_at - origin) * RATE)
-    speech_ended_at = origin + (question[0] + speech_end(files.question_samples)) / RATE
+    speech_ended_at = origin + (question[0] + speech_bounds(files.question_samples)[1]) / RATE
     lost_before_first = max(0, mic.first - trigger_sample)
     speaker = follow_speaker(record, left["blocks"], output)
     greeting, answer = record.turns
@@ -453,14 +454,6 @@ def follow_speaker(
         finished_at(greeting_played),
         finished_at(len(played) - 1),
     )
-
-
-def speech_end(samples: Int16Array, window: int = 160, floor_dbfs: float = -45.0) -> int:
-    """The end of the last 10 ms window of ``samples`` louder than ``floor_dbfs``."""
-    usable = samples[: len(samples) // window * window].astype(np.float64).reshape(-1, window)
-    levels = 10 * np.log10(np.maximum(np.mean(usable**2, axis=1), 1e-6) / 32768.0**2)
-    loud = np.flatnonzero(levels > floor_dbfs)
-    return int(loud[-1] + 1) * window if len(loud) else len(samples)
 
 
 def cpu_per_minute(cpu: list[tuple[float, float]], opened_at: float, closed_at: float) -> float:
