@@ -32,6 +32,7 @@ from agentpi.config import (
     AudioConfig,
     Config,
     ConfigError,
+    ControlConfig,
     TriggerConfig,
     load_config,
 )
@@ -257,15 +258,17 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
     mic = open_microphone(config.audio)
     sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
     device = assemble_device(config, events, mic, sink)
-    mqtt = open_mqtt_link(device, config.mqtt) if config.mqtt.enabled else None
-    linking = asyncio.ensure_future(mqtt.run()) if mqtt is not None else None
-    if not config.control.enabled:
-        try:
-            return await _until_signalled(device, once)
-        finally:
-            if linking is not None:
-                linking.cancel()
-    control = ControlServer(device, socket_path(config.control), config.control.group)
+    async with contextlib.AsyncExitStack() as stack:
+        if config.mqtt.enabled:
+            stack.callback(asyncio.ensure_future(open_mqtt_link(device, config.mqtt).run()).cancel)
+        if config.control.enabled:
+            _serve_control(device, config.control, stack)
+        return await _until_signalled(device, once)
+
+
+def _serve_control(device: Device, config: ControlConfig, stack: contextlib.AsyncExitStack) -> None:
+    """The control socket, from when the device is ready until ``stack`` closes."""
+    control = ControlServer(device, socket_path(config), config.group)
     control.prepare()
 
     async def serve_once_ready() -> None:
@@ -276,14 +279,8 @@ async def _run_device(config: Config, events: EventBus, once: bool) -> int:
         except ConfigError as exc:
             device.events.publish(ev.ControlError(str(exc)))
 
-    serving = asyncio.ensure_future(serve_once_ready())
-    try:
-        return await _until_signalled(device, once)
-    finally:
-        serving.cancel()
-        if linking is not None:
-            linking.cancel()
-        await control.close()
+    stack.push_async_callback(control.close)
+    stack.callback(asyncio.ensure_future(serve_once_ready()).cancel)
 
 
 def open_mqtt_link(device: Device, config: MqttConfig) -> MqttLink:
