@@ -441,3 +441,31 @@ def test_say_starts_a_conversation_and_stop_ends_it(tmp_path: Path, broker: Brok
     typed = [m.text for _, m in run.record.messages if isinstance(m, UserMessage)]
     assert typed == ["What is on the menu today?"]
     assert "stopped" in run.of_kind("conversation_ended")[0]["reason"]
+
+
+def test_a_flood_of_commands_leaves_the_link_working(broker: Broker) -> None:
+    async def scenario() -> tuple[StandIn, int]:
+        device = StandIn("flooded")
+        link, running = start_link(device, mqtt_config(broker, tls=False, discovery=False))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, "agentpi/flooded/reply") as (heard, client):
+                for _ in range(3000):
+                    await client.publish("agentpi/flooded/volume/set", "10", qos=0)
+                # beyond the 64 waiting, commands are dropped: this one gets through once the
+                # link has worked off the flood (it is still answering, not stuck or dead)
+                for _ in range(30):
+                    await client.publish("agentpi/flooded/wake/set", "OFF", qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        await heard.until(lambda: "wake False" in device.calls, 2)
+                        break
+                replies = len(heard.all("agentpi/flooded/reply"))
+        finally:
+            running.cancel()
+        return device, replies
+
+    device, replies = asyncio.run(scenario())
+    assert "wake False" in device.calls
+    volumes = [call for call in device.calls if call != "wake False"]
+    assert volumes and set(volumes) == {"volume 10"} and len(volumes) <= 3000
+    assert replies >= len(volumes)  # each command taken was answered

@@ -21,12 +21,14 @@ import aiomqtt
 from agentpi.control import ControlledDevice, carry_out
 from agentpi.credentials import Secret
 from agentpi.events import DeviceEvent
-from agentpi.mqtt.bridge import MqttBridge, MqttCommandError, Publish
+from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
 from agentpi.mqtt.settings import MqttConfig, broker_address, tls_context
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 256
+INCOMING_MAX = 64
+"""Commands received and not yet carried out; a flood beyond it is dropped by the library."""
 RECONNECT_MAX_S = 60.0
 
 
@@ -112,13 +114,14 @@ class MqttLink:
             will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
             tls_context=tls_context(self.config) if self.address.tls else None,
             timeout=10,
+            max_queued_incoming_messages=INCOMING_MAX,
         ) as client:
             self.failures = 0
             self.connects += 1
             # listening first: a controller that sees "online" may send a command at once
             for topic in self.bridge.subscriptions():
                 await client.subscribe(topic, qos=1)
-            for publish in self.bridge.on_connect(self._status()):
+            for publish in self.bridge.on_connect(self.device.status()):
                 await client.publish(publish.topic, publish.payload, qos=1, retain=publish.retain)
             self.connected.set()
             sender = asyncio.ensure_future(self._send(client))
@@ -150,7 +153,7 @@ class MqttLink:
         reply = self.bridge.reply(answer)
         await client.publish(reply.topic, reply.payload, qos=1)
 
-    def _carry_out(self, command: Any) -> dict[str, Any]:
+    def _carry_out(self, command: Command) -> dict[str, Any]:
         if command.request is not None:
             return carry_out(command.request, self.device)
         if command.volume_percent is not None:
@@ -161,6 +164,3 @@ class MqttLink:
             self._enqueue(self.bridge.wake_changed(bool(command.wake_on)))
             return {"ok": True}
         return {"ok": False, "error": error}
-
-    def _status(self) -> dict[str, Any]:
-        return self.device.status()
