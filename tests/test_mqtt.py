@@ -160,8 +160,9 @@ def test_home_assistant_sees_the_device_and_starts_a_conversation(
     assert "conversation_ended" in seen["events"] and seen["reply"] == ['{"ok": true}']
     status = seen["status"]
     assert status["last_outcome"]["error"] is None and status["conversations"] == 1
-    # privacy: transcripts are off unless asked for
-    assert "user_transcript" not in seen["events"]
+    # privacy: what was said is not published unless asked for
+    assert "conversation_started" in seen["events"]
+    assert not {"user_transcript", "agent_response", "contextual_update_sent"} & set(seen["events"])
 
 
 def test_bad_commands_are_answered_with_an_error_and_nothing_else(

@@ -32,6 +32,21 @@ from agentpi.events import EventRecord
 from agentpi.mqtt.settings import MqttConfig
 
 ERROR_EVENTS = ("server_error", "protocol_error", "audio_error", "connect_failed", "control_error")
+PRIVATE_EVENTS = frozenset(
+    {
+        "user_transcript",
+        "tentative_user_transcript",
+        "agent_response",
+        "tentative_agent_response",
+        "agent_response_correction",
+        "user_message",
+        "contextual_update_sent",
+        "contextual_update",
+        "tool_call",
+    }
+)
+"""Lines that carry what was said, typed or passed to a tool: on the events topic only with
+``transcripts = true``."""
 ESSENTIAL_EVENTS = frozenset(
     {"trigger", "state", "conversation_started", "conversation_ended", "turn", "volume"}
     | set(ERROR_EVENTS)
@@ -129,13 +144,7 @@ class MqttBridge:
         if self.config.transcripts and kind in ("user_transcript", "agent_response"):
             who = "user" if kind == "user_transcript" else "agent"
             out.append(Publish(self.topic(f"transcript/{who}"), str(record.get("text", "")), True))
-        if kind not in (
-            "user_transcript",
-            "agent_response",
-            "tentative_user_transcript",
-            "tentative_agent_response",
-            "agent_response_correction",
-        ) or (self.config.transcripts):
+        if kind not in PRIVATE_EVENTS or self.config.transcripts:
             out += self._event_line(record)
         return out
 
