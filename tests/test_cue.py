@@ -54,7 +54,9 @@ def ask(tmp_path: Path, voice: str, gap_s: float) -> tuple[Run, Int16Array, int,
 
 def question_snr_db(run: Run, mic: Int16Array, question_at: int, length: int) -> float:
     received = np.frombuffer(bytes(run.record.user_audio), dtype="<i2")
-    start = start_in(mic, received)  # before the cue, the upload is the microphone exactly
+    # the upload starts ~10 ms before the phrase's end, the cue's echo ~150 ms after it: until
+    # then the upload is the microphone exactly
+    start = start_in(mic, received, head_s=0.1)
     got = received[question_at - start : question_at - start + length].astype(np.float64)
     clean = mic[question_at : question_at + length].astype(np.float64)
     error = float(np.sum((got - clean) ** 2))

@@ -15,16 +15,20 @@ from tests.speech import POSITIVE, RATE, join, silence, speak
 pytestmark = pytest.mark.heavy  # a few thousand inferences: seconds here, minutes under qemu
 
 
-def test_the_question_is_uploaded_whole_and_little_of_the_wake_phrase() -> None:
-    results = phrase_end.measure()
+@pytest.mark.parametrize("clip_set", phrase_end.SETS, ids=lambda clip_set: clip_set.name)
+def test_the_question_is_uploaded_whole_and_little_of_the_wake_phrase(
+    clip_set: phrase_end.ClipSet,
+) -> None:
+    results = phrase_end.measure(clip_set)
     fired = [r for r in results if r.fired]
     print("\n" + phrase_end.summary(results))
-    assert len(results) >= 20 and len(fired) >= 0.9 * len(results)
-    # measured: 64 of 67 whole (the rest: no gap at all, up to 10 % lost), 66 of 67 <= 250 ms
-    whole = [r for r in fired if r.question_lost <= 0.01]
-    assert len(whole) >= 0.9 * len(fired), [r for r in fired if r not in whole]
-    assert sum(r.tail_ms <= 250 for r in fired) >= 0.95 * len(fired)
-    assert max(r.tail_ms for r in fired) <= 350
+    assert len(results) >= 20 and len(fired) >= 0.7 * len(results)
+    # measured: all 67 of the tuned set; 98 of the 100 unseen (one lost 2.7 %, one sent 335 ms)
+    assert sum(r.meets_goals for r in fired) >= 0.97 * len(fired), [
+        r for r in fired if not r.meets_goals
+    ]
+    assert max(r.question_lost for r in fired) <= 0.05
+    assert max(r.tail_ms for r in fired) <= 400
     # what it replaces: starting at the frame that fired lost words from most questions
     assert sum(r.lost_at_firing > 0.01 for r in fired) > len(fired) / 2
 

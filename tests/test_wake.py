@@ -295,9 +295,9 @@ def test_trigger_mode_takes_one_or_several(tmp_path: Path) -> None:
 # -- the device, listening ---------------------------------------------------------------------
 
 
-def start_in(audio: Int16Array, received: Int16Array) -> int:
-    """Where in ``audio`` the uploaded ``received`` begins (its first 0.2 s matched exactly)."""
-    head = received[: RATE // 5]
+def start_in(audio: Int16Array, received: Int16Array, head_s: float = 0.2) -> int:
+    """Where in ``audio`` the uploaded ``received`` begins (its first ``head_s`` exactly)."""
+    head = received[: round(RATE * head_s)]
     view = np.lib.stride_tricks.sliding_window_view(audio, len(head))
     matches = np.flatnonzero((view == head).all(axis=1))
     assert len(matches) == 1, "the upload is not one exact piece of the microphone's audio"

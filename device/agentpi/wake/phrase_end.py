@@ -6,18 +6,23 @@ starting a fixed time earlier sends a variable piece of the wake phrase. Two thi
 already has tell where the phrase ended:
 
 - the model itself: the phrase cut at a point and followed by quiet room scores like the
-  detection only once the phrase is (nearly) complete there, so the earliest such cut on a 20 ms
-  grid is where the phrase is about to end (never later than its end, on our clip set);
-- the energy from there on: the phrase ends where the level falls to the room's floor (a pause) or
-  where a dip is followed by a rise (the question starting straight away).
+  detection only once the phrase is (nearly) complete there. "Like the detection" is measured
+  against the best of the detection and the cuts just before the firing point, so that a
+  detection that fired early, on a low score, does not accept a cut halfway through the phrase;
+- the energy from the earliest such cut on: the phrase ends at the first pause (the level at the
+  room's floor) or the dip before a rise (the next words starting straight away). Some voices
+  complete the phrase for the model a syllable early ("hey jarv"), so the dip of that syllable's
+  consonant comes first: when the cut at the boundary after it scores clearly higher
+  (``LATER_LOGIT``), the model heard more of the phrase there and the phrase ends there instead.
 
 The answer leans early by ``MARGIN_S``: a little of the wake phrase's tail costs nothing, a lost
-syllable of the question costs the answer. ``tests/test_phrase_end.py`` measures it on speech
+syllable of the question costs the answer. ``benchmarks/phrase_end.py`` measures it on speech
 the tuning never saw.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,16 +41,22 @@ GRID = 320
 """20 ms: the spacing of the cuts tried."""
 QUIET_FRAMES = 4
 """Frames of quiet room after a cut: a complete phrase scores within 320 ms of its end."""
-PLATEAU = 0.9
-"""A cut counts as complete at this score (or 95 % of the detection's, if that was lower)."""
+COMPLETE_SHARE = 0.85
+"""A cut counts as complete at this share of the best score (the detection's or that of the
+last ``BEST_OF_LAST`` cuts, where the whole phrase is in)."""
+BEST_OF_LAST = 2
+LATER_LOGIT = 2.5
+"""How much higher (log-odds) the cut at the second boundary must score to be the phrase's end."""
 WINDOW = 160
 FLOOR_PERCENTILE = 10
-PAUSE_DB = 6.0
+PAUSE_DB = 4.0
 """A 10 ms window within this of the floor is a pause."""
-RISE_DB = 9.0
-"""A rise this far above the lowest level since the cut is the next words starting."""
+RISE_DB = 6.0
+"""A rise this far above the lowest level since the cut is the next syllable starting..."""
 DECAY_DB = 3.0
-MARGIN_S = 0.02
+"""...once the level fell this far below the loudest of the ``BEFORE_WINDOWS`` before the cut."""
+BEFORE_WINDOWS = 2
+MARGIN_S = 0.01
 
 
 @runtime_checkable
@@ -91,33 +102,50 @@ class PhraseEndFinder:
         audio = np.concatenate(self._frames)
         searched = len(self._states) * FRAME_SAMPLES
         base = len(audio) - searched
-        complete_at = min(PLATEAU, 0.95 * score)
         kept = self.engine.snapshot()
         try:
+            last_cuts = range(searched - GRID, max(-1, searched - (BEST_OF_LAST + 1) * GRID), -GRID)
+            best = max([score, *(self._score(cut, model) for cut in last_cuts)])
+            complete_at = COMPLETE_SHARE * best
             cut = next(
-                (c for c in range(0, searched, GRID) if self._completes(c, model, complete_at)),
+                (
+                    c
+                    for c in range(0, searched, GRID)
+                    if self._score(c, model, enough=complete_at) >= complete_at
+                ),
                 None,
             )
+            if cut is None:
+                return None
+            end, *later = _boundaries(audio, base + cut)
+            if later and _logit(self._score(later[0] - base, model)) > (
+                _logit(self._score(end - base, model)) + LATER_LOGIT
+            ):
+                end = later[0]
         finally:
             self.engine.restore(kept)
-        if cut is None:
-            return None
-        end = _end_of_speech(audio, base + cut)
         start = max(0, end - round(MARGIN_S * 16000))
         return len(audio) - start
 
-    def _completes(self, cut: int, model: str, complete_at: float) -> bool:
-        """Whether ``model`` scores ``complete_at`` on the audio up to ``cut`` followed by quiet
-        room."""
+    def _score(self, cut: int, model: str, enough: float = 1.0) -> float:
+        """The best score of ``model`` on the audio up to ``cut`` (within the searched frames)
+        followed by quiet room; stops once it reaches ``enough``."""
         index, offset = divmod(cut, FRAME_SAMPLES)
         self.engine.restore(self._states[index])
         head = self._frames[len(self._frames) - len(self._states) + index][:offset]
         audio = np.concatenate((head, self._quiet))
         frames = QUIET_FRAMES + (1 if offset else 0)
+        best = 0.0
         for start in range(0, frames * FRAME_SAMPLES, FRAME_SAMPLES):
-            if self.engine.predict(audio[start : start + FRAME_SAMPLES])[model] >= complete_at:
-                return True
-        return False
+            best = max(best, self.engine.predict(audio[start : start + FRAME_SAMPLES])[model])
+            if best >= enough:
+                break
+        return best
+
+
+def _logit(probability: float) -> float:
+    clipped = min(max(probability, 1e-6), 1 - 1e-6)
+    return math.log(clipped / (1 - clipped))
 
 
 def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
@@ -127,18 +155,26 @@ def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
     return levels
 
 
-def _end_of_speech(audio: Int16Array, cut: int) -> int:
-    """The first pause, or the dip before the next rise, from ``cut`` on (sample index)."""
+def _boundaries(audio: Int16Array, cut: int) -> list[int]:
+    """Where the phrase may end from ``cut`` on (sample indexes, one or two): the first pause, or
+    the dip before the next rise and, after it, the next such place."""
     levels = _levels(audio)
     floor = float(np.percentile(levels, FLOOR_PERCENTILE))
-    first = min(cut // WINDOW, len(levels) - 1)
-    lowest, lowest_at, at_cut = levels[first], first, levels[first]
-    for window in range(first, len(levels)):
+    window = min(cut // WINDOW, len(levels) - 1)
+    reference = float(np.max(levels[max(0, window - BEFORE_WINDOWS) : window + 1]))
+    lowest, lowest_at = levels[window], window
+    found: list[int] = []
+    while window < len(levels) and len(found) < 2:
         level = levels[window]
         if level <= floor + PAUSE_DB:
-            return window * WINDOW
+            return [*found, window * WINDOW]
         if level < lowest:
             lowest, lowest_at = level, window
-        if level >= lowest + RISE_DB and lowest <= at_cut - DECAY_DB:
-            return lowest_at * WINDOW
-    return lowest_at * WINDOW
+        if level >= lowest + RISE_DB and lowest <= reference - DECAY_DB:
+            found.append(lowest_at * WINDOW)
+            while window + 1 < len(levels) and levels[window + 1] >= levels[window]:
+                window += 1
+            reference = lowest = levels[window]
+            lowest_at = window
+        window += 1
+    return found or [lowest_at * WINDOW]
