@@ -107,18 +107,20 @@ class SoundCardSource:
         channels = self.channels
         watch = self._watch = StallWatch(f"audio input {self.label!r}", failed)
 
+        go_on, abort = (None, pyaudio.paContinue), (None, pyaudio.paAbort)
+
         def callback(data: bytes | None, frames: int, timing: Any, status: int) -> tuple[None, int]:
             watch.called_back()
             if watch.lost.is_set() or data is None:
-                return None, pyaudio.paAbort
+                return abort
             try:
                 deliver(to_mono_int16(data, 2, channels), time.monotonic())
             except Exception as exc:  # never let an exception die inside PortAudio's thread
                 log.exception("capture callback failed")
                 watch.lost.set()
                 failed(exc)
-                return None, pyaudio.paAbort
-            return None, pyaudio.paContinue
+                return abort
+            return go_on
 
         try:
             with _quiet_stderr():
@@ -177,6 +179,8 @@ class SoundCardSink:
         """Called (on PortAudio's or the watchdog's thread) when the speaker fails."""
         self._watch: StallWatch | None = None
         self._open_lock = threading.Lock()
+        self._silent_block = b""
+        self._latency_s = 0.0
 
     @property
     def label(self) -> str:
@@ -196,8 +200,7 @@ class SoundCardSink:
 
     @property
     def output_latency_s(self) -> float:
-        stream = self._stream
-        return float(stream.get_output_latency()) if stream is not None else 0.0
+        return self._latency_s if self._stream is not None else 0.0
 
     async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
         import asyncio
@@ -239,6 +242,7 @@ class SoundCardSink:
                 )
         except (OSError, ValueError) as exc:
             raise AudioDeviceError(f"audio output {self.label!r} failed to open: {exc}") from None
+        self._latency_s = float(self._stream.get_output_latency())
         self._watch = StallWatch(f"audio output {self.label!r}", self._failed)
         self._watch.start(self._stream)
 
@@ -249,9 +253,13 @@ class SoundCardSink:
 
     def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
         pyaudio = _pyaudio()
-        now = time.monotonic()
         if self._watch is not None:
             self._watch.called_back()
+        if not self._playing and not self._queue and not self.output_level:
+            # nothing to play (most of a device's life): no lock, no arrays, no log entry (the
+            # log reads a gap as silence); this runs 50 times a second on PortAudio's thread
+            return self._silence(frames), pyaudio.paContinue
+        now = time.monotonic()
         out = np.zeros(frames, dtype=np.int16)
         drained = False
         try:
@@ -267,7 +275,7 @@ class SoundCardSink:
                         self._waiting_since = None
                         drained = True
             if self.playback_log is not None:
-                self.playback_log.played(out, self._rate, now + self.output_latency_s)
+                self.playback_log.played(out, self._rate, now + self._latency_s)
             self.output_level = loudness(out)
             if drained:
                 self._on_drained()
@@ -276,10 +284,16 @@ class SoundCardSink:
             if self._watch is not None:
                 self._watch.lost.set()
             self._failed(exc)
-            return bytes(frames * 2 * self._channels), pyaudio.paAbort
+            return self._silence(frames), pyaudio.paAbort
         if self._channels > 1:
             out = np.repeat(out, self._channels)
         return out.astype("<i2").tobytes(), pyaudio.paContinue
+
+    def _silence(self, frames: int) -> bytes:
+        size = frames * 2 * self._channels
+        if len(self._silent_block) != size:
+            self._silent_block = bytes(size)
+        return self._silent_block
 
     def write(self, samples: Int16Array) -> None:
         if not len(samples):
