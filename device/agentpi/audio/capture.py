@@ -152,8 +152,11 @@ class Microphone:
             self._position += len(chunk)
             self._held += len(chunk)
             self._evict()
-            for reader in self._readers:
-                reader._captured(self._position)
+            wakes = [wake for reader in self._readers if (wake := reader._captured(self._position))]
+        # the event loop's thread wakes at once and wants the GIL: hand it over last thing, so
+        # that it does not wake only to wait for this thread to finish
+        for wake in wakes:
+            wake()
 
     def _evict(self) -> None:
         keep = int((self.preroll_s + self.detection_lag_s) * self._rate)
@@ -171,8 +174,9 @@ class Microphone:
     def _failed(self, exc: Exception) -> None:
         self.failure = exc
         with self._lock:
-            for reader in self._readers:
-                reader._captured(self._position)
+            wakes = [wake for reader in self._readers if (wake := reader._captured(self._position))]
+        for wake in wakes:
+            wake()
         if self.on_failure is not None:
             self.on_failure(exc)
 
@@ -226,16 +230,22 @@ class MicReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
-    def _captured(self, position: int) -> None:
-        """Capture thread, lock held: wake whoever waits, if what they wait for is there."""
+    def _captured(self, position: int) -> Callable[[], None] | None:
+        """Capture thread, lock held: wake a worker thread that waits, if what it waits for is
+        there; for a coroutine that waits, what wakes it (to be called once the lock is let go)."""
         available = position - self.cursor
         if self._want and (available >= self._want or self.mic.failure is not None):
             self._want = 0
             self._ready.set()
-        waiter = self._waiter
-        if waiter is not None and self._loop is not None:
-            self._waiter = None
-            self._loop.call_soon_threadsafe(_resolve, waiter)
+        waiter, loop = self._waiter, self._loop
+        if waiter is None or loop is None:
+            return None
+        self._waiter = None
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+        return wake
 
     def _check(self) -> None:
         if self.mic.failure is not None:
