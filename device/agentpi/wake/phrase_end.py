@@ -7,8 +7,9 @@ already has tell where the phrase ended:
 
 - the model itself: the phrase cut at a point and followed by quiet room scores like the
   detection only once the phrase is (nearly) complete there. "Like the detection" is measured
-  against the best of the detection and the cuts just before the firing point, so that a
-  detection that fired early, on a low score, does not accept a cut halfway through the phrase;
+  against the best of the detection and cuts every 80 ms through the window, so that a detection
+  that fired on a low score (early, or late with the question begun) does not accept a cut
+  halfway through the phrase;
 - the energy from the earliest such cut on: the phrase ends at the first pause (the level at the
   room's floor) or the dip before a rise (the next words starting straight away). Some voices
   complete the phrase for the model a syllable early ("hey jarv"), so the dip of that syllable's
@@ -42,9 +43,10 @@ GRID = 320
 QUIET_FRAMES = 4
 """Frames of quiet room after a cut: a complete phrase scores within 320 ms of its end."""
 COMPLETE_SHARE = 0.85
-"""A cut counts as complete at this share of the best score (the detection's or that of the
-last ``BEST_OF_LAST`` cuts, where the whole phrase is in)."""
-BEST_OF_LAST = 2
+"""A cut counts as complete at this share of the best score: the detection's, or the best of the
+cuts every ``BEST_STEP`` from the firing point back (where the whole phrase is in; the cuts
+right at the firing point may hold the question's start and score lower)."""
+BEST_STEP = 4 * GRID
 LATER_LOGIT = 2.5
 """How much higher (log-odds) the cut at the second boundary must score to be the phrase's end."""
 WINDOW = 160
@@ -104,17 +106,16 @@ class PhraseEndFinder:
         base = len(audio) - searched
         kept = self.engine.snapshot()
         try:
-            last_cuts = range(searched - GRID, max(-1, searched - (BEST_OF_LAST + 1) * GRID), -GRID)
-            best = max([score, *(self._score(cut, model) for cut in last_cuts)])
-            complete_at = COMPLETE_SHARE * best
-            cut = next(
-                (
-                    c
-                    for c in range(0, searched, GRID)
-                    if self._score(c, model, enough=complete_at) >= complete_at
-                ),
-                None,
-            )
+            scored = {c: self._score(c, model) for c in range(searched - GRID, -1, -BEST_STEP)}
+            complete_at = COMPLETE_SHARE * max(score, *scored.values())
+
+            def complete(cut: int) -> bool:
+                known = scored.get(cut)
+                return (self._score(cut, model, complete_at) if known is None else known) >= (
+                    complete_at
+                )
+
+            cut = next((c for c in range(0, searched, GRID) if complete(c)), None)
             if cut is None:
                 return None
             end, *later = _boundaries(audio, base + cut)
