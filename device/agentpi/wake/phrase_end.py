@@ -47,6 +47,9 @@ COMPLETE_SHARE = 0.85
 cuts every ``BEST_STEP`` from the firing point back (where the whole phrase is in; the cuts
 right at the firing point may hold the question's start and score lower)."""
 BEST_STEP = 4 * GRID
+FINE_STEPS_BACK = 2
+"""The 20 ms cuts are tried from this many coarse steps before the first coarse cut that
+completes."""
 LATER_LOGIT = 2.5
 """How much higher (log-odds) the cut at the second boundary must score to be the phrase's end."""
 WINDOW = 160
@@ -115,7 +118,11 @@ class PhraseEndFinder:
                     complete_at
                 )
 
-            cut = next((c for c in range(0, searched, GRID) if complete(c)), None)
+            # the fine cuts only near the first coarse one that completes: half the inferences,
+            # and a lone early peak (the model on half the phrase) further back is not taken
+            coarse = min((c for c, value in scored.items() if value >= complete_at), default=None)
+            first = 0 if coarse is None else max(0, coarse - FINE_STEPS_BACK * BEST_STEP + GRID)
+            cut = next((c for c in range(first, searched, GRID) if complete(c)), None)
             if cut is None:
                 return None
             end, *later = _boundaries(audio, base + cut)
