@@ -9,7 +9,8 @@ already has tell where the phrase ended:
   detection only once the phrase is (nearly) complete there. "Like the detection" is measured
   against the best of the detection and cuts every 80 ms through the window, so that a detection
   that fired on a low score (early, or late with the question begun) does not accept a cut
-  halfway through the phrase;
+  halfway through the phrase. The 20 ms cuts are tried only near the first 80 ms one that is
+  complete (each cut costs 4-5 inferences; a Pi Zero 2 W is several times slower than a PC);
 - the energy from the earliest such cut on: the phrase ends at the first pause (the level at the
   room's floor) or the dip before a rise (the next words starting straight away). Some voices
   complete the phrase for the model a syllable early ("hey jarv"), so the dip of that syllable's
