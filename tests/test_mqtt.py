@@ -368,6 +368,7 @@ def test_doctor_checks_the_broker_and_says_what_to_fix(broker: Broker) -> None:
         ("url = 'mqtts://broker.lan:port'", "the port is not a number"),
         ("url = 'mqtts://broker.lan'\nbase_topic = 'a/#'", "mqtt.base_topic"),
         ("url = 'mqtts://broker.lan'\nevents_per_s = 0", "mqtt.events_per_s"),
+        ("url = 'mqtts://broker.lan'\nprotocol = '3'", 'use "5" or "3.1.1"'),
     ],
 )
 def test_bad_mqtt_config_is_one_line(tmp_path: Path, mqtt: str, expected: str) -> None:
@@ -470,3 +471,34 @@ def test_a_flood_of_commands_leaves_the_link_working(broker: Broker) -> None:
     volumes = [call for call in device.calls if call != "wake False"]
     assert volumes and set(volumes) == {"volume 10"} and len(volumes) <= 3000
     assert replies >= len(volumes)  # each command taken was answered
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_message_too_large_for_a_command_never_reaches_the_device(
+    broker: Broker, protocol: str
+) -> None:
+    # half a megabyte: over the device's 128 KiB, under the test broker's own 1 MiB limit
+    big = json.dumps({"command": "say", "text": "x" * (1 << 19)}).encode()
+
+    async def scenario() -> list[dict[str, Any]]:
+        device = StandIn("guarded")
+        config = mqtt_config(broker, tls=False, discovery=False, protocol=protocol)
+        link, running = start_link(device, config)
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, "agentpi/guarded/reply") as (heard, client):
+                await client.publish("agentpi/guarded/command", big, qos=1)
+                await client.publish("agentpi/guarded/volume/set", "20", qos=1)
+                await heard.until(lambda: "volume 20" in device.calls)
+                await heard.until(lambda: heard.all("agentpi/guarded/reply"))
+                return [json.loads(reply) for reply in heard.all("agentpi/guarded/reply")]
+        finally:
+            running.cancel()
+
+    replies = asyncio.run(scenario())
+    if protocol == "5":
+        # the device told the broker its largest packet: the 512 KiB were never delivered
+        assert replies == [{"ok": True}]
+    else:
+        # without version 5 it arrives (into memory) and is refused, as any too long command
+        assert replies[0]["ok"] is False and "65536" in replies[0]["error"]

@@ -17,12 +17,14 @@ from collections import deque
 from typing import Any, Protocol
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agentpi.control import ControlledDevice, carry_out
 from agentpi.credentials import Secret
 from agentpi.events import DeviceEvent
 from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
-from agentpi.mqtt.settings import MqttConfig, broker_address, tls_context
+from agentpi.mqtt.settings import MAX_PACKET_BYTES, MqttConfig, broker_address, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ class MqttLink:
             tls_context=tls_context(self.config) if self.address.tls else None,
             timeout=10,
             max_queued_incoming_messages=INCOMING_MAX,
+            **protocol_options(self.config.protocol),
         ) as client:
             self.failures = 0
             self.connects += 1
@@ -164,3 +167,14 @@ class MqttLink:
             self._enqueue(self.bridge.wake_changed(bool(command.wake_on)))
             return {"ok": True}
         return {"ok": False, "error": error}
+
+
+def protocol_options(protocol: str) -> dict[str, Any]:
+    """aiomqtt.Client's arguments for ``[mqtt] protocol`` (the link and the doctor alike)."""
+    if protocol == "3.1.1":
+        return {"protocol": aiomqtt.ProtocolVersion.V311}
+    # version 5 lets the device say how large a packet it takes: the broker drops larger ones
+    # for it instead of delivering megabytes that only get refused once they are in memory
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_PACKET_BYTES
+    return {"protocol": aiomqtt.ProtocolVersion.V5, "properties": properties}

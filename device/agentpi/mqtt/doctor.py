@@ -47,6 +47,8 @@ def check_broker(config: MqttConfig, password: Secret | None) -> tuple[bool, str
 async def _log_in(config: MqttConfig, password: Secret | None) -> None:
     import aiomqtt
 
+    from agentpi.mqtt.client import protocol_options
+
     address = broker_address(config)
     async with aiomqtt.Client(
         address.host,
@@ -55,5 +57,6 @@ async def _log_in(config: MqttConfig, password: Secret | None) -> None:
         password=password.reveal() if password else None,
         tls_context=tls_context(config) if address.tls else None,
         timeout=TIMEOUT_S,
+        **protocol_options(config.protocol),
     ):
         pass
