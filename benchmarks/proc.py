@@ -28,3 +28,18 @@ def peak_rss_mb(pid: int) -> float | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def context_switches(pid: int) -> int | None:
+    """Voluntary + involuntary context switches of all the process's threads so far: how often
+    it was woken (each costs 0.1-0.3 ms of CPU on the machines we measure on, whatever it does);
+    None once the process is gone."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return total

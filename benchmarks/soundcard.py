@@ -11,7 +11,9 @@ between agentpi (``agentpi run``, echo canceller on, as shipped) and the bare cl
 - interruption to silence: from the simulator sending ``interruption`` to the last audible
   sample coming out of the card, less what the card's own pipe held at that moment (a real
   card's hardware buffer; this one's is a 4 KiB pipe);
-- CPU per second of conversation: the client process's CPU time while the conversation is open.
+- CPU per second of conversation: the client process's CPU time while the conversation is open;
+- wake-ups per second of conversation: its threads' context switches in the same span (CPU
+  follows them more than the work done per chunk).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
 from agentpi.agent.sim_records import ConversationRecord
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.audio.convert import read_wav
-from benchmarks.proc import cpu_seconds
+from benchmarks.proc import context_switches, cpu_seconds
 
 ROUNDS = 3
 GREETING = " ".join(["This greeting goes on so that there is something to interrupt."] * 3)
@@ -51,6 +53,7 @@ class Figures:
     latencies_ms: list[float] = field(default_factory=list)
     silence_ms: list[float] = field(default_factory=list)
     cpu_ms_per_s: list[float] = field(default_factory=list)
+    switches_per_s: list[float] = field(default_factory=list)
 
 
 KINDS = {
@@ -86,23 +89,26 @@ async def one_round(kind: str, folder: Path, figures: Figures) -> None:
                 stderr=asyncio.subprocess.DEVNULL,
             )
             cpu: list[tuple[float, float]] = []
+            switches: list[tuple[float, float]] = []
             while process.returncode is None:
-                used = cpu_seconds(process.pid)
-                if used is not None:
+                used, woken = cpu_seconds(process.pid), context_switches(process.pid)
+                if used is not None and woken is not None:
                     cpu.append((time.monotonic(), used))
+                    switches.append((time.monotonic(), woken))
                 if sim.conversations and not card.fed_at and not card._queue:
                     card.say(np.concatenate([np.zeros(48000, np.int16), spoken]))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), 0.02)
             await sim.wait_for_conversations(1, timeout=10)
             record = sim.conversations[0]
-    measure(record, card, cpu, figures)
+    measure(record, card, cpu, switches, figures)
 
 
 def measure(
     record: ConversationRecord,
     card: VirtualSoundCard,
     cpu: list[tuple[float, float]],
+    switches: list[tuple[float, float]],
     figures: Figures,
 ) -> None:
     received = np.frombuffer(bytes(record.user_audio), dtype="<i2")
@@ -125,10 +131,14 @@ def measure(
         ((max(audible) if audible else turn.interrupted_at) - turn.interrupted_at) * 1e3
     )
     closed = record.closed_at or time.monotonic()
-    during = [(t, used) for t, used in cpu if record.opened_at <= t <= closed]
-    if len(during) >= 2:
-        (t0, c0), (t1, c1) = during[0], during[-1]
-        figures.cpu_ms_per_s.append((c1 - c0) / (t1 - t0) * 1e3)
+    for samples, rates, scale in (
+        (cpu, figures.cpu_ms_per_s, 1e3),
+        (switches, figures.switches_per_s, 1.0),
+    ):
+        during = [(t, value) for t, value in samples if record.opened_at <= t <= closed]
+        if len(during) >= 2:
+            (t0, v0), (t1, v1) = during[0], during[-1]
+            rates.append((v1 - v0) / (t1 - t0) * scale)
 
 
 def align(longer: npt.NDArray[np.int16], clip: npt.NDArray[np.int16]) -> int:
@@ -168,6 +178,7 @@ def main() -> None:
         rows(f"capture to send, ms (p{q})", percentile)
     rows("interruption to silence, ms (median)", lambda f: statistics.median(f.silence_ms))
     rows("CPU ms per s of conversation (median)", lambda f: statistics.median(f.cpu_ms_per_s))
+    rows("wake-ups per s of conversation (median)", lambda f: statistics.median(f.switches_per_s))
 
 
 if __name__ == "__main__":
