@@ -111,7 +111,7 @@ class PhraseEndFinder:
         kept = self.engine.snapshot()
         try:
             scored = {c: self._score(c, model) for c in range(searched - GRID, -1, -BEST_STEP)}
-            complete_at = COMPLETE_SHARE * max(score, *scored.values())
+            complete_at = COMPLETE_SHARE * max([score, *scored.values()])
 
             def complete(cut: int) -> bool:
                 known = scored.get(cut)
