@@ -51,7 +51,7 @@ from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
 from agentpi.urls import check_agent_url, check_endpoint_url
-from agentpi.wake.decider import WakeDecider
+from agentpi.wake.decider import WakeDecider, model_label
 
 ConfigError = SettingsError
 
@@ -373,7 +373,7 @@ def for_wake_word(config: Config, label: str) -> Config:
 
 
 def _validate_wake_agents(wake: WakeConfig) -> None:
-    labels = [Path(m).stem if m.endswith((".tflite", ".onnx")) else m for m in wake.models]
+    labels = [model_label(model) for model in wake.models]
     for label in wake.agents:
         if label not in labels:
             raise ConfigError(

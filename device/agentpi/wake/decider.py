@@ -10,6 +10,15 @@ frames are processed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+MODEL_SUFFIXES = (".tflite", ".onnx")
+
+
+def model_label(model: str) -> str:
+    """The name a wake model's scores (and its detections) carry, and that ``[wake.agents]``
+    uses: its name, or a path's stem."""
+    return Path(model).stem if model.endswith(MODEL_SUFFIXES) else model
 
 
 @dataclass(frozen=True)

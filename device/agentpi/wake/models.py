@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentpi.errors import AgentpiError
+from agentpi.wake.decider import MODEL_SUFFIXES, model_label
 
 MODELS_DIR_ENV = "AGENTPI_MODELS_DIR"
 SERVICE_MODELS_DIR = Path("/var/lib/agentpi/models")
 FEATURE_MODELS = ("melspectrogram", "embedding_model")
-SUFFIXES = (".tflite", ".onnx")
+SUFFIXES = MODEL_SUFFIXES  # what model_label reads as a path
 
 
 class ModelError(AgentpiError):
@@ -91,7 +92,7 @@ def resolve(names: tuple[str, ...], configured_dir: str = "") -> ModelFiles:
         if path.suffix in SUFFIXES:
             if not path.is_file():
                 raise ModelError(f"wake model {name}: no such file")
-            wake[path.stem] = path
+            wake[model_label(name)] = path
             continue
         found = find_model(name, dirs)
         if found is None:
