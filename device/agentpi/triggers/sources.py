@@ -129,21 +129,24 @@ class WakeTrigger(TriggerSource):
 
     def arm(self) -> None:
         self._armed = True
-        if self.enabled:
-            self._runner.listen()
+        self._follow()
 
     def disarm(self) -> None:
         self._armed = False
-        self._runner.pause()
-        self._generation += 1  # a detection still in flight is stale now
+        self._follow()
 
     def set_enabled(self, on: bool) -> None:
         self.enabled = on
-        if not on:
-            self._runner.pause()
-            self._generation += 1  # a detection in flight starts nothing
-        elif self._armed:
+        self._follow()
+
+    def _follow(self) -> None:
+        """Listen while armed and enabled; otherwise pause, and a detection still in flight is
+        stale."""
+        if self._armed and self.enabled:
             self._runner.listen()
+        else:
+            self._runner.pause()
+            self._generation += 1
 
     def close(self) -> None:
         self._runner.stop()
