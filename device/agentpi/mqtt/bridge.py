@@ -111,7 +111,7 @@ class MqttBridge:
             Publish(self.topic("state"), str(status.get("state", "")), retain=True),
             Publish(self.topic("conversation_id"), status.get("conversation_id") or "", True),
             Publish(self.topic("volume"), _number(status.get("volume_percent", 100)), True),
-            Publish(self.topic("wake"), "ON" if status.get("wake_enabled", True) else "OFF", True),
+            self.wake_changed(bool(status.get("wake_enabled", True))),
             self.status_document(status),
         ]
         return out

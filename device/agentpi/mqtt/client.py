@@ -107,17 +107,12 @@ class MqttLink:
     async def _session(self) -> None:
         will = self.bridge.will()
         async with aiomqtt.Client(
-            self.address.host,
-            self.address.port,
-            username=self.config.username or None,
-            password=self.password.reveal() if self.password else None,
+            **login_options(self.config, self.password),
             identifier=f"agentpi-{self.bridge.node}",
             keepalive=self.config.keepalive_s,
             will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
-            tls_context=tls_context(self.config) if self.address.tls else None,
             timeout=10,
             max_queued_incoming_messages=INCOMING_MAX,
-            **protocol_options(self.config.protocol),
         ) as client:
             self.failures = 0
             self.connects += 1
@@ -169,12 +164,21 @@ class MqttLink:
         return {"ok": False, "error": error}
 
 
-def protocol_options(protocol: str) -> dict[str, Any]:
-    """aiomqtt.Client's arguments for ``[mqtt] protocol`` (the link and the doctor alike)."""
-    if protocol == "3.1.1":
-        return {"protocol": aiomqtt.ProtocolVersion.V311}
+def login_options(config: MqttConfig, password: Secret | None) -> dict[str, Any]:
+    """aiomqtt.Client's arguments for reaching and logging in to the broker (the link and the
+    doctor alike)."""
+    address = broker_address(config)
+    options: dict[str, Any] = {
+        "hostname": address.host,
+        "port": address.port,
+        "username": config.username or None,
+        "password": password.reveal() if password else None,
+        "tls_context": tls_context(config) if address.tls else None,
+    }
+    if config.protocol == "3.1.1":
+        return {**options, "protocol": aiomqtt.ProtocolVersion.V311}
     # version 5 lets the device say how large a packet it takes: the broker drops larger ones
     # for it instead of delivering megabytes that only get refused once they are in memory
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.MaximumPacketSize = MAX_PACKET_BYTES
-    return {"protocol": aiomqtt.ProtocolVersion.V5, "properties": properties}
+    return {**options, "protocol": aiomqtt.ProtocolVersion.V5, "properties": properties}

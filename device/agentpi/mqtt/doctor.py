@@ -47,16 +47,7 @@ def check_broker(config: MqttConfig, password: Secret | None) -> tuple[bool, str
 async def _log_in(config: MqttConfig, password: Secret | None) -> None:
     import aiomqtt
 
-    from agentpi.mqtt.client import protocol_options
+    from agentpi.mqtt.client import login_options
 
-    address = broker_address(config)
-    async with aiomqtt.Client(
-        address.host,
-        address.port,
-        username=config.username or None,
-        password=password.reveal() if password else None,
-        tls_context=tls_context(config) if address.tls else None,
-        timeout=TIMEOUT_S,
-        **protocol_options(config.protocol),
-    ):
+    async with aiomqtt.Client(**login_options(config, password), timeout=TIMEOUT_S):
         pass
