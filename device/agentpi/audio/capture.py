@@ -152,11 +152,16 @@ class Microphone:
             self._position += len(chunk)
             self._held += len(chunk)
             self._evict()
-            wakes = [wake for reader in self._readers if (wake := reader._captured(self._position))]
+            wakes = self._wakes()
         # the event loop's thread wakes at once and wants the GIL: hand it over last thing, so
         # that it does not wake only to wait for this thread to finish
         for wake in wakes:
             wake()
+
+    def _wakes(self) -> list[Callable[[], None]]:
+        """Lock held: tell each reader what has come; what wakes those waiting on the event loop
+        (call each once the lock is let go)."""
+        return [wake for reader in self._readers if (wake := reader._captured(self._position))]
 
     def _evict(self) -> None:
         keep = int((self.preroll_s + self.detection_lag_s) * self._rate)
@@ -174,7 +179,7 @@ class Microphone:
     def _failed(self, exc: Exception) -> None:
         self.failure = exc
         with self._lock:
-            wakes = [wake for reader in self._readers if (wake := reader._captured(self._position))]
+            wakes = self._wakes()
         for wake in wakes:
             wake()
         if self.on_failure is not None:
