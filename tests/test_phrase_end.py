@@ -22,15 +22,18 @@ def test_the_question_is_uploaded_whole_and_little_of_the_wake_phrase(
     results = phrase_end.measure(clip_set)
     fired = [r for r in results if r.fired]
     print("\n" + phrase_end.summary(results))
-    # the model does not fire on some espeak voices (a third of the unseen set): enough remain
+    # the model does not fire on some espeak voices (half the unseen set): enough remain
     assert len(fired) >= 50
-    # measured: all 67 of the tuned set; 119 of the 124 unseen (five questions spoken with no
-    # pause after the phrase lost 4.7-12.5 %; every tail within 250 ms)
-    assert sum(r.meets_goals for r in fired) >= 0.94 * len(fired), [
+    # measured: all 67 and 124 of two tuned sets, 166 of 167 of the third; 151 of the 155
+    # unseen: "take a note" run on with no pause lost 1.9 %, and three clips of one slow voice
+    # sent 380-394 ms of the phrase because the detector fired 263-304 ms before it ended. The
+    # energy-only search before this one met both goals on 93 % of either set.
+    assert sum(r.meets_goals for r in fired) >= 0.95 * len(fired), [
         r for r in fired if not r.meets_goals
     ]
-    assert max(r.question_lost for r in fired) <= 0.2
-    assert max(r.tail_ms for r in fired) <= 400
+    assert max(r.question_lost for r in fired) <= 0.05
+    # beyond what the firing point forces
+    assert max(r.tail_ms - r.tail_at_firing_ms for r in fired) <= 300
     # what it replaces: starting at the frame that fired lost words from most questions
     assert sum(r.lost_at_firing > 0.01 for r in fired) > len(fired) / 2
 

@@ -11,11 +11,18 @@ already has tell where the phrase ended:
   that fired on a low score (early, or late with the question begun) does not accept a cut
   halfway through the phrase. The 20 ms cuts are tried only near the first 80 ms one that is
   complete (each cut costs 4-5 inferences; a Pi Zero 2 W is several times slower than a PC);
-- the energy from the earliest such cut on: the phrase ends at the first pause (the level at the
-  room's floor) or the dip before a rise (the next words starting straight away). Some voices
-  complete the phrase for the model a syllable early ("hey jarv"), so the dip of that syllable's
-  consonant comes first: when the cut at the boundary after it scores clearly higher
-  (``LATER_LOGIT``), the model heard more of the phrase there and the phrase ends there instead.
+- the sound from the earliest such cut on: the phrase ends at the first pause (the level at the
+  room's floor), at the end of a fricative (a stretch whose energy is mostly above 3.5 kHz, like
+  the "s" of "jarvis": a vowel or a "w" straight after it is as loud, so the level alone shows
+  no edge there; a jump in level inside the stretch is a "t" or a second "s" beginning) or at
+  the dip before a rise (the next syllable starting straight away). Some voices complete the
+  phrase for the model a syllable early ("hey jarv"), so a dip may be inside the phrase: the walk
+  goes on past dips to the next pause or fricative's end. A fricative's end is taken over the
+  dips before it; a later dip or pause only when its cut scores clearly higher
+  (``LATER_LOGIT``): the model heard more of the phrase there. Audio that ends inside a
+  fricative means the phrase goes on past the firing point;
+- on some voices the model scores the phrase complete only once the next word has begun: a
+  fricative's end up to ``LOOK_BACK_S`` before the earliest complete cut is the phrase's end.
 
 The answer leans early by ``MARGIN_S``: a little of the wake phrase's tail costs nothing, a lost
 syllable of the question costs the answer. ``benchmarks/phrase_end.py`` measures it on speech
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +59,9 @@ FINE_STEPS_BACK = 2
 """The 20 ms cuts are tried from this many coarse steps before the first coarse cut that
 completes."""
 LATER_LOGIT = 2.5
-"""How much higher (log-odds) the cut at the second boundary must score to be the phrase's end."""
+"""How much higher (log-odds) the cut at a later dip or pause must score to be the phrase's end."""
+MAX_DIPS = 3
+"""Dips the walk passes before it gives up on a pause or a fricative's end."""
 WINDOW = 160
 FLOOR_PERCENTILE = 10
 PAUSE_DB = 4.0
@@ -62,7 +71,25 @@ RISE_DB = 6.0
 DECAY_DB = 3.0
 """...once the level fell this far below the loudest of the ``BEFORE_WINDOWS`` before the cut."""
 BEFORE_WINDOWS = 2
+FRICATIVE_HZ = 3500.0
+FRICATIVE_SHARE_DB = -3.0
+"""A window with at least half its energy above ``FRICATIVE_HZ``..."""
+FRICATIVE_ABOVE_DB = 6.0
+"""...and this far above the floor is a fricative's..."""
+FRICATIVE_WINDOWS = 3
+"""...in a stretch of at least this many (30 ms; a stop's burst is shorter)."""
+BURST_DB = 3.0
+"""A rise this far above the stretch's quietest window, held for ``BURST_WINDOWS``, is the next
+sound beginning in it."""
+BURST_WINDOWS = 2
+LOOK_BACK_S = 0.2
 MARGIN_S = 0.01
+
+
+class Boundary(NamedTuple):
+    at: int
+    """Sample index in the searched audio."""
+    fricative_end: bool
 
 
 @runtime_checkable
@@ -126,11 +153,17 @@ class PhraseEndFinder:
             cut = next((c for c in range(first, searched, GRID) if complete(c)), None)
             if cut is None:
                 return None
-            end, *later = _boundaries(audio, base + cut)
-            if later and _logit(self._score(later[0] - base, model)) > (
-                _logit(self._score(end - base, model)) + LATER_LOGIT
-            ):
-                end = later[0]
+            nearest, *later = _boundaries(audio, base + cut)
+            end = nearest.at
+            # only the last boundary can be a fricative's end: the walk stops there, so every
+            # boundary scored lies within the searched frames
+            for boundary in later:
+                if (
+                    boundary.fricative_end
+                    or _logit(self._score(boundary.at - base, model))
+                    > _logit(self._score(end - base, model)) + LATER_LOGIT
+                ):
+                    end = boundary.at
         finally:
             self.engine.restore(kept)
         start = max(0, end - round(MARGIN_S * 16000))
@@ -164,26 +197,83 @@ def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
     return levels
 
 
-def _boundaries(audio: Int16Array, cut: int) -> list[int]:
-    """Where the phrase may end from ``cut`` on (sample indexes, one or two): the first pause, or
-    the dip before the next rise and, after it, the next such place."""
+def _treble_shares(audio: Int16Array) -> npt.NDArray[np.float64]:
+    """Per window, the share of its energy above ``FRICATIVE_HZ``, in dB."""
+    windows = audio[: len(audio) // WINDOW * WINDOW].astype(np.float64).reshape(-1, WINDOW)
+    power = np.abs(np.fft.rfft(windows * np.hanning(WINDOW), axis=1)) ** 2
+    treble = power[:, np.fft.rfftfreq(WINDOW, 1 / 16000) >= FRICATIVE_HZ].sum(axis=1)
+    shares: npt.NDArray[np.float64] = 10 * np.log10(
+        np.maximum(treble, 1e-12) / np.maximum(power.sum(axis=1), 1e-12)
+    )
+    return shares
+
+
+def _fricative_ends(
+    levels: npt.NDArray[np.float64], shares: npt.NDArray[np.float64], floor: float
+) -> list[int]:
+    """The windows just after each fricative stretch (or a burst inside one)."""
+    fricative = (shares >= FRICATIVE_SHARE_DB) & (levels >= floor + FRICATIVE_ABOVE_DB)
+    # one loud window is only the noise of a hiss's level: a burst holds
+    held = levels.copy()
+    for later in range(1, BURST_WINDOWS):
+        held[:-later] = np.minimum(
+            held[:-later], np.where(fricative[later:], levels[later:], -np.inf)
+        )
+    ends: list[int] = []
+    length, quietest = 0, 0.0
+    for window, level in enumerate(levels):
+        if (
+            fricative[window]
+            and length >= FRICATIVE_WINDOWS
+            and held[window] >= quietest + BURST_DB
+        ):
+            ends.append(window)
+            length = 0
+        elif fricative[window]:
+            quietest = level if length == 0 else min(quietest, level)
+            length += 1
+        else:
+            if length >= FRICATIVE_WINDOWS:
+                ends.append(window)
+            length = 0
+    if length >= FRICATIVE_WINDOWS:
+        ends.append(len(levels))
+    return ends
+
+
+def _boundaries(audio: Int16Array, cut: int) -> list[Boundary]:
+    """Where the phrase may end from ``cut`` on (sample indexes): a fricative's end just before
+    the cut; else the dips on the way (up to ``MAX_DIPS``) and the first pause or fricative's end
+    after them."""
     levels = _levels(audio)
     floor = float(np.percentile(levels, FLOOR_PERCENTILE))
+    fricative_ends = _fricative_ends(levels, _treble_shares(audio), floor)
     window = min(cut // WINDOW, len(levels) - 1)
+    look_back = round(LOOK_BACK_S * 16000) // WINDOW
+    before = [end for end in fricative_ends if window - look_back <= end < window]
+    if before:
+        return [Boundary(before[0] * WINDOW, True)]
+    after = {end for end in fricative_ends if end >= window}
     reference = float(np.max(levels[max(0, window - BEFORE_WINDOWS) : window + 1]))
     lowest, lowest_at = levels[window], window
-    found: list[int] = []
-    while window < len(levels) and len(found) < 2:
+    found: list[Boundary] = []
+    while window < len(levels):
         level = levels[window]
+        if window in after:
+            return [*found, Boundary(window * WINDOW, True)]
         if level <= floor + PAUSE_DB:
-            return [*found, window * WINDOW]
+            return [*found, Boundary(window * WINDOW, False)]
         if level < lowest:
             lowest, lowest_at = level, window
         if level >= lowest + RISE_DB and lowest <= reference - DECAY_DB:
-            found.append(lowest_at * WINDOW)
+            if len(found) == MAX_DIPS:
+                return found
+            found.append(Boundary(lowest_at * WINDOW, False))
             while window + 1 < len(levels) and levels[window + 1] >= levels[window]:
                 window += 1
             reference = lowest = levels[window]
             lowest_at = window
         window += 1
-    return found or [lowest_at * WINDOW]
+    if len(levels) in after:
+        return [*found, Boundary(len(levels) * WINDOW, True)]
+    return found or [Boundary(lowest_at * WINDOW, False)]
