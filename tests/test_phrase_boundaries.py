@@ -4,19 +4,21 @@ a fricative's end must be found where the level shows no edge."""
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
 from agentpi.wake.phrase_end import WINDOW, Boundary, _boundaries
 
 RATE = 16000
 RNG = np.random.default_rng(7)
+Signal = npt.NDArray[np.float64]
 
 
-def room(seconds: float) -> np.ndarray:
+def room(seconds: float) -> Signal:
     return RNG.normal(0, 32768 * 10 ** (-50 / 20), round(seconds * RATE))
 
 
-def hiss(seconds: float, dbfs: float) -> np.ndarray:
+def hiss(seconds: float, dbfs: float) -> Signal:
     """Noise above 4 kHz, like an "s"."""
     white = RNG.normal(0, 1, round(seconds * RATE))
     spectrum = np.fft.rfft(white)
@@ -25,14 +27,14 @@ def hiss(seconds: float, dbfs: float) -> np.ndarray:
     return shaped / np.sqrt(np.mean(shaped**2)) * 32768 * 10 ** (dbfs / 20)
 
 
-def vowel(seconds: float, dbfs: float) -> np.ndarray:
+def vowel(seconds: float, dbfs: float) -> Signal:
     """Harmonics of 140 Hz up to 1.4 kHz, like a vowel."""
     t = np.arange(round(seconds * RATE)) / RATE
     voiced = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 11))
     return voiced / np.sqrt(np.mean(voiced**2)) * 32768 * 10 ** (dbfs / 20)
 
 
-def mix(*parts: np.ndarray) -> tuple[Int16Array, list[int]]:
+def mix(*parts: Signal) -> tuple[Int16Array, list[int]]:
     """The parts one after another over room noise, and where each part starts."""
     starts = list(np.cumsum([0] + [len(p) for p in parts[:-1]]))
     clean = np.concatenate(parts)
