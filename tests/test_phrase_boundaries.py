@@ -1,5 +1,5 @@
-"""Where the sound says a phrase may end (``wake/phrase_end._boundaries``), on synthetic sounds:
-a fricative's end must be found where the level shows no edge."""
+"""Where the sound says a phrase may end (``wake/phrase_end.Sound``), on synthetic sounds: a
+fricative's end must be found where the level shows no edge."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
-from agentpi.wake.phrase_end import WINDOW, Boundary, _boundaries
+from agentpi.wake.phrase_end import WINDOW, Boundary, Sound
 
 RATE = 16000
 RNG = np.random.default_rng(7)
@@ -45,16 +45,18 @@ def mix(*parts: Signal) -> tuple[Int16Array, list[int]]:
 def test_a_vowel_straight_after_an_s_ends_the_phrase_at_the_s() -> None:
     # as loud as the "s" and with no dip between: the level alone has no edge there
     audio, (_, s_at, vowel_at, _) = mix(room(1.0), hiss(0.15, -30), vowel(0.3, -30), room(0.5))
-    found = _boundaries(audio, s_at + 320)
+    sound = Sound.of(audio)
+    found = sound.boundaries(s_at + 320)
     assert found == [Boundary(found[0].at, True)]
     assert abs(found[0].at - vowel_at) <= WINDOW
+    assert sound.fricative_end_before(s_at + 320) is None
 
 
 def test_a_cut_already_in_the_next_word_looks_back_to_the_s() -> None:
     audio, (_, _, vowel_at, _) = mix(room(1.0), hiss(0.15, -30), vowel(0.3, -30), room(0.5))
-    found = _boundaries(audio, vowel_at + 1600)  # the model was sure only 100 ms into the vowel
-    assert len(found) == 1 and found[0].fricative_end
-    assert abs(found[0].at - vowel_at) <= WINDOW
+    # the model was sure only 100 ms into the vowel
+    before = Sound.of(audio).fricative_end_before(vowel_at + 1600)
+    assert before is not None and abs(before - vowel_at) <= WINDOW
 
 
 def test_a_louder_hiss_inside_the_s_is_the_next_sound_beginning() -> None:
@@ -62,13 +64,13 @@ def test_a_louder_hiss_inside_the_s_is_the_next_sound_beginning() -> None:
     audio, (_, s_at, next_at, _, _) = mix(
         room(1.0), hiss(0.12, -34), hiss(0.1, -26), vowel(0.3, -24), room(0.5)
     )
-    found = _boundaries(audio, s_at + 320)
+    found = Sound.of(audio).boundaries(s_at + 320)
     assert found[-1].fricative_end
     assert abs(found[-1].at - next_at) <= WINDOW
 
 
 def test_room_noise_is_no_fricative_and_a_pause_ends_the_phrase() -> None:
     audio, (_, v_at, pause_at, _) = mix(room(1.0), vowel(0.2, -25), room(0.3), vowel(0.2, -25))
-    found = _boundaries(audio, v_at + 320)
+    found = Sound.of(audio).boundaries(v_at + 320)
     assert found == [Boundary(found[0].at, False)]
     assert abs(found[0].at - pause_at) <= 2 * WINDOW

@@ -22,7 +22,9 @@ already has tell where the phrase ended:
   (``LATER_LOGIT``): the model heard more of the phrase there. Audio that ends inside a
   fricative means the phrase goes on past the firing point;
 - on some voices the model scores the phrase complete only once the next word has begun: a
-  fricative's end up to ``LOOK_BACK_S`` before the earliest complete cut is the phrase's end.
+  fricative's end up to ``LOOK_BACK_S`` before the earliest complete cut is the phrase's end,
+  if the model heard some of the phrase by then (``HEARD_SOME``; the "h" of "hey" is a
+  fricative too).
 
 The answer leans early by ``MARGIN_S``: a little of the wake phrase's tail costs nothing, a lost
 syllable of the question costs the answer. ``benchmarks/phrase_end.py`` measures it on speech
@@ -83,6 +85,10 @@ BURST_DB = 3.0
 sound beginning in it."""
 BURST_WINDOWS = 2
 LOOK_BACK_S = 0.2
+HEARD_SOME = 0.05
+"""A fricative's end before the earliest complete cut counts only where the model scores the
+phrase cut there at least this: before it, the "h" of "hey" (about 0.00) and not the "s" of
+"jarvis" (0.15 and more)."""
 MARGIN_S = 0.01
 
 
@@ -153,17 +159,26 @@ class PhraseEndFinder:
             cut = next((c for c in range(first, searched, GRID) if complete(c)), None)
             if cut is None:
                 return None
-            nearest, *later = _boundaries(audio, base + cut)
-            end = nearest.at
-            # only the last boundary can be a fricative's end: the walk stops there, so every
-            # boundary scored lies within the searched frames
-            for boundary in later:
-                if (
-                    boundary.fricative_end
-                    or _logit(self._score(boundary.at - base, model))
-                    > _logit(self._score(end - base, model)) + LATER_LOGIT
-                ):
-                    end = boundary.at
+            sound = Sound.of(audio)
+            before = sound.fricative_end_before(base + cut)
+            if (
+                before is not None
+                and before >= base
+                and (self._score(before - base, model, HEARD_SOME) >= HEARD_SOME)
+            ):
+                end = before
+            else:
+                nearest, *later = sound.boundaries(base + cut)
+                end = nearest.at
+                # only the last boundary can be a fricative's end: the walk stops there, so
+                # every boundary scored lies within the searched frames
+                for boundary in later:
+                    if (
+                        boundary.fricative_end
+                        or _logit(self._score(boundary.at - base, model))
+                        > _logit(self._score(end - base, model)) + LATER_LOGIT
+                    ):
+                        end = boundary.at
         finally:
             self.engine.restore(kept)
         start = max(0, end - round(MARGIN_S * 16000))
@@ -241,39 +256,52 @@ def _fricative_ends(
     return ends
 
 
-def _boundaries(audio: Int16Array, cut: int) -> list[Boundary]:
-    """Where the phrase may end from ``cut`` on (sample indexes): a fricative's end just before
-    the cut; else the dips on the way (up to ``MAX_DIPS``) and the first pause or fricative's end
-    after them."""
-    levels = _levels(audio)
-    floor = float(np.percentile(levels, FLOOR_PERCENTILE))
-    fricative_ends = _fricative_ends(levels, _treble_shares(audio), floor)
-    window = min(cut // WINDOW, len(levels) - 1)
-    look_back = round(LOOK_BACK_S * 16000) // WINDOW
-    before = [end for end in fricative_ends if window - look_back <= end < window]
-    if before:
-        return [Boundary(before[0] * WINDOW, True)]
-    after = {end for end in fricative_ends if end >= window}
-    reference = float(np.max(levels[max(0, window - BEFORE_WINDOWS) : window + 1]))
-    lowest, lowest_at = levels[window], window
-    found: list[Boundary] = []
-    while window < len(levels):
-        level = levels[window]
-        if window in after:
-            return [*found, Boundary(window * WINDOW, True)]
-        if level <= floor + PAUSE_DB:
-            return [*found, Boundary(window * WINDOW, False)]
-        if level < lowest:
-            lowest, lowest_at = level, window
-        if level >= lowest + RISE_DB and lowest <= reference - DECAY_DB:
-            if len(found) == MAX_DIPS:
-                return found
-            found.append(Boundary(lowest_at * WINDOW, False))
-            while window + 1 < len(levels) and levels[window + 1] >= levels[window]:
-                window += 1
-            reference = lowest = levels[window]
-            lowest_at = window
-        window += 1
-    if len(levels) in after:
-        return [*found, Boundary(len(levels) * WINDOW, True)]
-    return found or [Boundary(lowest_at * WINDOW, False)]
+class Sound(NamedTuple):
+    """What the boundaries are read from, per 10 ms window of the searched audio."""
+
+    levels: npt.NDArray[np.float64]
+    floor: float
+    fricative_ends: list[int]
+
+    @classmethod
+    def of(cls, audio: Int16Array) -> Sound:
+        levels = _levels(audio)
+        floor = float(np.percentile(levels, FLOOR_PERCENTILE))
+        return cls(levels, floor, _fricative_ends(levels, _treble_shares(audio), floor))
+
+    def fricative_end_before(self, cut: int) -> int | None:
+        """The earliest fricative's end up to ``LOOK_BACK_S`` before ``cut`` (a sample index)."""
+        window = min(cut // WINDOW, len(self.levels) - 1)
+        look_back = round(LOOK_BACK_S * 16000) // WINDOW
+        before = [end for end in self.fricative_ends if window - look_back <= end < window]
+        return before[0] * WINDOW if before else None
+
+    def boundaries(self, cut: int) -> list[Boundary]:
+        """Where the phrase may end from ``cut`` on (sample indexes): the dips on the way (up to
+        ``MAX_DIPS``) and the first pause or fricative's end after them."""
+        levels, floor = self.levels, self.floor
+        window = min(cut // WINDOW, len(levels) - 1)
+        after = {end for end in self.fricative_ends if end >= window}
+        reference = float(np.max(levels[max(0, window - BEFORE_WINDOWS) : window + 1]))
+        lowest, lowest_at = levels[window], window
+        found: list[Boundary] = []
+        while window < len(levels):
+            level = levels[window]
+            if window in after:
+                return [*found, Boundary(window * WINDOW, True)]
+            if level <= floor + PAUSE_DB:
+                return [*found, Boundary(window * WINDOW, False)]
+            if level < lowest:
+                lowest, lowest_at = level, window
+            if level >= lowest + RISE_DB and lowest <= reference - DECAY_DB:
+                if len(found) == MAX_DIPS:
+                    return found
+                found.append(Boundary(lowest_at * WINDOW, False))
+                while window + 1 < len(levels) and levels[window + 1] >= levels[window]:
+                    window += 1
+                reference = lowest = levels[window]
+                lowest_at = window
+            window += 1
+        if len(levels) in after:
+            return [*found, Boundary(len(levels) * WINDOW, True)]
+        return found or [Boundary(lowest_at * WINDOW, False)]
