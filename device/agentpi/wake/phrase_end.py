@@ -87,8 +87,9 @@ BURST_WINDOWS = 2
 LOOK_BACK_S = 0.2
 HEARD_SOME = 0.05
 """A fricative's end before the earliest complete cut counts only where the model scores the
-phrase cut there at least this: before it, the "h" of "hey" (about 0.00) and not the "s" of
-"jarvis" (0.15 and more)."""
+phrase cut there at least this. The "h" of "hey" is a fricative too, and cut there the phrase
+scores about 0.00; cut after the "s" of "jarvis" it scores 0.15 or more, even on the voices
+whose phrase the model only finds complete once the next word has begun."""
 MARGIN_S = 0.01
 
 
