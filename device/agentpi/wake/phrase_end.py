@@ -206,8 +206,15 @@ def _logit(probability: float) -> float:
     return math.log(clipped / (1 - clipped))
 
 
+def _windows(audio: Int16Array) -> npt.NDArray[np.float64]:
+    windows: npt.NDArray[np.float64] = (
+        audio[: len(audio) // WINDOW * WINDOW].astype(np.float64).reshape(-1, WINDOW)
+    )
+    return windows
+
+
 def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
-    windows = audio[: len(audio) // WINDOW * WINDOW].astype(np.float64).reshape(-1, WINDOW)
+    windows = _windows(audio)
     power = np.maximum(np.mean(windows * windows, axis=1), 1e-6)
     levels: npt.NDArray[np.float64] = 10 * np.log10(power / 32768.0**2)
     return levels
@@ -215,8 +222,7 @@ def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
 
 def _treble_shares(audio: Int16Array) -> npt.NDArray[np.float64]:
     """Per window, the share of its energy above ``FRICATIVE_HZ``, in dB."""
-    windows = audio[: len(audio) // WINDOW * WINDOW].astype(np.float64).reshape(-1, WINDOW)
-    power = np.abs(np.fft.rfft(windows * np.hanning(WINDOW), axis=1)) ** 2
+    power = np.abs(np.fft.rfft(_windows(audio) * np.hanning(WINDOW), axis=1)) ** 2
     treble = power[:, np.fft.rfftfreq(WINDOW, 1 / 16000) >= FRICATIVE_HZ].sum(axis=1)
     shares: npt.NDArray[np.float64] = 10 * np.log10(
         np.maximum(treble, 1e-12) / np.maximum(power.sum(axis=1), 1e-12)
