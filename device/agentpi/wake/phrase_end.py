@@ -165,21 +165,24 @@ class PhraseEndFinder:
             if (
                 before is not None
                 and before >= base
-                and (self._score(before - base, model, HEARD_SOME) >= HEARD_SOME)
+                and self._score(before - base, model, HEARD_SOME) >= HEARD_SOME
             ):
                 end = before
             else:
                 nearest, *later = sound.boundaries(base + cut)
                 end = nearest.at
+                end_logit: float | None = None  # scored only if a dip or pause follows
                 # only the last boundary can be a fricative's end: the walk stops there, so
                 # every boundary scored lies within the searched frames
                 for boundary in later:
-                    if (
-                        boundary.fricative_end
-                        or _logit(self._score(boundary.at - base, model))
-                        > _logit(self._score(end - base, model)) + LATER_LOGIT
-                    ):
+                    if boundary.fricative_end:
                         end = boundary.at
+                        continue
+                    if end_logit is None:
+                        end_logit = _logit(self._score(end - base, model))
+                    boundary_logit = _logit(self._score(boundary.at - base, model))
+                    if boundary_logit > end_logit + LATER_LOGIT:
+                        end, end_logit = boundary.at, boundary_logit
         finally:
             self.engine.restore(kept)
         start = max(0, end - round(MARGIN_S * 16000))
