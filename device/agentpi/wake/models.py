@@ -20,7 +20,6 @@ from agentpi.wake.decider import MODEL_SUFFIXES, model_label
 MODELS_DIR_ENV = "AGENTPI_MODELS_DIR"
 SERVICE_MODELS_DIR = Path("/var/lib/agentpi/models")
 FEATURE_MODELS = ("melspectrogram", "embedding_model")
-SUFFIXES = MODEL_SUFFIXES  # what model_label reads as a path
 
 
 class ModelError(AgentpiError):
@@ -72,7 +71,7 @@ def model_dirs(configured: str = "") -> list[Path]:
 
 def find_model(name: str, dirs: list[Path], suffix: str | None = None) -> Path | None:
     """A file for ``name`` in ``dirs``: exact, then any released version (``_v0.1``)."""
-    suffixes = (suffix,) if suffix else SUFFIXES
+    suffixes = (suffix,) if suffix else MODEL_SUFFIXES
     for directory in dirs:
         for ext in suffixes:
             exact = directory / f"{name}{ext}"
@@ -89,7 +88,7 @@ def resolve(names: tuple[str, ...], configured_dir: str = "") -> ModelFiles:
     wake: dict[str, Path] = {}
     for name in names:
         path = Path(name).expanduser()
-        if path.suffix in SUFFIXES:
+        if path.suffix in MODEL_SUFFIXES:
             if not path.is_file():
                 raise ModelError(f"wake model {name}: no such file")
             wake[model_label(name)] = path
@@ -142,4 +141,4 @@ def download(names: list[str], target: Path) -> list[Path]:
         download_models(model_names=names, target_directory=str(target))
     except Exception as exc:  # requests raises a zoo of network errors
         raise ModelError(f"downloading wake models into {target} failed: {exc}") from None
-    return sorted(p for p in target.iterdir() if p.suffix in SUFFIXES)
+    return sorted(p for p in target.iterdir() if p.suffix in MODEL_SUFFIXES)
