@@ -69,7 +69,7 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def simulator_process() -> Iterator[str]:
     """``agentpi simulate`` in a process of its own; yields its URL."""
     process = subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0"],
+        [*AGENTPI, "simulate", "--port", "0", "--everything"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

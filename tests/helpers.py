@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from agentpi.agent.definition import JsonDict, default_document, everything_enabled
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.sim_records import ConversationRecord
 from agentpi.agent.simulator import AgentSimulator
@@ -59,6 +60,13 @@ class Run:
         return [event["state"] for event in self.of_kind("state")]
 
 
+def enabled_agent(script: SimulatorScript | None = None) -> JsonDict:
+    """An agent that sends every event, allows every override and declares the client tools
+    ``script`` calls: what the simulator was before it modelled the platform's defaults. Most of
+    the suite runs against it; ``tests/test_default_agent.py`` runs against the defaults."""
+    return everything_enabled(default_document(), (script or SimulatorScript()).tools_called())
+
+
 def silence_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
     write_wav(path, np.zeros(int(rate * seconds), dtype=np.int16), rate)
     return path
@@ -90,6 +98,7 @@ def run_conversation(
     conversation: dict[str, Any] | None = None,
     sections: dict[str, Any] | None = None,
     during: Callable[[Device], Awaitable[None]] | None = None,
+    agent: JsonDict | None = None,
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
         what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
@@ -97,11 +106,12 @@ def run_conversation(
         again. ``agent_options(simulator_url)`` adds [agent] settings, ``conversation`` more
     [conversation] ones; ``sections`` replaces whole sections (context=ContextConfig(...)).
     ``during(device)`` runs alongside the device (a control-socket client, say); the run ends when
-    the device does."""
+    the device does. ``agent`` is the simulated agent's document (default: ``enabled_agent``)."""
     output = tmp_path / "speaker.wav"
 
     async def scenario() -> Run:
-        async with AgentSimulator(script, api_key=simulator_api_key) as sim:
+        document = agent if agent is not None else enabled_agent(script)
+        async with AgentSimulator(script, api_key=simulator_api_key, agent=document) as sim:
             config = Config(
                 agent=AgentConfig(
                     **{

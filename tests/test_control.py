@@ -242,7 +242,7 @@ def test_agentpi_say_status_events_and_stop_from_a_shell(tmp_path: Path) -> None
     assert nobody.returncode == 1 and "no agentpi is listening on" in nobody.stderr
 
     with subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [*AGENTPI, "simulate", "--port", "0", "--everything"], stdout=subprocess.PIPE, text=True
     ) as simulator:
         assert simulator.stdout is not None
         url = simulator.stdout.readline().split()[-1]

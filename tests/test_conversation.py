@@ -24,7 +24,7 @@ from agentpi.agent.script import (
 from agentpi.audio.convert import Resampler, decode_wire, read_wav
 from agentpi.audio.formats import AudioFormat
 from agentpi.protocol import messages as m
-from tests.helpers import HELLO_WAV, run_conversation, silence_wav
+from tests.helpers import HELLO_WAV, enabled_agent, run_conversation, silence_wav
 from tests.schema import validate_frame
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
@@ -117,11 +117,11 @@ def test_user_barge_in_is_detected_and_stops_the_agent(tmp_path: Path) -> None:
 def test_negotiated_formats_are_honoured(
     tmp_path: Path, user_format: str, agent_format: str
 ) -> None:
-    script = SimulatorScript(
-        simulator=SimulatorSettings(
-            user_input_audio_format=user_format, agent_output_audio_format=agent_format
-        )
-    )
+    formats = {
+        "asr": {"user_input_audio_format": user_format},
+        "tts": {"agent_output_audio_format": agent_format},
+    }
+    script = SimulatorScript(agent={"conversation_config": formats})
     run = run_conversation(tmp_path, script)
     assert run.exit_code == 0
     user_fmt = AudioFormat.parse(user_format)
@@ -310,7 +310,7 @@ def test_simulator_notices_missing_pongs_and_can_close_for_them(tmp_path: Path) 
     )
 
     async def deaf_client() -> tuple[int, int | None]:
-        async with AgentSimulator(script) as sim:
+        async with AgentSimulator(script, agent=enabled_agent(script)) as sim:
             url = f"{sim.url}/v1/convai/conversation?agent_id=deaf"
             async with connect(url) as ws:
                 await ws.send(m.encode(m.ConversationInitiationClientData()))
@@ -337,7 +337,7 @@ def test_a_turn_can_stream_its_audio_at_its_own_pace() -> None:
 
     async def greeting_send_time(turn: TurnScript) -> tuple[float, float]:
         script = SimulatorScript(simulator=SimulatorSettings(audio_pace=0.0), first_turn=turn)
-        async with AgentSimulator(script) as sim:
+        async with AgentSimulator(script, agent=enabled_agent(script)) as sim:
             async with connect(f"{sim.url}/v1/convai/conversation?agent_id=pace") as ws:
                 await ws.send(m.encode(m.ConversationInitiationClientData()))
                 async for raw in ws:
@@ -363,8 +363,9 @@ def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
     from agentpi.settings import SettingsError
 
     script = tmp_path / "s.toml"
-    script.write_text('[simulator]\nagent_output_audio_format = "mp3_44100"\n')
-    with pytest.raises(SettingsError, match=r"simulator\.agent_output_audio_format"):
+    script.write_text('[agent.conversation_config.tts]\nagent_output_audio_format = "mp3_44100"\n')
+    key = r"agent\.conversation_config\.tts\.agent_output_audio_format"
+    with pytest.raises(SettingsError, match=key):
         load_script(script)
     script.write_text("[[turns]]\nrespnse = 'typo'\n")
     with pytest.raises(SettingsError, match=r"unknown key turns\[0\]\.respnse"):

@@ -20,7 +20,7 @@ from agentpi.agent.sim_records import ConversationRecord
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.audio.convert import read_wav
 from agentpi.protocol.messages import ContextualUpdate
-from tests.helpers import HELLO_WAV
+from tests.helpers import HELLO_WAV, enabled_agent
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
 
@@ -37,7 +37,7 @@ class SimulatorThread:
     def __init__(self, script: SimulatorScript, api_key: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.simulator = AgentSimulator(script, api_key=api_key)
+        self.simulator = AgentSimulator(script, api_key=api_key, agent=enabled_agent(script))
 
     def __enter__(self) -> AgentSimulator:
         self.thread.start()

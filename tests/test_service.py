@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from agentpi.agent.definition import default_document, merged
+from agentpi.agent.fit import setup_change
+from agentpi.config import Config
 from agentpi.service import SystemdNotifier
+from tests.helpers import AGENTPI
 from tests.speech import save, silence
 from tests.test_cli import agentpi, write_config
 
@@ -168,18 +172,27 @@ def test_a_hung_event_loop_stops_the_watchdog_pings() -> None:
 
 def test_doctor_passes_a_good_setup_and_names_the_fix_for_a_bad_one(tmp_path: Path) -> None:
     mic = save(tmp_path / "mic.wav", silence(2.0))
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
+    fitted = merged(default_document(), setup_change(Config(), default_document()))
+    agent_file = tmp_path / "agent.json"
+    agent_file.write_text(json.dumps(fitted))
+    with subprocess.Popen(
+        [*AGENTPI, "simulate", "--port", "0", "--agent", str(agent_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as simulator:
+        assert simulator.stdout is not None
+        url = simulator.stdout.readline().split()[-1]
+        port = int(url.rsplit(":", 1)[1])
         good = write_config(
             tmp_path,
-            f'[agent]\nagent_id = "a"\nurl = "ws://127.0.0.1:{port}"\n[trigger]\nmode = "wake"\n'
+            f'[agent]\nagent_id = "a"\nurl = "{url}"\n[trigger]\nmode = "wake"\n'
             f'[audio]\ninput = "file:{mic}"\noutput = "file:{tmp_path / "out.wav"}"\n',
         )
         result = agentpi("doctor", "--config", str(good), env={"ELEVENLABS_API_KEY": "sk-hide-me"})
+        simulator.terminate()
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("config", "api key", "microphone", "speaker", "wake word", "agent host"):
+    names = ("config", "api key", "agent settings", "microphone", "speaker", "wake word")
+    for name in (*names, "agent host"):
         assert re.search(rf"^ok\s+{name}", result.stdout, re.M), (name, result.stdout)
     assert "present (not shown)" in result.stdout and "sk-hide-me" not in result.stdout
     assert result.stdout.rstrip().endswith("all good")

@@ -12,7 +12,7 @@ import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.agent.simulator import AgentSimulator
-from tests.helpers import AGENTPI, device_toml, silence_wav
+from tests.helpers import AGENTPI, device_toml, enabled_agent, silence_wav
 from tests.test_cli import write_config
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation
@@ -55,7 +55,7 @@ def test_a_stop_signal_closes_the_conversation_with_1000_and_records_its_end(
     tmp_path: Path, sig: int, exit_code: int
 ) -> None:
     async def scenario() -> None:
-        async with AgentSimulator(SimulatorScript()) as sim:
+        async with AgentSimulator(SimulatorScript(), agent=enabled_agent()) as sim:
             process, events = await start_device(tmp_path, sim.url)
             await wait_for_line(events, "conversation_started", 30)
             signalled = time.monotonic()
@@ -92,7 +92,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         script = SimulatorScript(simulator=SimulatorSettings(handshake_delay_s=30.0))
-        async with AgentSimulator(script) as sim:
+        async with AgentSimulator(script, agent=enabled_agent(script)) as sim:
             process, events = await start_device(tmp_path, sim.url)
             await wait_for_line(events, "connecting", 30)
             process.send_signal(signal.SIGTERM)

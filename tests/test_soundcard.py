@@ -22,7 +22,7 @@ import pytest
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.audio.convert import read_wav
 from tests.alsa import VirtualSoundCard
-from tests.helpers import AGENTPI, HELLO_WAV
+from tests.helpers import AGENTPI, HELLO_WAV, enabled_agent
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="ALSA is Linux only"),
@@ -101,7 +101,7 @@ def test_a_whole_conversation_through_portaudio(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[list[Event], AgentSimulator]:
         with VirtualSoundCard(tmp_path) as card:
-            async with AgentSimulator() as sim:
+            async with AgentSimulator(agent=enabled_agent()) as sim:
 
                 def on_event(event: Event) -> bool:
                     if event["event"] == "connected":
@@ -130,7 +130,7 @@ def test_a_whole_conversation_through_portaudio(tmp_path: Path) -> None:
 def test_a_microphone_that_stops_delivering_is_reopened(tmp_path: Path) -> None:
     async def scenario() -> list[Event]:
         with VirtualSoundCard(tmp_path) as card:
-            async with AgentSimulator() as sim:
+            async with AgentSimulator(agent=enabled_agent()) as sim:
                 started = 0
 
                 def on_event(event: Event) -> bool:
@@ -161,7 +161,7 @@ def test_a_speaker_that_stops_playing_ends_the_conversation_and_is_reopened(
 ) -> None:
     async def scenario() -> tuple[list[Event], int]:
         with VirtualSoundCard(tmp_path) as card:
-            async with AgentSimulator() as sim:
+            async with AgentSimulator(agent=enabled_agent()) as sim:
                 started = 0
                 played_before = 0
 

@@ -48,6 +48,7 @@ from agentpi.triggers.sources import (
     Trigger,
     TriggerSource,
     WakeTrigger,
+    failures_after,
     reconnect_delay,
     skip_wake_phrase,
 )
@@ -411,10 +412,7 @@ class Device:
             run.summary(ended, time.monotonic() - started, trigger.detail.get("agent_id"))
         )
         self.last_turns = run.turn_timer
-        if run.session.user_turns:
-            self._failures = 0
-        elif ended.error is not None and ended.reason != "device failure":
-            self._failures += 1  # the server failed us before anyone spoke: back off
+        self._failures = failures_after(self._failures, run.session.user_turns, ended)
         if self._stopping is not None:
             return ended  # no cue, no hold: a stop must be quick
         if ended.error:

@@ -124,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=_port, default=8765, help="0: any free port")
     sim.add_argument("--script", help="TOML script of what the agent does")
+    sim.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="the agent's settings: a JSON agent document as GET /v1/convai/agents/ID answers "
+        "(default: an agent with the platform's defaults)",
+    )
+    sim.add_argument(
+        "--everything",
+        action="store_true",
+        help="an agent that sends every event, allows every override and declares the tools "
+        "the script calls",
+    )
     sim.set_defaults(handler=_cmd_simulate)
 
     demo = commands.add_parser(
@@ -156,6 +168,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--config", default="/etc/agentpi/config.toml")
     doctor.set_defaults(handler=_cmd_doctor)
+
+    setup = commands.add_parser(
+        "agent-setup",
+        help="show the change to the agent's settings this config needs (events, overrides, "
+        "client tools); --apply makes it",
+    )
+    setup.add_argument("--config", default="/etc/agentpi/config.toml")
+    setup.add_argument("--apply", action="store_true", help="change the agent, after showing it")
+    setup.set_defaults(handler=_cmd_agent_setup)
 
     _add_control_commands(commands)
 
@@ -337,14 +358,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     # The simulator (its server, voice and script) loads only for the commands that use it: a
     # device running all day does not carry it.
+    from agentpi.agent.definition import default_document, everything_enabled, load_document
     from agentpi.agent.script import SimulatorScript, load_script
     from agentpi.agent.simulator import AgentSimulator
 
     script = load_script(args.script) if args.script else SimulatorScript()
+    agent = load_document(args.agent) if args.agent else default_document()
+    if args.everything:
+        agent = everything_enabled(agent, script.tools_called())
     logging.getLogger("agentpi.agent.simulator").setLevel(logging.INFO)
 
     async def serve() -> None:
-        async with AgentSimulator(script, host=args.host, port=args.port) as sim:
+        async with AgentSimulator(script, host=args.host, port=args.port, agent=agent) as sim:
             print(f"agentpi simulator listening on {sim.url}", flush=True)
             stop = asyncio.Event()
             _on_signals(lambda _sig: stop.set())
@@ -411,6 +436,39 @@ def _cmd_install_service(args: argparse.Namespace) -> int:
     else:
         installer.install()
     return 0
+
+
+def _cmd_agent_setup(args: argparse.Namespace) -> int:
+    from agentpi.agent.fit import describe_change, findings, setup_change
+    from agentpi.agent.rest import read_agent, update_agent
+
+    config = load_config(args.config)
+    key = read_api_key()
+    if key is None:
+        raise ConfigError(
+            "agent-setup reads and changes the agent's settings: set ELEVENLABS_API_KEY "
+            "(or the systemd credential elevenlabs_api_key)"
+        )
+    agent = config.agent
+    document = read_agent(agent.url, agent.agent_id, key.reveal())
+    change = setup_change(config, document)
+    if not change:
+        print(f"agent {agent.agent_id} already has what this config needs")
+    else:
+        print(f"agent {agent.agent_id} needs, for this config:")
+        for line in describe_change(change):
+            print(f"  - {line}")
+        print("as the PATCH /v1/convai/agents/ID body (nothing else is changed):")
+        print(json.dumps(change, indent=2))
+        if not args.apply:
+            print("run again with --apply to make this change")
+            return 0
+        document = update_agent(agent.url, agent.agent_id, key.reveal(), change)
+        print("applied")
+    left = [f for f in findings(config, document) if f.ok is False]
+    for finding in left:
+        print(f"still to fix by hand: {finding.name}: {finding.detail} -> {finding.fix}")
+    return 1 if left else 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

@@ -185,6 +185,10 @@ class ConversationConfig:
     dynamic_variables: dict[str, DynamicValue] = field(default_factory=dict)
     """Values for the agent's {{variables}}: strings, numbers or true/false."""
     overrides: OverridesConfig = field(default_factory=OverridesConfig)
+    request_client_events: bool = False
+    """Also ask for the events the device uses in each conversation's initiation data (an
+    override of client_events). Off: few agents allow it, and one that does not refuses the
+    conversation; set the events in the agent instead (`agentpi agent-setup`)."""
 
 
 DEFAULT_START_CONTEXT = "Local time at the device: {local_time}. Location: {location}."
@@ -208,6 +212,15 @@ BUILTIN_TOOLS = ("set_volume", "device_status", "end_conversation")
 
 
 @dataclass(frozen=True)
+class ToolParameterConfig:
+    """One parameter of a custom tool, as the agent is told of it (`agentpi agent-setup`)."""
+
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+    description: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
 class CustomToolConfig:
     """A client tool of the owner's: a program, or a Python function."""
 
@@ -218,6 +231,10 @@ class CustomToolConfig:
     """Or "package.module:function" (or "/path/to/file.py:function"), called with the
     parameters dict; async or not."""
     timeout_s: float | None = None
+    description: str = ""
+    """What the tool does, for the agent's language model (declared by `agentpi agent-setup`)."""
+    parameters: dict[str, ToolParameterConfig] = field(default_factory=dict)
+    """Its parameters: [tools.custom.NAME.parameters.city] type = "string", description = ..."""
 
 
 @dataclass(frozen=True)

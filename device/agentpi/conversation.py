@@ -23,7 +23,7 @@ from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
 from agentpi.audio.formats import AudioFormat
 from agentpi.audio.gating import MicGate, PushToTalk
-from agentpi.audio.vad import EnergyVad
+from agentpi.audio.speech_vad import SpeechVad
 from agentpi.config import Config
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
@@ -184,9 +184,7 @@ class ConversationRun:
         assert self.input_format is not None
         mic = self.context.mic
         encoder = WireEncoder(mic.sample_rate, self.input_format)
-        vad = EnergyVad(
-            mic.sample_rate, threshold_dbfs=self.context.config.audio.vad_threshold_dbfs
-        )
+        vad = SpeechVad(mic.sample_rate)
         reader = self.reader
         gate = self.context.gate
         lost = 0
@@ -200,7 +198,8 @@ class ConversationRun:
             now = time.monotonic()
             self.turn_timer.user_speech(speaking, now, vad.hangover_s)
             if wire:
-                await self.execute(self.session.mic_audio(wire, speaking, now))
+                score = vad.score if chunk.any() else 0.0  # 0: the gate muted it
+                await self.execute(self.session.mic_audio(wire, speaking, now, score))
             await self._tick(now)
 
     def from_device(self, text: str, typed: bool) -> str | None:

@@ -1,10 +1,8 @@
 """The device's own client tools: set_volume, device_status, end_conversation.
 
-Declare them as client tools on the agent (ElevenLabs dashboard, Tools) with these names:
-- ``set_volume``: parameter ``percent`` (number, 0-200; 100 is the configured volume);
-- ``device_status``: no parameters; answers the device's state as JSON;
-- ``end_conversation``: no parameters; the device hangs up once the agent has said goodbye.
-They run on the event loop (they only touch the device's own state), never on a thread.
+The agent must declare them as client tools with these names and parameters (``DEVICE_TOOLS``;
+``agentpi agent-setup --apply`` does it). They run on the event loop (they only touch the
+device's own state), never on a thread.
 """
 
 from __future__ import annotations
@@ -15,6 +13,27 @@ from typing import Any, Protocol
 from agentpi.tools import ToolError, ToolRegistry
 
 MAX_VOLUME_PERCENT = 200.0
+
+DEVICE_TOOLS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
+    "set_volume": (
+        "Set the speaker's volume, in percent of the device's configured volume "
+        "(100 = as configured, 0 = silent, 200 = double).",
+        {"percent": {"type": "number", "description": "0 to 200"}},
+        ["percent"],
+    ),
+    "device_status": (
+        "Read the device's state as JSON: its volume, whether it listens for the wake word, "
+        "and how its conversations went.",
+        {},
+        [],
+    ),
+    "end_conversation": (
+        "End the conversation: the device hangs up once your next reply (say goodbye) is over.",
+        {},
+        [],
+    ),
+}
+"""How each tool is declared to the agent: description, parameter schemas, required names."""
 
 
 class DeviceControls(Protocol):

@@ -48,6 +48,7 @@ def diagnose(config_path: str | Path) -> list[Check]:
         return [Check("config", False, reason_of(exc), fix)]
     checks.append(Check("config", True, f"{config_path}: valid"))
     checks.append(_api_key())
+    checks += _agent_settings(config)
     for name, check in (
         ("microphone", lambda: _microphone(config)),
         ("speaker", lambda: _speaker(config)),
@@ -66,6 +67,36 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
         return check()
     except Exception as exc:  # a doctor reports what it finds; it does not crash on it
         return Check(name, False, f"{type(exc).__name__}: {reason_of(exc)}")
+
+
+def _agent_settings(config: Config) -> list[Check]:
+    """The agent's own settings against this configuration (needs the API key to read them)."""
+    from agentpi.agent.fit import findings
+    from agentpi.agent.rest import AgentApiError, read_agent
+
+    key = read_api_key()
+    if key is None:
+        return [
+            Check(
+                "agent settings",
+                None,
+                "not checked without an API key: client events, allowed overrides, client tools, "
+                "audio formats and timeouts",
+                "set ELEVENLABS_API_KEY to check them, or compare them by hand (README: "
+                "'With a real agent')",
+            )
+        ]
+    try:
+        document = read_agent(
+            config.agent.url, config.agent.agent_id, key.reveal(), REACH_TIMEOUT_S
+        )
+    except AgentApiError as exc:
+        return [Check("agent settings", False, reason_of(exc), "check the network and the key")]
+    found = findings(config, document)
+    checks = [Check(f.name, f.ok, f.detail, f.fix) for f in found]
+    if not any(f.ok is False for f in found):
+        checks.insert(0, Check("agent settings", True, f"{config.agent.agent_id} fits this config"))
+    return checks
 
 
 def _api_key() -> Check:

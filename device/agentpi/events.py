@@ -302,7 +302,11 @@ class Interruption(DeviceEvent, kind="interruption"):
 
 @dataclass(frozen=True)
 class VadScore(DeviceEvent, kind="vad_score"):
+    """How sure a VAD is that the user speaks, 0..1: the agent's (``source`` "agent"), or the
+    device's own until the agent's first arrives (an agent sends none by default)."""
+
     score: float
+    source: str = "agent"
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """What the agent simulator does, turn by turn: a typed script, loadable from TOML.
 
 [simulator]
-user_input_audio_format = "pcm_16000"
-agent_output_audio_format = "ulaw_8000"
 ping_interval_s = 2.0
 
+[agent.conversation_config.tts]   # the agent's settings, as the platform's agent document
+agent_output_audio_format = "ulaw_8000"   # has them (merged over the platform's defaults)
+
 [first_turn]                # the agent's greeting; `silent = true` for none
-response = "Hello! How can I help?"
+response = "Hello! How can I help?"   # default: the agent's first_message
 interrupt_after_s = 1.0     # the server interrupts its own reply after this long
 audio_pace = 1.0            # this turn's audio streams in real time (default: [simulator]'s)
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agentpi.audio.formats import WIRE_FORMATS
+from agentpi.agent.definition import AgentDefinition, default_document, merged
 from agentpi.protocol.messages import ConversationInitiationClientData
 from agentpi.settings import SettingsError, build_dataclass, load_toml
 
@@ -90,15 +91,15 @@ class TurnScript:
 
 @dataclass(frozen=True)
 class SimulatorSettings:
-    user_input_audio_format: str = "pcm_16000"
-    agent_output_audio_format: str = "pcm_16000"
+    """How the simulated service behaves where no agent setting says (the agent's own settings
+    are its document: ``SimulatorScript.agent``)."""
+
     ping_interval_s: float = 2.0
     pong_timeout_s: float = 5.0
     close_on_missing_pong: bool = False
     handshake_delay_s: float = 0.0
     silent: bool = False
     """Accept the socket and never send anything (not even metadata)."""
-    send_agent_response_complete: bool = True
     audio_chunk_ms: int = 100
     audio_pace: float = 2.0
     """Agent audio leaves at this multiple of real time, as a streaming TTS would (0: at once)."""
@@ -107,22 +108,32 @@ class SimulatorSettings:
     vad_score_interval_s: float = 0.1
     input_timeout_s: float = 60.0
     require_signed_url: bool = False
-
-    def __post_init__(self) -> None:
-        for key in ("user_input_audio_format", "agent_output_audio_format"):
-            if getattr(self, key) not in WIRE_FORMATS:
-                value, choices = getattr(self, key), ", ".join(WIRE_FORMATS)
-                raise SettingsError(f"simulator.{key}: {value!r} is not one of {choices}")
-
-
-DEFAULT_GREETING = TurnScript(response="Hello! This is the agentpi simulator. How can I help?")
+    client_events_override: bool = False
+    """Honour ``conversation_config_override.conversation.client_events``. The platform's
+    security settings have no switch for it (the AsyncAPI's override schema names it): off, a
+    conversation that asks is refused as any other override the agent does not allow."""
 
 
 @dataclass(frozen=True)
 class SimulatorScript:
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
-    first_turn: TurnScript = DEFAULT_GREETING
+    agent: dict[str, Any] = field(default_factory=dict)
+    """Changes to the agent's settings, in the platform's agent document shape, merged over the
+    simulator's document (by default an agent with the platform's defaults)."""
+    first_turn: TurnScript = TurnScript()
+    """The greeting's behaviour; its text is the agent's first_message unless given here."""
     turns: tuple[TurnScript, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            AgentDefinition.from_document(merged(default_document(), self.agent))
+        except SettingsError as exc:
+            raise SettingsError(f"agent.{exc}") from None
+
+    def tools_called(self) -> dict[str, list[str]]:
+        """The client tools the script's turns call, with their parameter names."""
+        calls = [t.tool_call for t in (self.first_turn, *self.turns) if t.tool_call is not None]
+        return {call.name: sorted(call.parameters) for call in calls}
 
 
 def load_script(path: str | Path) -> SimulatorScript:
@@ -133,15 +144,18 @@ VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
 def greeting(
-    first_turn: TurnScript, init: ConversationInitiationClientData | None
+    first_turn: TurnScript, first_message: str, init: ConversationInitiationClientData | None
 ) -> TurnScript | None:
-    """The first turn, with the client's first_message override if it sent one."""
+    """The first turn: the client's first_message override if it sent one (the agent allowed
+    it, or the conversation was refused), else the script's, else the agent's first_message."""
     agent = init.conversation_config_override.get("agent") if init else None
     if isinstance(agent, dict) and isinstance(agent.get("first_message"), str):
         if not agent["first_message"]:
             return None  # an empty first message: the agent waits for the user
         return replace(first_turn, response=agent["first_message"], silent=False)
-    return None if first_turn.silent else first_turn
+    if first_turn.silent or not (first_turn.response or first_message):
+        return None
+    return replace(first_turn, response=first_turn.response or first_message)
 
 
 def fill_variables(

@@ -1,4 +1,9 @@
-"""The simulator's server side of one socket: the agent's turns, its audio, pings, barge-in."""
+"""The simulator's server side of one socket: the agent's turns, its audio, pings, barge-in.
+
+What reaches the client, which overrides are refused, which client tools exist and the agent's
+own timers (turn timeout, soft timeout, silence hang-up, maximum duration) follow the agent's
+definition, as the platform's do.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import time
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from agentpi.agent.definition import CLIENT_EVENTS, AgentDefinition, refused_override
 from agentpi.agent.script import SimulatorScript, TurnScript, fill_variables, greeting
 from agentpi.agent.sim_records import AgentTurnRecord, ConversationRecord
 from agentpi.agent.voice import synthesize_speech
@@ -44,18 +50,30 @@ from agentpi.protocol.messages import (
 
 INIT_WAIT_S = 5.0
 """How long the server waits for conversation_initiation_client_data before going on without."""
+TIMER_TICK_S = 0.1
+STILL_THERE = "Are you still there?"
+"""What the agent says when the user stays silent past the turn timeout (the platform's LLM
+says something like it)."""
 
 
 class _Conversation:
     """The server side of one socket."""
 
-    def __init__(self, script: SimulatorScript, ws: ServerConnection, record: ConversationRecord):
+    def __init__(
+        self,
+        script: SimulatorScript,
+        definition: AgentDefinition,
+        ws: ServerConnection,
+        record: ConversationRecord,
+    ):
         self.script = script
+        self.definition = definition
+        self.client_events = definition.client_events
         self.ws = ws
         self.record = record
         self.settings = script.simulator
-        self.input_format = AudioFormat.parse(self.settings.user_input_audio_format)
-        self.output_format = AudioFormat.parse(self.settings.agent_output_audio_format)
+        self.input_format = AudioFormat.parse(definition.input_format)
+        self.output_format = AudioFormat.parse(definition.output_format)
         self.vad = EnergyVad(
             self.input_format.sample_rate,
             threshold_dbfs=self.settings.vad_threshold_dbfs,
@@ -68,6 +86,9 @@ class _Conversation:
         self.last_vad_score_at = 0.0
         self.last_tentative_at = 0.0
         self.last_input_at = time.monotonic()
+        self.user_quiet_since = time.monotonic()
+        self.reprompted = False
+        self.turn_busy = False
         self.turn_queue: asyncio.Queue[tuple[TurnScript, str | None]] = asyncio.Queue()
         self.current_turn: AgentTurnRecord | None = None
         self.playback_ends_at = 0.0
@@ -81,6 +102,10 @@ class _Conversation:
     # ------------------------------------------------------------------ sending
 
     async def send(self, message: ServerEvent) -> None:
+        kind = message.type
+        if kind in CLIENT_EVENTS and kind not in self.client_events:
+            self.record.withheld[kind] = self.record.withheld.get(kind, 0) + 1
+            return
         await self.send_raw(encode(message))
 
     async def send_raw(self, frame: str) -> None:
@@ -116,6 +141,9 @@ class _Conversation:
                 return
             if not self.init_seen.is_set():
                 self.record.note(f"no conversation_initiation_client_data in {INIT_WAIT_S:g} s")
+            if not await self.accept_overrides():
+                await receiving
+                return
             await self.send(
                 ConversationInitiationMetadata(
                     conversation_id=self.record.conversation_id,
@@ -128,6 +156,7 @@ class _Conversation:
                 self.turn_queue.put_nowait((greeting, None))
             tasks.append(asyncio.create_task(self.ping_loop(), name="sim-ping"))
             tasks.append(asyncio.create_task(self.turn_loop(), name="sim-turns"))
+            tasks.append(asyncio.create_task(self.timer_loop(), name="sim-timers"))
             await receiving
         finally:
             for task in tasks:
@@ -136,8 +165,25 @@ class _Conversation:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
 
+    async def accept_overrides(self) -> bool:
+        """An override the agent does not allow ends the conversation before it starts, as the
+        platform does; an allowed client_events override changes what is sent."""
+        override = self.record.init.conversation_config_override if self.record.init else {}
+        refused = refused_override(
+            override, self.definition.allowed_overrides, self.settings.client_events_override
+        )
+        if refused is not None:
+            message = f"Override for field '{refused}' is not allowed by config"
+            self.record.note(f"refused: {message}")
+            await self.fail(1008, "override_error", message)
+            return False
+        events = override.get("conversation", {}).get("client_events")
+        if isinstance(events, list):
+            self.client_events = frozenset(str(e) for e in events)
+        return True
+
     def greeting(self) -> TurnScript | None:
-        return greeting(self.script.first_turn, self.record.init)
+        return greeting(self.script.first_turn, self.definition.first_message, self.record.init)
 
     def fill_variables(self, text: str) -> tuple[str, list[str]]:
         return fill_variables(text, self.record.init)
@@ -186,6 +232,8 @@ class _Conversation:
             elif not waiter.done():
                 waiter.set_result(message)
         elif isinstance(message, UserMessage):
+            self.user_quiet_since = now
+            self.reprompted = False
             self.barge_in(now)
             self.queue_user_turn(message.text or "", now)
 
@@ -195,6 +243,9 @@ class _Conversation:
         samples = decode_wire(audio, self.input_format)
         was_speaking = self.vad.speaking
         speaking = self.vad.process(samples)
+        if speaking:
+            self.user_quiet_since = now
+            self.reprompted = False
         if speaking and not was_speaking:
             self.speech_started_at = now
             self.user_event_id = self.take_event_id()
@@ -249,12 +300,22 @@ class _Conversation:
     async def turn_loop(self) -> None:
         while True:
             script, transcript = await self.turn_queue.get()
-            await self.play_turn(script, transcript)
+            self.turn_busy = True
+            try:
+                await self.play_turn(script, transcript)
+            finally:
+                self.turn_busy = False
 
     async def play_turn(self, script: TurnScript, transcript: str | None) -> None:
         if script.silent:
             return
-        await asyncio.sleep(script.delay_s)
+        soft = self.definition.soft_timeout_s
+        if 0 < soft < script.delay_s and self.definition.soft_timeout_message:
+            await asyncio.sleep(soft)
+            await self.speak(self.definition.soft_timeout_message, self.take_event_id(), script)
+            await asyncio.sleep(max(0.0, script.delay_s - soft - self.playing_for()))
+        else:
+            await asyncio.sleep(script.delay_s)
         for frame in script.malformed:
             await self.send_raw(frame)
         if script.error is not None:
@@ -287,6 +348,10 @@ class _Conversation:
 
     async def call_tool(self, script: TurnScript, event_id: int) -> str:
         assert script.tool_call is not None
+        declared = self.definition.client_tools.get(script.tool_call.name)
+        if declared is None:
+            self.record.note(f"the agent declares no client tool {script.tool_call.name}")
+            return "(the agent has no such tool)"
         call_id = f"call_{event_id}_{secrets.token_hex(3)}"
         waiter: asyncio.Future[ClientToolResult] = asyncio.get_running_loop().create_future()
         self.tool_waiters[call_id] = waiter
@@ -296,7 +361,8 @@ class _Conversation:
             )
         )
         try:
-            result = await asyncio.wait_for(waiter, script.tool_call.timeout_s)
+            timeout = min(script.tool_call.timeout_s, declared.timeout_s)
+            result = await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             self.record.note(f"no client_tool_result for {call_id}")
             return "(the tool did not answer)"
@@ -339,8 +405,7 @@ class _Conversation:
             await self.interrupt(turn, time.monotonic())
             return
         turn.completed_at = time.monotonic()
-        if settings.send_agent_response_complete:
-            await self.send(AgentResponseComplete(event_id))
+        await self.send(AgentResponseComplete(event_id))
 
     def should_interrupt(self, turn: AgentTurnRecord, script: TurnScript, now: float) -> bool:
         if self.interrupt_now.is_set():
@@ -362,6 +427,35 @@ class _Conversation:
         kept = round(len(words) * min(1.0, heard * rate / max(1, turn.audio_samples)))
         await self.send(AgentResponseCorrection(turn.text, " ".join(words[:kept]), turn.event_id))
         self.record.note(f"interrupted agent turn {turn.event_id} after {heard:.2f} s")
+
+    def playing_for(self) -> float:
+        return max(0.0, self.playback_ends_at - time.monotonic())
+
+    # ------------------------------------------------------------------ the agent's timers
+
+    async def timer_loop(self) -> None:
+        """Turn timeout (the agent speaks again), silence hang-up and the maximum duration."""
+        definition = self.definition
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(TIMER_TICK_S)
+            now = time.monotonic()
+            if now - started >= definition.max_duration_s:
+                message = "Maximum conversation duration exceeded"
+                await self.fail(1000, "max_duration_exceeded", message)
+                return
+            busy = self.turn_busy or not self.turn_queue.empty()
+            if busy or self.vad.speaking or now < self.playback_ends_at:
+                continue
+            quiet = now - max(self.user_quiet_since, self.playback_ends_at)
+            if 0 < definition.silence_end_call_s <= now - self.user_quiet_since:
+                self.record.note("silence_end_call_timeout reached")
+                await self.close(1000, "silence_end_call_timeout")
+                return
+            if 0 < definition.turn_timeout_s <= quiet and not self.reprompted:
+                self.reprompted = True
+                self.record.note(f"turn timeout: user silent {quiet:.1f} s")
+                self.turn_queue.put_nowait((TurnScript(response=STILL_THERE, delay_s=0.0), None))
 
     # ------------------------------------------------------------------ keep-alive
 

@@ -49,6 +49,8 @@ class ConversationRecord:
     notes: list[tuple[float, str]] = field(default_factory=list)
     """Protocol observations: speech start/end, missing pongs, violations."""
     tool_results: dict[str, ClientToolResult] = field(default_factory=dict)
+    withheld: dict[str, int] = field(default_factory=dict)
+    """Server messages not sent, by type, because the agent's client_events leave them out."""
     pings_sent: int = 0
     pongs_received: int = 0
     missing_pongs: int = 0

@@ -7,8 +7,13 @@ and {{dynamic_variables}} honoured; a missing variable is refused with 1008), pe
 agent text and streamed agent audio in the negotiated format, ``agent_response_complete``,
 ``vad_score`` while the user speaks, barge-in interruptions; and, when a script says so,
 interruptions, client tool calls, errors with close codes, malformed frames, slow or silent
-behaviour. It also serves ``GET /v1/convai/conversation/get-signed-url``. Everything it receives
-and sends is recorded per conversation.
+behaviour. What the agent sends, allows and declares comes from its agent document
+(``agent/definition.py``), by default an agent made with the platform's defaults.
+
+On the same port, behind an ``xi-api-key`` check, it serves the REST calls the device makes:
+``GET /v1/convai/conversation/get-signed-url``, ``GET`` and ``PATCH /v1/convai/agents/{id}``.
+Every agent id is an agent, made from the simulator's document on first use. Everything it
+receives and sends is recorded per conversation.
 """
 
 from __future__ import annotations
@@ -28,14 +33,24 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from agentpi.agent.definition import (
+    AgentDefinition,
+    JsonDict,
+    client_events,
+    default_document,
+    merged,
+)
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.sim_conversation import _Conversation
+from agentpi.agent.sim_http import RestAwareConnection
 from agentpi.agent.sim_records import ConversationRecord
+from agentpi.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 CONVERSATION_PATH = "/v1/convai/conversation"
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
+AGENTS_PATH = "/v1/convai/agents/"
 
 
 class AgentSimulator:
@@ -47,12 +62,17 @@ class AgentSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        agent: JsonDict | None = None,
     ) -> None:
         self.script = script or SimulatorScript()
+        self.template = merged(agent or default_document(), self.script.agent)
+        """The agent document every agent id starts from (the script's [agent] merged in)."""
+        self.agents: dict[str, JsonDict] = {}
+        self.agent_patches: list[tuple[str, JsonDict]] = []
         self.host = host
         self.port = port
         self.api_key = api_key
-        """The ``xi-api-key`` the signed-URL endpoint accepts; None accepts any non-empty key."""
+        """The ``xi-api-key`` the REST endpoints accept; None accepts any non-empty key."""
         self.conversations: list[ConversationRecord] = []
         self.signed_url_requests = 0
         self._signatures: set[str] = set()
@@ -67,7 +87,21 @@ class AgentSimulator:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def agent_document(self, agent_id: str) -> JsonDict:
+        """The agent's settings as they stand (made from the template on first use)."""
+        if agent_id not in self.agents:
+            self.agents[agent_id] = merged(self.template, {"agent_id": agent_id})
+        return self.agents[agent_id]
+
     async def start(self) -> None:
+        answer = self._answer_rest
+
+        class Connection(RestAwareConnection):
+            async def answer_rest(
+                self, method: str, path: str, headers: dict[str, str], body: bytes
+            ) -> tuple[int, Any]:
+                return await answer(method, path, headers, body)
+
         self._server = await serve(
             self._handle,
             self.host,
@@ -75,6 +109,7 @@ class AgentSimulator:
             process_request=self._process_request,
             max_size=16 * 1024 * 1024,
             ping_interval=None,  # the protocol has its own pings
+            create_connection=Connection,
         )
         sockname = next(iter(self._server.sockets)).getsockname()
         self.port = int(sockname[1])
@@ -112,6 +147,9 @@ class AgentSimulator:
         query = parse_qs(url.query)
         if url.path == SIGNED_URL_PATH:
             return self._signed_url_response(connection, request, query)
+        if url.path.startswith(AGENTS_PATH):
+            status, body = self._agent_rest("GET", url.path, request.headers.get("xi-api-key", ""))
+            return _json_response(connection, http.HTTPStatus(status), body)
         if url.path != CONVERSATION_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found\n")
         if self.script.simulator.require_signed_url:
@@ -127,11 +165,8 @@ class AgentSimulator:
         self, connection: ServerConnection, request: Request, query: dict[str, list[str]]
     ) -> Response:
         self.signed_url_requests += 1
-        key = request.headers.get("xi-api-key", "")
-        if not key or (self.api_key is not None and key != self.api_key):
-            return _json_response(
-                connection, http.HTTPStatus.UNAUTHORIZED, {"detail": {"status": "invalid_api_key"}}
-            )
+        if not self._key_ok(request.headers.get("xi-api-key", "")):
+            return _json_response(connection, http.HTTPStatus.UNAUTHORIZED, INVALID_KEY)
         agent_id = (query.get("agent_id") or [""])[0]
         if not agent_id:
             return _json_response(
@@ -146,7 +181,61 @@ class AgentSimulator:
             {"signed_url": f"{self.url}{CONVERSATION_PATH}?{params}"},
         )
 
+    def _key_ok(self, key: str) -> bool:
+        return bool(key) and (self.api_key is None or key == self.api_key)
+
+    async def _answer_rest(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        """A request websockets does not parse (not a GET)."""
+        route = urlsplit(path).path
+        if not route.startswith(AGENTS_PATH):
+            return 404, {"detail": "Not found"}
+        return self._agent_rest(method, route, headers.get("xi-api-key", ""), body)
+
+    def _agent_rest(self, method: str, route: str, key: str, body: bytes = b"") -> tuple[int, Any]:
+        agent_id = route.removeprefix(AGENTS_PATH)
+        if not agent_id or "/" in agent_id:
+            return 404, {"detail": "Not found"}
+        if not self._key_ok(key):
+            return 401, INVALID_KEY
+        if method == "GET":
+            return 200, self.agent_document(agent_id)
+        if method != "PATCH":
+            return 405, {"detail": "Method not allowed"}
+        try:
+            change = json.loads(body)
+        except ValueError:
+            return 400, {"detail": "the body is not JSON"}
+        if not isinstance(change, dict) or set(change) - PATCHABLE:
+            return 422, {"detail": f"a JSON object with any of {', '.join(sorted(PATCHABLE))}"}
+        updated = merged(self.agent_document(agent_id), change)
+        try:
+            client_events(updated)
+        except SettingsError as exc:
+            return 422, {"detail": str(exc)}
+        updated["metadata"] = {**updated["metadata"], "updated_at_unix_secs": int(time.time())}
+        self.agents[agent_id] = updated
+        self.agent_patches.append((agent_id, change))
+        return 200, updated
+
     # ------------------------------------------------------------------ WebSocket side
+
+    async def _converse(
+        self, ws: ServerConnection, record: ConversationRecord, agent_id: str
+    ) -> None:
+        try:
+            definition = AgentDefinition.from_document(self.agent_document(agent_id or "-"))
+        except SettingsError as exc:  # a setting the platform has and the simulator cannot play
+            record.note(f"cannot play this agent: {exc}")
+            record.closed_by = "server"
+            await ws.close(1011, "simulator: unsupported agent setting")
+            return
+        conversation = _Conversation(self.script, definition, ws, record)
+        if not agent_id:
+            await conversation.fail(1008, "missing_fields", "agent_id is required")
+        else:
+            await conversation.run()
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -161,12 +250,8 @@ class AgentSimulator:
         async with self._new_conversation:
             self.conversations.append(record)
             self._new_conversation.notify_all()
-        conversation = _Conversation(self.script, ws, record)
         try:
-            if not agent_id:
-                await conversation.fail(1008, "missing_fields", "agent_id is required")
-            else:
-                await conversation.run()
+            await self._converse(ws, record, agent_id)
         except ConnectionClosed:
             pass
         finally:
@@ -183,6 +268,11 @@ class AgentSimulator:
                 f"closed by {record.closed_by} with {record.close_code} {record.close_reason!r}"
             )
             record.done.set()
+
+
+INVALID_KEY = {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}
+PATCHABLE = {"name", "conversation_config", "platform_settings", "tags"}
+"""What ``PATCH /v1/convai/agents/{id}`` takes here (the platform takes a few more)."""
 
 
 def _json_response(

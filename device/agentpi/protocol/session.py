@@ -51,6 +51,11 @@ def event_name(event: m.ServerEvent) -> str:
     return "unknown" if isinstance(event, m.UnknownEvent) else event.type
 
 
+LOCAL_VAD_INTERVAL_S = 0.1
+"""The device's own VAD score goes out at most this often (the agent's comes about as often)."""
+LOCAL_VAD_STEP = 0.05
+"""...and only when it moved this much, or the verdict changed: a silent room sends nothing."""
+
 MAX_HELD_BACK = 32
 """Device messages (user_message, contextual_update) kept until the metadata comes; more are
 reported and dropped: a script that floods the control socket meanwhile cannot grow the list."""
@@ -89,6 +94,9 @@ class ConversationSession:
 
         self._user_speaking = False
         self._last_user_activity_sent = float("-inf")
+        self._agent_vad_seen = False
+        self._local_vad_sent = (float("-inf"), 0.0, False)
+        """When the device's own score last went out, its value, and the verdict then."""
 
         self._server_rules: dict[str, Callable[[Any, float], list[Action]]] = {
             "conversation_initiation_metadata": self._on_metadata,
@@ -100,6 +108,7 @@ class ConversationSession:
             "agent_response_complete": self._on_complete,
             "client_tool_call": self._on_tool_call,
             "agent_tool_response": self._on_agent_tool_response,
+            "vad_score": self._on_vad_score,
             "error": self._on_error,
         }
 
@@ -163,12 +172,17 @@ class ConversationSession:
             return self._passed_over("invalid_frame", handling)
         return [Notify(ev.ProtocolErrorSeen(str(error)))]
 
-    def mic_audio(self, chunk: bytes, speaking: bool, now: float) -> list[Action]:
-        """A captured chunk, already in the agent's input format, and the local VAD verdict."""
+    def mic_audio(
+        self, chunk: bytes, speaking: bool, now: float, speech_score: float | None = None
+    ) -> list[Action]:
+        """A captured chunk, already in the agent's input format, and the local VAD's verdict
+        and score (0..1): the score is shown as ``vad_score`` until the agent sends its own."""
         handling = self._handling("mic_audio")
         if handling is not Handling.ACT:
             return self._passed_over("mic_audio", handling)
         actions: list[Action] = []
+        if speech_score is not None and not self._agent_vad_seen:
+            self._local_vad(speech_score, speaking, now, actions)
         if speaking:
             self._times.user_speaks(now)
             if not self._user_speaking:
@@ -323,6 +337,17 @@ class ConversationSession:
 
     def median_ping_ms(self) -> float | None:
         return statistics.median(self.ping_samples) if self.ping_samples else None
+
+    def _on_vad_score(self, event: m.VadScore, now: float) -> list[Action]:
+        self._agent_vad_seen = True  # the device's own score gives way to the agent's
+        return self._report(event)
+
+    def _local_vad(self, score: float, speaking: bool, now: float, actions: list[Action]) -> None:
+        sent_at, sent, was_speaking = self._local_vad_sent
+        moved = abs(score - sent) >= LOCAL_VAD_STEP
+        if speaking != was_speaking or (moved and now - sent_at >= LOCAL_VAD_INTERVAL_S):
+            self._local_vad_sent = (now, score, speaking)
+            actions.append(Notify(ev.VadScore(round(score, 3), source="device")))
 
     def _on_error(self, event: m.ErrorEvent, now: float) -> list[Action]:
         self._server_error = event

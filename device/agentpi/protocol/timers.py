@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentpi.protocol import messages as m
+from agentpi.protocol.overrides import refusal_advice
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,16 @@ def end_error(
     local_error: str | None,
     server_error: m.ErrorEvent | None,
 ) -> str | None:
-    """Why a conversation that has closed ended in error (None: it ended well)."""
+    """Why a conversation that has closed ended in error (None: it ended well). A refused
+    override says which agent setting to turn on."""
+    said = " ".join(
+        filter(None, (server_error.message or server_error.reason, reason))
+        if server_error is not None
+        else (reason,)
+    )
+    advice = refusal_advice(said)
+    if advice is not None:
+        return advice
     if server_error is not None:
         err = server_error
         return f"{err.error_type or 'error'}: {err.message or err.reason or 'no message'}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.config import Config
+from agentpi.protocol.actions import ConversationEnded
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
@@ -38,6 +39,26 @@ def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = No
         return base_s
     delay = min(RECONNECT_MAX_S, max(base_s, 1.0) * 2.0 ** (failures - 1))
     return delay * (rng or random).uniform(0.75, 1.25)
+
+
+REFUSED_AT_START = 1008
+"""The AsyncAPI's close code for contract errors: bad fields, an override the agent does not
+allow. No retry fixes those; a person does."""
+FAILURES_FOR_LONGEST_WAIT = 7
+"""Failures in a row from which ``reconnect_delay`` is at its one-minute ceiling."""
+
+
+def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
+    """Failed conversations in a row, once one more has ended: none after a conversation anyone
+    spoke in; one more after a server that failed before anyone spoke; at once the count of the
+    longest wait after a refusal at start."""
+    if user_turns:
+        return 0
+    if ended.code == REFUSED_AT_START:
+        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
+    if ended.error is not None and ended.reason != "device failure":
+        return failures + 1
+    return failures
 
 
 @dataclass(frozen=True)
