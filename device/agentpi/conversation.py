@@ -184,7 +184,11 @@ class ConversationRun:
         assert self.input_format is not None
         mic = self.context.mic
         encoder = WireEncoder(mic.sample_rate, self.input_format)
-        vad = SpeechVad(mic.sample_rate)
+        with SpeechVad(mic.sample_rate) as vad:
+            await self._stream_mic(encoder, vad)
+
+    async def _stream_mic(self, encoder: WireEncoder, vad: SpeechVad) -> None:
+        mic = self.context.mic
         reader = self.reader
         gate = self.context.gate
         lost = 0

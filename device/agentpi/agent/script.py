@@ -103,7 +103,6 @@ class SimulatorSettings:
     audio_chunk_ms: int = 100
     audio_pace: float = 2.0
     """Agent audio leaves at this multiple of real time, as a streaming TTS would (0: at once)."""
-    vad_threshold_dbfs: float = -40.0
     end_of_speech_s: float = 0.5
     vad_score_interval_s: float = 0.1
     input_timeout_s: float = 60.0

@@ -21,7 +21,7 @@ from agentpi.agent.sim_records import AgentTurnRecord, ConversationRecord
 from agentpi.agent.voice import synthesize_speech
 from agentpi.audio.convert import decode_wire, encode_wire
 from agentpi.audio.formats import AudioFormat
-from agentpi.audio.vad import EnergyVad
+from agentpi.audio.speech_vad import SpeechVad
 from agentpi.protocol.messages import (
     AgentResponse,
     AgentResponseComplete,
@@ -74,10 +74,9 @@ class _Conversation:
         self.settings = script.simulator
         self.input_format = AudioFormat.parse(definition.input_format)
         self.output_format = AudioFormat.parse(definition.output_format)
-        self.vad = EnergyVad(
-            self.input_format.sample_rate,
-            threshold_dbfs=self.settings.vad_threshold_dbfs,
-            hangover_s=self.settings.end_of_speech_s,
+        # a speech VAD, as the platform's is: a fan is not a voice, and does not barge in
+        self.vad = SpeechVad(
+            self.input_format.sample_rate, hangover_s=self.settings.end_of_speech_s
         )
         self.next_event_id = 1
         self.user_turns = 0
@@ -164,6 +163,10 @@ class _Conversation:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
+
+    def release(self) -> None:
+        """Give back what the conversation borrowed (its VAD's detector)."""
+        self.vad.close()
 
     async def accept_overrides(self) -> bool:
         """An override the agent does not allow ends the conversation before it starts, as the

