@@ -1,0 +1,220 @@
+"""`agentpi doctor` reads the agent and names each mismatch with its fix; `agentpi agent-setup`
+shows the change, --apply makes it and nothing else, and then every feature works."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentpi.agent.definition import JsonDict, at, default_document, merged
+from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
+from agentpi.agent.simulator import AgentSimulator
+from agentpi.config import OverridesConfig
+from agentpi.doctor import Check, diagnose
+from agentpi.protocol import messages as m
+from tests.helpers import AGENTPI, HELLO_WAV, run_conversation
+from tests.speech import save, silence
+
+pytestmark = pytest.mark.realtime  # child processes and paced audio
+
+KEY = "sk-fit-test"
+SETUP_PATHS = {
+    "conversation_config.conversation.client_events",
+    "conversation_config.agent.prompt.tools",
+    "platform_settings.overrides.conversation_config_override.agent.first_message",
+    "metadata.updated_at_unix_secs",
+}
+"""All that agent-setup may change for the config below."""
+
+
+def config_text(url: str, tmp_path: Path, extra: str = "") -> str:
+    mic = save(tmp_path / "mic.wav", silence(2.0))
+    return f"""
+[agent]
+agent_id = "agent_fit"
+url = "{url}"
+[trigger]
+mode = "immediate"
+[audio]
+input = "file:{mic}"
+output = "file:{tmp_path / "out.wav"}"
+[conversation]
+silence_close_s = 4.0
+[conversation.overrides]
+first_message = "Hello from the hall."
+[leds]
+type = "board"
+pins = [17, 27, 22]
+colors = ["green", "blue", "red"]
+{extra}
+"""
+
+
+def doctor_against(
+    tmp_path: Path, document: JsonDict, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Check]:
+    monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+
+    async def scenario() -> list[Check]:
+        async with AgentSimulator(api_key=KEY, agent=document) as sim:
+            path = tmp_path / "config.toml"
+            path.write_text(config_text(sim.url, tmp_path))
+            return await asyncio.to_thread(diagnose, path)
+
+    return {check.name: check for check in asyncio.run(scenario())}
+
+
+def test_doctor_names_what_a_default_agent_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = doctor_against(tmp_path, default_document(), monkeypatch)
+    override = checks["override first_message"]
+    assert override.ok is False
+    assert "Security > Overrides > First message" in override.fix
+    assert "agent.first_message" in override.fix
+    assert checks["event client_tool_call"].ok is False
+    assert checks["event vad_score"].ok is None  # advice: the device's own VAD drives the LEDs
+    for tool in ("set_volume", "device_status", "end_conversation"):
+        assert checks[f"tool {tool}"].ok is False
+        assert "agent-setup --apply" in checks[f"tool {tool}"].fix
+    assert "agent settings" not in checks  # the fits-line only comes with no failure
+
+
+def test_doctor_names_each_other_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rocket = {
+        "type": "client",
+        "name": "launch_rocket",
+        "description": "a tool the device does not have",
+        "parameters": {"type": "object", "properties": {}, "required": []},
+    }
+    volume = {
+        "type": "client",
+        "name": "set_volume",
+        "description": "declared with the wrong parameter",
+        "parameters": {
+            "type": "object",
+            "properties": {"level": {"type": "string", "description": "loud or soft"}},
+            "required": ["level"],
+        },
+    }
+    change = {
+        "conversation_config": {
+            "conversation": {"client_events": ["audio", "ping", "agent_response"]},
+            "tts": {"agent_output_audio_format": "mp3_44100_128"},
+            "turn": {"turn_timeout": 3.0, "silence_end_call_timeout": 2.0},
+            "agent": {"prompt": {"tools": [rocket, volume]}},
+        }
+    }
+    checks = doctor_against(tmp_path, merged(default_document(), change), monkeypatch)
+    missing = checks["agent events"]
+    assert missing.ok is False and "interruption" in missing.detail
+    assert (
+        "user_transcript" in missing.detail and "conversation_initiation_metadata" in missing.detail
+    )
+    assert checks["tool launch_rocket"].ok is False
+    assert "[tools.custom.launch_rocket]" in checks["tool launch_rocket"].fix
+    differs = checks["tool set_volume"]
+    assert differs.ok is False and "level: string" in differs.detail
+    assert "percent: number" in differs.detail
+    assert checks["audio output (TTS)"].ok is False
+    assert "mp3_44100_128" in checks["audio output (TTS)"].detail
+    assert checks["turn timeout"].ok is False and "silence_close_s" in checks["turn timeout"].fix
+    assert checks["silence hang-up"].ok is False
+
+
+def test_doctor_without_a_key_says_what_it_could_not_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "config.toml"
+    path.write_text(config_text("ws://127.0.0.1:9", tmp_path, "").replace("board", "none"))
+    checks = {check.name: check for check in diagnose(path)}
+    assert checks["agent settings"].ok is None
+    assert "client events" in checks["agent settings"].detail
+
+
+def changed_paths(before: Any, after: Any, path: str = "") -> set[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {
+            p
+            for key in set(before) | set(after)
+            for p in changed_paths(before.get(key), after.get(key), f"{path}.{key}".lstrip("."))
+        }
+    return set() if before == after else {path}
+
+
+def agentpi(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "ELEVENLABS_API_KEY": KEY}
+    return subprocess.run(
+        [*AGENTPI, *args], capture_output=True, text=True, timeout=60, env=environment
+    )
+
+
+def test_agent_setup_shows_then_applies_only_what_the_config_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> tuple[JsonDict, JsonDict, str, str, int]:
+        async with AgentSimulator(api_key=KEY) as sim:
+            path = tmp_path / "config.toml"
+            path.write_text(config_text(sim.url, tmp_path))
+            before = merged(sim.agent_document("agent_fit"), {})
+            shown = await asyncio.to_thread(agentpi, "agent-setup", "--config", str(path))
+            assert shown.returncode == 0, shown.stderr
+            assert sim.agent_patches == []  # showing changes nothing
+            applied = await asyncio.to_thread(
+                agentpi, "agent-setup", "--config", str(path), "--apply"
+            )
+            assert applied.returncode == 0, applied.stdout + applied.stderr
+            after = sim.agent_document("agent_fit")
+            again = await asyncio.to_thread(agentpi, "agent-setup", "--config", str(path))
+            return before, after, shown.stdout, again.stdout, len(sim.agent_patches)
+
+    before, after, shown, again, patches = asyncio.run(scenario())
+    assert "allow the override agent.first_message" in shown
+    assert "client tool set_volume (percent)" in shown and "vad_score" in shown
+    assert KEY not in shown
+    assert patches == 1
+    assert changed_paths(before, after) <= SETUP_PATHS
+    assert "already has what this config needs" in again
+    # the doctor is clean now
+    (tmp_path / "d").mkdir()
+    checks = doctor_against(tmp_path / "d", after, monkeypatch)
+    assert checks["agent settings"].ok is True
+    assert not [c for c in checks.values() if c.ok is False]
+    # and a whole conversation uses every configured feature
+    script = SimulatorScript(
+        turns=(
+            TurnScript(
+                tool_call=ToolCallScript("set_volume", {"percent": 50}),
+                response="Volume is {result}",
+            ),
+        )
+    )
+    run = run_conversation(
+        tmp_path,
+        script,
+        input_wav=HELLO_WAV,
+        agent=after,
+        silence_close_s=3.0,  # the short greeting is over before the user speaks
+        conversation={"overrides": OverridesConfig(first_message="Hello from the hall.")},
+    )
+    assert run.exit_code == 0
+    record = run.record
+    assert record.turns[0].text == "Hello from the hall."  # the override, allowed
+    [result] = record.tool_results.values()
+    assert not result.is_error and "50" in result.result
+    assert run.of_kind("agent_response_complete")
+    assert {s["source"] for s in run.of_kind("vad_score")} >= {"agent"}
+    sent = {m.decode_server(frame).type for _, frame in record.sent}
+    assert {"vad_score", "client_tool_call", "agent_response_complete"} <= sent
+    assert at(after, "conversation_config.agent.first_message") == at(
+        before, "conversation_config.agent.first_message"
+    )
