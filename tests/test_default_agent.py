@@ -13,6 +13,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agentpi.agent.definition import default_document
+from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.app import Device
 from agentpi.config import OverridesConfig, TriggerConfig, WakeConfig
 from agentpi.leds.driver import GpioLeds, LedController
@@ -221,3 +222,25 @@ def test_an_override_the_agent_refuses_says_which_setting(tmp_path: Path) -> Non
     assert "agentpi agent-setup --apply" in error
     [retry] = run.of_kind("retry")
     assert retry["delay_s"] >= 45
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_events_asked_for_per_conversation(tmp_path: Path, allowed: bool) -> None:
+    """[conversation] request_client_events: where the service honours a client_events
+    override the events come; where it does not, the conversation is refused with the fix."""
+    script = SimulatorScript(simulator=SimulatorSettings(client_events_override=allowed))
+    run = run_conversation(
+        tmp_path,
+        script,
+        agent=default_document(),
+        conversation={"request_client_events": True},
+        silence_close_s=SILENCE_CLOSE_S,
+    )
+    ended = run.of_kind("conversation_ended")[-1]
+    if allowed:
+        assert run.exit_code == 0 and ended["error"] is None
+        assert {s["source"] for s in run.of_kind("vad_score")} >= {"agent"}
+        assert run.of_kind("agent_response_complete")
+    else:
+        assert run.record.close_code == 1008
+        assert "request_client_events = false" in ended["error"]

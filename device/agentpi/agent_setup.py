@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from agentpi import __version__
+from agentpi.agent.fit import DEVICE_EVENTS
 from agentpi.config import ContextConfig, ConversationConfig
 from agentpi.events import EventRecord
 from agentpi.protocol.messages import ConversationInitiationClientData, JsonDict
@@ -31,6 +32,8 @@ def initiation_data(
         override["agent"] = agent
     if overrides.voice_id:
         override["tts"] = {"voice_id": overrides.voice_id}
+    if conversation.request_client_events:
+        override["conversation"] = {"client_events": list(DEVICE_EVENTS)}
     return ConversationInitiationClientData(
         conversation_config_override=override,
         dynamic_variables=dict(conversation.dynamic_variables),

@@ -36,6 +36,9 @@ ADVISED_EVENTS = {
 }
 VAD_SCORE_USE = "the LEDs follow the agent's own VAD (else the device's)"
 
+DEVICE_EVENTS = (*REQUIRED_EVENTS, *ADVISED_EVENTS, "client_tool_call", "vad_score")
+"""Everything the device acts on: what it asks for when it asks per conversation."""
+
 OVERRIDE_PATHS = {
     "first_message": "agent.first_message",
     "language": "agent.language",
