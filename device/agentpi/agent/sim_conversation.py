@@ -316,7 +316,7 @@ class _Conversation:
         if 0 < soft < script.delay_s and self.definition.soft_timeout_message:
             await asyncio.sleep(soft)
             await self.speak(self.definition.soft_timeout_message, self.take_event_id(), script)
-            await asyncio.sleep(max(0.0, script.delay_s - soft - self.playing_for()))
+            await asyncio.sleep(script.delay_s - soft)  # the reply comes when it is ready
         else:
             await asyncio.sleep(script.delay_s)
         for frame in script.malformed:
@@ -430,9 +430,6 @@ class _Conversation:
         kept = round(len(words) * min(1.0, heard * rate / max(1, turn.audio_samples)))
         await self.send(AgentResponseCorrection(turn.text, " ".join(words[:kept]), turn.event_id))
         self.record.note(f"interrupted agent turn {turn.event_id} after {heard:.2f} s")
-
-    def playing_for(self) -> float:
-        return max(0.0, self.playback_ends_at - time.monotonic())
 
     # ------------------------------------------------------------------ the agent's timers
 
