@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,19 @@ SETUP_PATHS = {
     "metadata.updated_at_unix_secs",
 }
 """All that agent-setup may change for the config below."""
+
+
+@pytest.fixture(autouse=True)
+def gpio_as_it_was() -> Iterator[None]:
+    """The doctor opens the LEDs on gpiozero's mock pins here, which sets gpiozero's process-wide
+    pin factory; later tests in this process must find it as it was."""
+    from gpiozero import Device
+
+    before = Device.pin_factory
+    yield
+    if Device.pin_factory is not before:
+        Device.pin_factory.close()
+        Device.pin_factory = before
 
 
 def config_text(url: str, tmp_path: Path, extra: str = "") -> str:

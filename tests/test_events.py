@@ -91,7 +91,11 @@ TODAY = [
     ),
     (ev.AgentResponseComplete(2), '{"event": "agent_response_complete", "event_id": 2}'),
     (ev.Interruption(2), '{"event": "interruption", "event_id": 2}'),
-    (ev.VadScore(0.4), '{"event": "vad_score", "score": 0.4}'),
+    (ev.VadScore(0.4), '{"event": "vad_score", "score": 0.4, "source": "agent"}'),
+    (
+        ev.VadScore(0.7, source="device"),
+        '{"event": "vad_score", "score": 0.7, "source": "device"}',
+    ),
     (
         ev.ToolCall("get_time", "t1", {"tz": "UTC"}),
         '{"event": "tool_call", "tool_name": "get_time", "tool_call_id": "t1", '
@@ -149,7 +153,7 @@ def test_listeners_get_typed_events_stamped_by_the_bus() -> None:
     assert [e.t for e in typed] == [1.0, 2.0]
     assert records == [
         {"t": 1.0, "event": "state", "state": "idle"},
-        {"t": 2.0, "event": "vad_score", "score": 0.5},
+        {"t": 2.0, "event": "vad_score", "score": 0.5, "source": "agent"},
     ]
 
 

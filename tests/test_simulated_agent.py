@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agentpi.agent.definition import JsonDict, default_document, merged
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
-from agentpi.agent.sim_conversation import STILL_THERE
+from agentpi.agent.sim_timers import STILL_THERE
 from agentpi.agent.simulator import AgentSimulator
 from agentpi.protocol import messages as m
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
-from agentpi.config import ConfigError, CustomToolConfig, ToolsConfig
+from agentpi.config import ConfigError
 from agentpi.custom_tools import build_tools
+from agentpi.tool_settings import CustomToolConfig, ToolsConfig
 from agentpi.tools import ToolRegistry
 from tests.helpers import run_conversation
 

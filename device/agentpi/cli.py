@@ -26,6 +26,7 @@ from agentpi import events as ev
 from agentpi.app import Device
 from agentpi.assembly import assemble_device, bundled, open_microphone
 from agentpi.audio.devices import open_sink
+from agentpi.cli_agent import agent_setup
 from agentpi.cli_hardware import _cmd_devices, _cmd_leds, _cmd_models
 from agentpi.config import (
     AgentConfig,
@@ -176,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     setup.add_argument("--config", default="/etc/agentpi/config.toml")
     setup.add_argument("--apply", action="store_true", help="change the agent, after showing it")
-    setup.set_defaults(handler=_cmd_agent_setup)
+    setup.set_defaults(handler=agent_setup)
 
     _add_control_commands(commands)
 
@@ -436,39 +437,6 @@ def _cmd_install_service(args: argparse.Namespace) -> int:
     else:
         installer.install()
     return 0
-
-
-def _cmd_agent_setup(args: argparse.Namespace) -> int:
-    from agentpi.agent.fit import describe_change, findings, setup_change
-    from agentpi.agent.rest import read_agent, update_agent
-
-    config = load_config(args.config)
-    key = read_api_key()
-    if key is None:
-        raise ConfigError(
-            "agent-setup reads and changes the agent's settings: set ELEVENLABS_API_KEY "
-            "(or the systemd credential elevenlabs_api_key)"
-        )
-    agent = config.agent
-    document = read_agent(agent.url, agent.agent_id, key.reveal())
-    change = setup_change(config, document)
-    if not change:
-        print(f"agent {agent.agent_id} already has what this config needs")
-    else:
-        print(f"agent {agent.agent_id} needs, for this config:")
-        for line in describe_change(change):
-            print(f"  - {line}")
-        print("as the PATCH /v1/convai/agents/ID body (nothing else is changed):")
-        print(json.dumps(change, indent=2))
-        if not args.apply:
-            print("run again with --apply to make this change")
-            return 0
-        document = update_agent(agent.url, agent.agent_id, key.reveal(), change)
-        print("applied")
-    left = [f for f in findings(config, document) if f.ok is False]
-    for finding in left:
-        print(f"still to fix by hand: {finding.name}: {finding.detail} -> {finding.fix}")
-    return 1 if left else 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

@@ -50,6 +50,7 @@ from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
+from agentpi.tool_settings import ToolsConfig, validate_tools
 from agentpi.urls import check_agent_url, check_endpoint_url
 from agentpi.wake.decider import WakeDecider, model_label
 
@@ -208,49 +209,6 @@ class ContextConfig:
     fields: button = "The visitor pressed the button." (see `--events` for the kinds)."""
 
 
-BUILTIN_TOOLS = ("set_volume", "device_status", "end_conversation")
-
-
-@dataclass(frozen=True)
-class ToolParameterConfig:
-    """One parameter of a custom tool, as the agent is told of it (`agentpi agent-setup`)."""
-
-    type: Literal["string", "number", "integer", "boolean"] = "string"
-    description: str = ""
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class CustomToolConfig:
-    """A client tool of the owner's: a program, or a Python function."""
-
-    command: tuple[str, ...] = ()
-    """Program and arguments (no shell); it gets the call's parameters as JSON on stdin, and what
-    it prints is the result. A non-zero exit is an error result."""
-    entry_point: str = ""
-    """Or "package.module:function" (or "/path/to/file.py:function"), called with the
-    parameters dict; async or not."""
-    timeout_s: float | None = None
-    description: str = ""
-    """What the tool does, for the agent's language model (declared by `agentpi agent-setup`)."""
-    parameters: dict[str, ToolParameterConfig] = field(default_factory=dict)
-    """Its parameters: [tools.custom.NAME.parameters.city] type = "string", description = ..."""
-
-
-@dataclass(frozen=True)
-class ToolsConfig:
-    builtin: tuple[str, ...] = BUILTIN_TOOLS
-    """Device tools the agent may call: set_volume, device_status, end_conversation."""
-    timeout_s: float = 10.0
-    max_output_bytes: int = 16384
-    """A result longer than this is an error (the agent gets the first part and the reason)."""
-    max_running: int = 2
-    """Tool calls run at once; more wait their turn."""
-    max_waiting: int = 16
-    """Tool calls that may wait; beyond that a call is answered at once: the device is busy."""
-    custom: dict[str, CustomToolConfig] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class ControlConfig:
     """The local control socket (`agentpi say`, `status`, `events`)."""
@@ -358,11 +316,10 @@ def validate(config: Config) -> None:
         raise ConfigError(str(exc)) from None
     _validate_conversation(config.conversation)
     _validate_context(config.context)
-    _validate_tools(config.tools)
+    validate_tools(config.tools)
 
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def for_wake_word(config: Config, label: str) -> Config:
@@ -438,38 +395,3 @@ def _validate_context(context: ContextConfig) -> None:
             raise ConfigError(
                 f"context.on_event.{kind}: that event is the update itself; pick another"
             )
-
-
-def _validate_tools(tools: ToolsConfig) -> None:
-    for name in tools.builtin:
-        if name not in BUILTIN_TOOLS:
-            raise ConfigError(
-                f"tools.builtin: {name!r} is not a device tool; use any of "
-                f"{', '.join(BUILTIN_TOOLS)}"
-            )
-    if tools.timeout_s <= 0:
-        raise ConfigError("tools.timeout_s must be more than 0")
-    if not 256 <= tools.max_output_bytes <= 1048576:
-        raise ConfigError(
-            f"tools.max_output_bytes = {tools.max_output_bytes}: use 256 or more (up to 1048576)"
-        )
-    for name, tool in tools.custom.items():
-        key = f"tools.custom.{name}"
-        if not TOOL_NAME.fullmatch(name):
-            raise ConfigError(f"{key}: a tool name is 1-64 letters, digits, _ or -")
-        if name in tools.builtin:
-            raise ConfigError(
-                f"{key}: {name} is a device tool; rename yours or drop it from tools.builtin"
-            )
-        if bool(tool.command) == bool(tool.entry_point):
-            raise ConfigError(
-                f'{key}: give either command = ["/path/to/program", ...] or '
-                'entry_point = "module:function"'
-            )
-        if tool.entry_point and not re.fullmatch(r"([\w.]+|.+\.py):[\w.]+", tool.entry_point):
-            raise ConfigError(
-                f"{key}.entry_point = {tool.entry_point!r}: write it as package.module:function "
-                "or /path/to/file.py:function"
-            )
-        if tool.timeout_s is not None and tool.timeout_s <= 0:
-            raise ConfigError(f"{key}.timeout_s must be more than 0")

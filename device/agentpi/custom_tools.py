@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentpi.config import ConfigError, CustomToolConfig, ToolsConfig
+from agentpi.config import ConfigError
 from agentpi.credentials import API_KEY_ENV, ENDPOINT_TOKEN_ENV
+from agentpi.tool_settings import CustomToolConfig, ToolsConfig
 from agentpi.tools import ToolError, ToolFunction, ToolRegistry
 
 HIDDEN_FROM_TOOLS = (API_KEY_ENV, ENDPOINT_TOKEN_ENV, "CREDENTIALS_DIRECTORY")

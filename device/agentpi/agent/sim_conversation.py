@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from agentpi.agent.definition import CLIENT_EVENTS, AgentDefinition, refused_override
 from agentpi.agent.script import SimulatorScript, TurnScript, fill_variables, greeting
 from agentpi.agent.sim_records import AgentTurnRecord, ConversationRecord
+from agentpi.agent.sim_timers import agent_timers
 from agentpi.agent.voice import synthesize_speech
 from agentpi.audio.convert import decode_wire, encode_wire
 from agentpi.audio.formats import AudioFormat
@@ -50,10 +51,6 @@ from agentpi.protocol.messages import (
 
 INIT_WAIT_S = 5.0
 """How long the server waits for conversation_initiation_client_data before going on without."""
-TIMER_TICK_S = 0.1
-STILL_THERE = "Are you still there?"
-"""What the agent says when the user stays silent past the turn timeout (the platform's LLM
-says something like it)."""
 
 
 class _Conversation:
@@ -155,7 +152,7 @@ class _Conversation:
                 self.turn_queue.put_nowait((greeting, None))
             tasks.append(asyncio.create_task(self.ping_loop(), name="sim-ping"))
             tasks.append(asyncio.create_task(self.turn_loop(), name="sim-turns"))
-            tasks.append(asyncio.create_task(self.timer_loop(), name="sim-timers"))
+            tasks.append(asyncio.create_task(agent_timers(self), name="sim-timers"))
             await receiving
         finally:
             for task in tasks:
@@ -430,32 +427,6 @@ class _Conversation:
         kept = round(len(words) * min(1.0, heard * rate / max(1, turn.audio_samples)))
         await self.send(AgentResponseCorrection(turn.text, " ".join(words[:kept]), turn.event_id))
         self.record.note(f"interrupted agent turn {turn.event_id} after {heard:.2f} s")
-
-    # ------------------------------------------------------------------ the agent's timers
-
-    async def timer_loop(self) -> None:
-        """Turn timeout (the agent speaks again), silence hang-up and the maximum duration."""
-        definition = self.definition
-        started = time.monotonic()
-        while True:
-            await asyncio.sleep(TIMER_TICK_S)
-            now = time.monotonic()
-            if now - started >= definition.max_duration_s:
-                message = "Maximum conversation duration exceeded"
-                await self.fail(1000, "max_duration_exceeded", message)
-                return
-            busy = self.turn_busy or not self.turn_queue.empty()
-            if busy or self.vad.speaking or now < self.playback_ends_at:
-                continue
-            quiet = now - max(self.user_quiet_since, self.playback_ends_at)
-            if 0 < definition.silence_end_call_s <= now - self.user_quiet_since:
-                self.record.note("silence_end_call_timeout reached")
-                await self.close(1000, "silence_end_call_timeout")
-                return
-            if 0 < definition.turn_timeout_s <= quiet and not self.reprompted:
-                self.reprompted = True
-                self.record.note(f"turn timeout: user silent {quiet:.1f} s")
-                self.turn_queue.put_nowait((TurnScript(response=STILL_THERE, delay_s=0.0), None))
 
     # ------------------------------------------------------------------ keep-alive
 

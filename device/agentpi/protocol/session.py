@@ -39,6 +39,7 @@ from agentpi.protocol.actions import (
 from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
 from agentpi.protocol.reports import report
 from agentpi.protocol.timers import SessionSettings, TurnTimes, end_error
+from agentpi.protocol.vad_relay import VadRelay
 from agentpi.states import DeviceState
 
 NORMAL_CLOSE = 1000
@@ -50,11 +51,6 @@ def event_name(event: m.ServerEvent) -> str:
     """The name ``phases.RULES`` knows a server event by."""
     return "unknown" if isinstance(event, m.UnknownEvent) else event.type
 
-
-LOCAL_VAD_INTERVAL_S = 0.1
-"""The device's own VAD score goes out at most this often (the agent's comes about as often)."""
-LOCAL_VAD_STEP = 0.05
-"""...and only when it moved this much, or the verdict changed: a silent room sends nothing."""
 
 MAX_HELD_BACK = 32
 """Device messages (user_message, contextual_update) kept until the metadata comes; more are
@@ -94,9 +90,7 @@ class ConversationSession:
 
         self._user_speaking = False
         self._last_user_activity_sent = float("-inf")
-        self._agent_vad_seen = False
-        self._local_vad_sent = (float("-inf"), 0.0, False)
-        """When the device's own score last went out, its value, and the verdict then."""
+        self._vad = VadRelay()
 
         self._server_rules: dict[str, Callable[[Any, float], list[Action]]] = {
             "conversation_initiation_metadata": self._on_metadata,
@@ -180,9 +174,7 @@ class ConversationSession:
         handling = self._handling("mic_audio")
         if handling is not Handling.ACT:
             return self._passed_over("mic_audio", handling)
-        actions: list[Action] = []
-        if speech_score is not None and not self._agent_vad_seen:
-            self._local_vad(speech_score, speaking, now, actions)
+        actions: list[Action] = self._vad.device_score(speech_score, speaking, now)
         if speaking:
             self._times.user_speaks(now)
             if not self._user_speaking:
@@ -339,15 +331,8 @@ class ConversationSession:
         return statistics.median(self.ping_samples) if self.ping_samples else None
 
     def _on_vad_score(self, event: m.VadScore, now: float) -> list[Action]:
-        self._agent_vad_seen = True  # the device's own score gives way to the agent's
+        self._vad.agent_scores = True  # the device's own score gives way to the agent's
         return self._report(event)
-
-    def _local_vad(self, score: float, speaking: bool, now: float, actions: list[Action]) -> None:
-        sent_at, sent, was_speaking = self._local_vad_sent
-        moved = abs(score - sent) >= LOCAL_VAD_STEP
-        if speaking != was_speaking or (moved and now - sent_at >= LOCAL_VAD_INTERVAL_S):
-            self._local_vad_sent = (now, score, speaking)
-            actions.append(Notify(ev.VadScore(round(score, 3), source="device")))
 
     def _on_error(self, event: m.ErrorEvent, now: float) -> list[Action]:
         self._server_error = event

@@ -1,0 +1,91 @@
+"""The [tools] section of the config: the device's own tools the agent may call, the owner's
+programs and functions, and the bounds on running them; checked whole at load."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agentpi.settings import SettingsError
+
+ConfigError = SettingsError
+
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+BUILTIN_TOOLS = ("set_volume", "device_status", "end_conversation")
+
+
+@dataclass(frozen=True)
+class ToolParameterConfig:
+    """One parameter of a custom tool, as the agent is told of it (`agentpi agent-setup`)."""
+
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+    description: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CustomToolConfig:
+    """A client tool of the owner's: a program, or a Python function."""
+
+    command: tuple[str, ...] = ()
+    """Program and arguments (no shell); it gets the call's parameters as JSON on stdin, and what
+    it prints is the result. A non-zero exit is an error result."""
+    entry_point: str = ""
+    """Or "package.module:function" (or "/path/to/file.py:function"), called with the
+    parameters dict; async or not."""
+    timeout_s: float | None = None
+    description: str = ""
+    """What the tool does, for the agent's language model (declared by `agentpi agent-setup`)."""
+    parameters: dict[str, ToolParameterConfig] = field(default_factory=dict)
+    """Its parameters: [tools.custom.NAME.parameters.city] type = "string", description = ..."""
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    builtin: tuple[str, ...] = BUILTIN_TOOLS
+    """Device tools the agent may call: set_volume, device_status, end_conversation."""
+    timeout_s: float = 10.0
+    max_output_bytes: int = 16384
+    """A result longer than this is an error (the agent gets the first part and the reason)."""
+    max_running: int = 2
+    """Tool calls run at once; more wait their turn."""
+    max_waiting: int = 16
+    """Tool calls that may wait; beyond that a call is answered at once: the device is busy."""
+    custom: dict[str, CustomToolConfig] = field(default_factory=dict)
+
+
+def validate_tools(tools: ToolsConfig) -> None:
+    for name in tools.builtin:
+        if name not in BUILTIN_TOOLS:
+            raise ConfigError(
+                f"tools.builtin: {name!r} is not a device tool; use any of "
+                f"{', '.join(BUILTIN_TOOLS)}"
+            )
+    if tools.timeout_s <= 0:
+        raise ConfigError("tools.timeout_s must be more than 0")
+    if not 256 <= tools.max_output_bytes <= 1048576:
+        raise ConfigError(
+            f"tools.max_output_bytes = {tools.max_output_bytes}: use 256 or more (up to 1048576)"
+        )
+    for name, tool in tools.custom.items():
+        key = f"tools.custom.{name}"
+        if not TOOL_NAME.fullmatch(name):
+            raise ConfigError(f"{key}: a tool name is 1-64 letters, digits, _ or -")
+        if name in tools.builtin:
+            raise ConfigError(
+                f"{key}: {name} is a device tool; rename yours or drop it from tools.builtin"
+            )
+        if bool(tool.command) == bool(tool.entry_point):
+            raise ConfigError(
+                f'{key}: give either command = ["/path/to/program", ...] or '
+                'entry_point = "module:function"'
+            )
+        if tool.entry_point and not re.fullmatch(r"([\w.]+|.+\.py):[\w.]+", tool.entry_point):
+            raise ConfigError(
+                f"{key}.entry_point = {tool.entry_point!r}: write it as package.module:function "
+                "or /path/to/file.py:function"
+            )
+        if tool.timeout_s is not None and tool.timeout_s <= 0:
+            raise ConfigError(f"{key}.timeout_s must be more than 0")
