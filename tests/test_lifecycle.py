@@ -21,6 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from agentpi import events as ev
 from agentpi.errors import AgentpiError, LocalProtocolError, RemoteProtocolError
 from agentpi.protocol import actions as act
 from agentpi.protocol import messages as m
@@ -125,6 +126,7 @@ class SessionLife(RuleBasedStateMachine):
         self.ended: list[act.ConversationEnded] = []
         self.audio_started = False
         self.cut_off: int | None = None
+        self.agent_vad = False
         self.pending_tools: set[str] = set()
         self.steps = 0
         self.end_from_step = 0
@@ -181,6 +183,9 @@ class SessionLife(RuleBasedStateMachine):
             self.ended.append(action)
         elif isinstance(action, act.RunTool):
             self.pending_tools.add(action.call.tool_call_id)
+        elif isinstance(action, act.Notify) and isinstance(action.event, ev.VadScore):
+            # the device's own score only until the agent's first: never the two mixed
+            assert action.event.source == "agent" or not self.agent_vad
         else:
             assert isinstance(action, act.Notify | act.FlushPlayback)
 
@@ -194,6 +199,8 @@ class SessionLife(RuleBasedStateMachine):
             assert act.Send(m.Pong(event.event_id)) in actions, "a ping went unanswered"
         if isinstance(event, m.Interruption) and act.FlushPlayback() in actions:
             self.cut_off = max(self.cut_off or 0, event.event_id)
+        if isinstance(event, m.VadScore) and acting:
+            self.agent_vad = True
 
     @rule(frame=st.sampled_from(["{not json", "[]", '{"type": 3}']))
     def server_sends_garbage(self, frame: str) -> None:
@@ -225,9 +232,10 @@ class SessionLife(RuleBasedStateMachine):
     def socket_opens(self) -> None:
         self.call("connection_opened", self.session.connection_opened, self.now)
 
-    @rule(speaking=st.booleans())
-    def mic_chunk(self, speaking: bool) -> None:
-        self.call("mic_audio", self.session.mic_audio, b"\x00\x00" * 4, speaking, self.now)
+    @rule(speaking=st.booleans(), score=st.none() | st.floats(0, 1))
+    def mic_chunk(self, speaking: bool, score: float | None) -> None:
+        chunk = b"\x00\x00" * 4
+        self.call("mic_audio", self.session.mic_audio, chunk, speaking, self.now, score)
 
     @rule()
     def speaker_drained(self) -> None:
