@@ -172,10 +172,16 @@ def test_the_api_key_is_in_no_argv_and_no_output(tmp_path: Path, simulator_proce
         assert secret not in text
 
 
-def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("everything", [False, True])
+def test_demo_runs_a_whole_conversation(tmp_path: Path, everything: bool) -> None:
     env = {"ELEVENLABS_API_KEY": "", "ELEVENLABS_AGENT_ID": ""}
-    result = agentpi("demo", "--out", str(tmp_path), env=env)
+    events = tmp_path / "events.jsonl"
+    flags = ["--everything"] if everything else []
+    result = agentpi("demo", "--out", str(tmp_path), "--events", str(events), *flags, env=env)
     assert result.returncode == 0, result.stderr
+    kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    # the default agent sends no agent_response_complete; the one with everything on does
+    assert ("agent_response_complete" in kinds) is everything
     assert "bundled agent simulator" in result.stdout
     assert "you:   Hello! What can you tell me about the Raspberry Pi?" in result.stdout
     assert "agent: The Raspberry Pi is a small, cheap computer." in result.stdout

@@ -144,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="demo-out", help="folder for the agent's audio")
     demo.add_argument("--events", metavar="PATH|-", help="also write JSON event lines")
+    demo.add_argument(
+        "--everything",
+        action="store_true",
+        help="the simulated agent sends every event and allows every override (default: an "
+        "agent with the platform's defaults)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     leds = commands.add_parser("leds", help="cycle through every state's LED pattern")
@@ -406,17 +412,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             code = asyncio.run(_run_device(config, events, once=True))
         else:
             print("agentpi demo: no credentials set, so talking to the bundled agent simulator")
-            code = asyncio.run(_demo_with_simulator(config, events))
+            code = asyncio.run(_demo_with_simulator(config, events, args.everything))
     print(f"agentpi demo: the agent's audio, as the speaker played it, is in {reply}")
     return code
 
 
-async def _demo_with_simulator(config: Config, events: EventBus) -> int:
+async def _demo_with_simulator(config: Config, events: EventBus, everything: bool) -> int:
+    from agentpi.agent.definition import default_document, everything_enabled
     from agentpi.agent.script import load_script
     from agentpi.agent.simulator import AgentSimulator
 
     script = load_script(bundled("demo-script.toml"))
-    async with AgentSimulator(script) as sim:
+    agent = default_document()
+    if everything:
+        agent = everything_enabled(agent, script.tools_called())
+    async with AgentSimulator(script, agent=agent) as sim:
         config = replace(config, agent=replace(config.agent, url=sim.url))
         mic = open_microphone(config.audio)
         sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
