@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentpi import bounded_json
 from agentpi.config import ConfigError, ControlConfig
 from agentpi.errors import AgentpiError
 from agentpi.events import DeviceEvent, EventBus, dropped_line, event_line
@@ -65,8 +66,8 @@ class ControlRequest:
 
 def parse_request(line: bytes) -> ControlRequest:
     try:
-        data = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = bounded_json.loads(line, MAX_REQUEST_BYTES)
+    except bounded_json.JsonRefused as exc:
         raise ControlRequestError(f"not a JSON object: {exc}") from None
     if not isinstance(data, dict):
         raise ControlRequestError("not a JSON object")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agentpi import bounded_json
 from agentpi.control import SYSTEM_SOCKET, user_socket_path
 from agentpi.errors import AgentpiError
 
@@ -69,8 +70,7 @@ def request(
             raise ControlClientError(f"the device did not answer within {timeout:g} s") from None
     if not line:
         raise ControlClientError("the device closed the connection without answering")
-    reply: dict[str, Any] = json.loads(line)
-    return reply
+    return _object(line)
 
 
 def event_lines(path: Path) -> Iterator[str]:
@@ -78,9 +78,24 @@ def event_lines(path: Path) -> Iterator[str]:
     with _connect(path, REPLY_TIMEOUT_S) as sock, sock.makefile("rwb") as stream:
         stream.write(b'{"command": "events"}\n')
         stream.flush()
-        first = json.loads(stream.readline() or b"{}")
+        first = _object(stream.readline() or b"{}")
         if not first.get("ok"):
             raise ControlClientError(first.get("error", "the device refused the subscription"))
         sock.settimeout(None)  # from here on, quiet stretches are normal
         for line in stream:
             yield line.decode()
+
+
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+"""A status document or an event line is a few KB; the device caps its lines well below this."""
+
+
+def _object(line: bytes) -> dict[str, Any]:
+    """One JSON object from the device, or a one-line error: not whatever the socket holds."""
+    try:
+        reply = bounded_json.loads(line, MAX_REPLY_BYTES)
+    except bounded_json.JsonRefused as exc:
+        raise ControlClientError(f"the device answered something that is not JSON: {exc}") from None
+    if not isinstance(reply, dict):
+        raise ControlClientError("the device answered something that is not a JSON object")
+    return reply

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentpi import __version__
+from agentpi.agent.https import AnswerRefused, open_url, read_json
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
@@ -72,17 +73,23 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "&".join(agent), ""))
 
 
+MAX_SIGNED_URL_ANSWER = 64 * 1024
+"""A signed URL answer is a few hundred bytes; a larger one is not read (a 100 MB body took the
+device from 46 to 248 MB)."""
+
+
 def _fetch_signed_url_blocking(
     endpoint: str, headers: dict[str, str], timeout: float, hint: str
 ) -> str:
     request = urllib.request.Request(endpoint, headers=headers)
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(
-            request, timeout=timeout, context=ssl.create_default_context()
-        ) as response:
-            body = json.loads(response.read().decode("utf-8"))
+        with open_url(request, timeout) as response:
+            body = read_json(response, MAX_SIGNED_URL_ANSWER, deadline)
     except urllib.error.HTTPError as exc:
         advice = f" ({hint})" if exc.code in (401, 403) else ""
+        if 300 <= exc.code < 400:
+            advice = " (a redirect, not followed: the credential would go with it)"
         raise AgentConnectError(
             f"signed URL request to {redact_url(endpoint)} failed: HTTP {exc.code}{advice}"
         ) from None
@@ -91,8 +98,8 @@ def _fetch_signed_url_blocking(
         raise AgentConnectError(
             f"cannot reach {redact_url(endpoint)}: {reason}", offline=True
         ) from None
-    except ValueError:
-        raise AgentConnectError(f"{redact_url(endpoint)} answered with invalid JSON") from None
+    except AnswerRefused as exc:
+        raise AgentConnectError(f"{redact_url(endpoint)}: {exc}") from None
     signed = body.get("signed_url") if isinstance(body, dict) else None
     if not isinstance(signed, str) or not _usable_socket_url(signed):
         raise AgentConnectError(

@@ -9,13 +9,14 @@ JSON's depth, and no redirect followed (the key would go along to wherever it po
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from agentpi import bounded_json
+from agentpi.agent.https import AnswerRefused, open_url, read_json
 from agentpi.errors import AgentpiError
 
 JsonDict = dict[str, Any]
@@ -23,17 +24,10 @@ JsonDict = dict[str, Any]
 AGENTS_PATH = "/v1/convai/agents/"
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 """An agent document with a long prompt and many tools is tens of KB; more is not an agent."""
-MAX_JSON_DEPTH = 64
-READ_BLOCK = 64 * 1024
 
 
 class AgentApiError(AgentpiError):
     """The agent's settings could not be read or changed; the message says why (no key)."""
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the answer is then an HTTPError with the 3xx status
 
 
 def agent_api_url(base_url: str, agent_id: str) -> str:
@@ -64,54 +58,20 @@ def _request(
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     where = f"{method} {urlsplit(url).path}"
-    opener = urllib.request.build_opener(
-        _NoRedirect, urllib.request.HTTPSHandler(context=ssl.create_default_context())
-    )
     deadline = time.monotonic() + timeout_s
     try:
-        with opener.open(request, timeout=timeout_s) as response:
-            raw = _read_capped(response, deadline, where)
+        with open_url(request, timeout_s) as response:
+            document = read_json(response, MAX_ANSWER_BYTES, deadline)
     except urllib.error.HTTPError as exc:
         raise AgentApiError(f"{where}: {_refusal(exc)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise AgentApiError(f"{where}: cannot reach {urlsplit(url).netloc}: {reason}") from None
-    return _parse(raw, where)
-
-
-def _read_capped(response: Any, deadline: float, where: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise AgentApiError(f"{where}: the answer did not arrive in time")
-        block = response.read(READ_BLOCK)
-        if not block:
-            return b"".join(chunks)
-        size += len(block)
-        if size > MAX_ANSWER_BYTES:
-            raise AgentApiError(f"{where}: the answer is larger than {MAX_ANSWER_BYTES} bytes")
-        chunks.append(block)
-
-
-def _parse(raw: bytes, where: str) -> JsonDict:
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise AgentApiError(f"{where}: the answer is not JSON") from None
-    if not isinstance(document, dict) or _depth(document) > MAX_JSON_DEPTH:
+    except AnswerRefused as exc:
+        raise AgentApiError(f"{where}: {exc}") from None
+    if not isinstance(document, dict):
         raise AgentApiError(f"{where}: the answer is not an agent document")
     return document
-
-
-def _depth(value: Any, level: int = 1) -> int:
-    if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
 
 
 def _refusal(exc: urllib.error.HTTPError) -> str:
@@ -125,8 +85,8 @@ def _refusal(exc: urllib.error.HTTPError) -> str:
     if 300 <= exc.code < 400:
         return f"HTTP {exc.code}: a redirect, not followed (the API key would go with it)"
     try:
-        detail = json.loads(exc.read(4096) or b"null")
-    except (ValueError, RecursionError, OSError):
+        detail = bounded_json.loads(exc.read(4096) or b"null", 4096)
+    except (ValueError, OSError):
         detail = None
     said = detail.get("detail") if isinstance(detail, dict) else None
     return f"HTTP {exc.code}" + (f": {str(said)[:200]}" if said else "")

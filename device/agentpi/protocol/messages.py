@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from agentpi import bounded_json
 from agentpi.protocol.client_messages import (
     CLIENT_MESSAGE_TYPES,
     ClientMessage,
@@ -90,11 +91,15 @@ __all__ = [
 # --------------------------------------------------------------------------- decode / encode
 
 
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""The largest frame the socket takes (its ``max_size``)."""
+
+
 def _load_object(raw: str | bytes) -> JsonDict:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"frame is not valid JSON ({exc})") from None
+        data = bounded_json.loads(raw, MAX_FRAME_BYTES)
+    except bounded_json.JsonRefused as exc:
+        raise ProtocolError(f"frame refused: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"frame: expected a JSON object, got {_describe(data)}")
     return data

@@ -1,0 +1,182 @@
+"""JSON and HTTP from every door, bounded: a deeply nested value, a number past Python's digit
+limit, a huge or redirected answer are the sender's error (a clear message, back-off), never a
+crash of the device, an "internal error", or a credential sent onwards."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+
+from agentpi import bounded_json
+from agentpi.control import ControlRequestError, parse_request
+from agentpi.mqtt.bridge import MqttBridge, MqttCommandError
+from agentpi.mqtt.settings import MqttConfig
+from agentpi.protocol import messages as m
+from tests.helpers import run_conversation, silence_wav
+from tests.test_hostile import opening, records, run_device
+
+NESTED = "[" * 50_000 + "]" * 50_000
+HUGE_NUMBER = "1" * 5_000
+
+
+def test_the_json_reader_refuses_depth_digits_and_size_with_a_value_error() -> None:
+    for raw, said in (
+        (NESTED, "nested deeper than 64"),
+        ("[" * 70 + "]" * 70, "nested deeper than 64"),  # under json's own limit, over ours
+        (f'{{"n": {HUGE_NUMBER}}}', "not valid JSON"),
+        ("x" * 2000, "2000 bytes"),
+    ):
+        with pytest.raises(bounded_json.JsonRefused, match=said):
+            bounded_json.loads(raw, 1000 if raw.startswith("x") else 10**6)
+    assert bounded_json.loads('{"a": [[1], {"b": "[[[["}]}', 100) == {"a": [[1], {"b": "[[[["}]}
+
+
+@pytest.mark.parametrize(
+    "raw", [NESTED, f'{{"type": "ping", "ping_event": {{"event_id": {HUGE_NUMBER}}}}}']
+)
+def test_a_server_frame_past_the_bounds_is_a_protocol_error(raw: str) -> None:
+    with pytest.raises(m.ProtocolError):
+        m.decode_server(raw)
+
+
+def test_commands_past_the_bounds_are_refused_in_one_line() -> None:
+    with pytest.raises(ControlRequestError, match="nested deeper"):
+        parse_request(("[" * 3000 + "]" * 3000).encode())
+    bridge = MqttBridge(MqttConfig(enabled=True), device_id="agentpi-test", version="0")
+    with pytest.raises(MqttCommandError, match="nested deeper"):
+        bridge.command(bridge.topic("command"), b'{"command": ' + b"[" * 1000 + b"]" * 1000 + b"}")
+
+
+@pytest.mark.realtime
+def test_a_deeply_nested_frame_does_not_end_the_conversation(tmp_path: Path) -> None:
+    async def nested(ws: ServerConnection) -> None:
+        await opening(ws)
+        await ws.send(NESTED)
+        await ws.send(json.dumps({"type": "ping", "ping_event": {"event_id": 7}}))
+        await asyncio.sleep(1.0)
+        await ws.close(1000, "bye")
+
+    code, _, stderr, events = asyncio.run(run_device(tmp_path, nested))
+    assert "Traceback" not in stderr
+    lines = records(events)
+    errors = [r["message"] for r in lines if r["event"] == "protocol_error"]
+    assert errors and "nested deeper than 64" in errors[0]
+    ended = next(r for r in lines if r["event"] == "conversation_ended")
+    assert ended["reason"] == "bye" and ended["closed_by"] == "server"  # not an internal error
+    assert code == 0
+
+
+# ------------------------------------------------------------------ the signed-URL endpoint
+
+
+class Endpoint(http.server.BaseHTTPRequestHandler):
+    """An owner's signed-URL endpoint that answers as ``answer`` says, and counts requests."""
+
+    answer: Any = None
+    requests: list[tuple[str, dict[str, str]]]
+
+    def do_GET(self) -> None:
+        self.requests.append((self.path, dict(self.headers)))
+        type(self).answer(self)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve_endpoint(answer: Any) -> tuple[http.server.ThreadingHTTPServer, list[Any]]:
+    seen: list[Any] = []
+    handler = type("Handler", (Endpoint,), {"answer": answer, "requests": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.fixture
+def endpoints() -> Iterator[list[http.server.ThreadingHTTPServer]]:
+    servers: list[http.server.ThreadingHTTPServer] = []
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def fetch_from(tmp_path: Path, port: int) -> tuple[Any, float]:
+    started = time.monotonic()
+    run = run_conversation(
+        tmp_path,
+        input_wav=silence_wav(tmp_path / "quiet.wav", 3.0),
+        endpoint_token="token-xyz",
+        agent_options=lambda _url: {"signed_url_endpoint": f"http://127.0.0.1:{port}/signed"},
+        timeout=30,
+    )
+    return run, time.monotonic() - started
+
+
+def reply(handler: Endpoint, body: bytes, status: int = 200, **headers: str) -> None:
+    handler.send_response(status)
+    for name, value in {"Content-Type": "application/json", **headers}.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_nested_signed_url_answer_is_a_connect_failure(
+    tmp_path: Path, endpoints: list[Any]
+) -> None:
+    nested = "[" * 10_000 + "]" * 10_000  # 20 KB: under the size cap, far past the depth one
+    server, seen = serve_endpoint(lambda h: reply(h, nested.encode()))
+    endpoints.append(server)
+    run, _ = fetch_from(tmp_path, server.server_address[1])
+    assert run.exit_code == 1 and len(seen) == 1
+    [failed] = run.of_kind("connect_failed")
+    assert "nested deeper than 64" in failed["message"]
+
+
+def test_a_huge_signed_url_answer_is_not_read(tmp_path: Path, endpoints: list[Any]) -> None:
+    sent: list[int] = []
+
+    def huge(handler: Endpoint) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(100 * 1024 * 1024))
+        handler.end_headers()
+        block = b" " * 65536
+        try:
+            for _ in range(1600):
+                handler.wfile.write(block)
+                sent.append(len(block))
+        except OSError:
+            pass  # the device hung up
+
+    server, _ = serve_endpoint(huge)
+    endpoints.append(server)
+    run, took = fetch_from(tmp_path, server.server_address[1])
+    [failed] = run.of_kind("connect_failed")
+    assert "larger than 65536 bytes" in failed["message"]
+    assert sum(sent) < 20 * 1024 * 1024  # the rest was never asked for
+    assert took < 20
+
+
+def test_a_redirect_is_not_followed_with_the_credential(
+    tmp_path: Path, endpoints: list[Any]
+) -> None:
+    elsewhere, stolen = serve_endpoint(lambda h: reply(h, b'{"signed_url": "ws://127.0.0.1:9"}'))
+    endpoints.append(elsewhere)
+    target = f"http://127.0.0.1:{elsewhere.server_address[1]}/steal"
+    server, seen = serve_endpoint(lambda h: reply(h, b"", status=302, Location=target))
+    endpoints.append(server)
+    run, _ = fetch_from(tmp_path, server.server_address[1])
+    assert len(seen) == 1 and seen[0][1].get("Authorization") == "Bearer token-xyz"
+    assert stolen == []  # the token never went further
+    [failed] = run.of_kind("connect_failed")
+    assert "HTTP 302" in failed["message"] and "not followed" in failed["message"]
+    assert "token-xyz" not in json.dumps(run.events)
