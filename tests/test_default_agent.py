@@ -91,15 +91,17 @@ def spoken_at(run: Run, sample: int) -> float:
 
 def ended_by_itself_after_the_reply(run: Run) -> None:
     """The conversation ended on the device's silence rule, within silence_close_s plus the
-    fallback's audio idle time of the last reply's end (no agent_response_complete came)."""
+    fallback's audio idle time of the speaker playing the last reply out (no
+    agent_response_complete came)."""
     ended = run.of_kind("conversation_ended")[-1]
     assert ended["reason"] == "user silent after the agent's turn", ended
     assert ended["error"] is None and ended["closed_by"] == "client"
     record = run.record
-    last = record.turns[-1]
-    assert last.first_audio_at is not None and record.closed_at is not None
-    reply_over = last.first_audio_at + last.audio_samples / RATE
-    assert record.closed_at - reply_over <= SILENCE_CLOSE_S + AUDIO_IDLE_S + TICKS_S
+    states = run.of_kind("state")
+    spoke = max(i for i, event in enumerate(states) if event["state"] == "speaking")
+    played_out = states[spoke + 1]["t"]  # the speaker ran dry: the floor went back to the user
+    assert record.closed_at is not None
+    assert record.closed_at - played_out <= SILENCE_CLOSE_S + AUDIO_IDLE_S + TICKS_S
     completed = [turn for turn in record.turns if turn.completed_at is not None]
     assert record.withheld.get("agent_response_complete", 0) == len(completed)
 

@@ -216,3 +216,45 @@ def test_end_conversation_hangs_up_after_the_goodbye_not_after_the_silence(
     said = run.record.turns[0]
     assert said.interrupted_at is None and said.samples_sent == said.audio_samples
     assert ended["duration_s"] < 15
+
+
+def test_a_program_gets_an_allow_listed_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTPI_MQTT_PASSWORD", "mqtt-secret")  # the deny-list missed this one
+    monkeypatch.setenv("SOMETHING_ELSE", "from the service's start")
+    monkeypatch.setenv("TZ", "Europe/Vienna")
+    show = program(tmp_path, "show_env", "import json, os\nprint(json.dumps(dict(os.environ)))")
+    result, is_error = run(
+        registry_with(tmp_path, env=CustomToolConfig(command=(str(show),))), "env", {}
+    )
+    assert not is_error, result
+    seen = json.loads(result)
+    assert "mqtt-secret" not in result and "SOMETHING_ELSE" not in seen
+    assert seen["TZ"] == "Europe/Vienna" and seen["AGENTPI_TOOL"] == "env" and "PATH" in seen
+
+
+def test_a_timeout_kills_what_the_program_left_behind(tmp_path: Path) -> None:
+    """`sh -c "sleep 600 & echo started"`: the shell exits, its child keeps the output open; the
+    tool times out, and the child goes with it."""
+    pid_file = tmp_path / "child.pid"
+    script = f"sleep 600 & echo $! > {pid_file}; echo started"
+    tools = ToolsConfig(
+        custom={"bg": CustomToolConfig(command=("/bin/sh", "-c", script))}, timeout_s=1
+    )
+    result, is_error = run(build_tools(tools), "bg", {})
+    assert is_error and "timed out" in result
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

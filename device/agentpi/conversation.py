@@ -133,6 +133,15 @@ class ConversationRun:
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
+    def step_soon(self, step: Callable[[], list[act.Action]]) -> None:
+        """Feed the session from a task of its own: ``step`` runs when the task does, so its
+        actions follow whatever happened meanwhile (a close, a drain), never an older view."""
+
+        async def run_step() -> None:
+            await self.execute(step())
+
+        self.spawn(run_step())
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         if task.cancelled() or task.exception() is None:
@@ -177,7 +186,7 @@ class ConversationRun:
         self.audio_ready.set()
 
     def _on_drained(self) -> None:
-        self.spawn(self.execute(self.session.playback_drained(time.monotonic())))
+        self.step_soon(lambda: self.session.playback_drained(time.monotonic()))
 
     async def mic_loop(self) -> None:
         await self.audio_ready.wait()
@@ -210,18 +219,17 @@ class ConversationRun:
         """A user_message (typed) or contextual_update into this conversation."""
         if self.ended.done() or not self.session.accepts_input:
             return "the conversation is ending"
-        now = time.monotonic()
         if typed:
-            self.spawn(self.execute(self.session.user_message(text, now)))
+            self.step_soon(lambda: self.session.user_message(text, time.monotonic()))
         else:
-            self.spawn(self.execute(self.session.contextual_update(text, now)))
+            self.step_soon(lambda: self.session.contextual_update(text, time.monotonic()))
         return None
 
     def end_after_turn(self) -> None:
-        self.spawn(self.execute(self.session.end_after_turn(time.monotonic())))
+        self.step_soon(lambda: self.session.end_after_turn(time.monotonic()))
 
     def request_end(self, reason: str) -> None:
-        self.spawn(self.execute(self.session.request_end(reason, time.monotonic())))
+        self.step_soon(lambda: self.session.request_end(reason, time.monotonic()))
 
     def button_pressed(self) -> None:
         gate = self.context.gate

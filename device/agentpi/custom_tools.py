@@ -2,8 +2,9 @@
 
 A program is started directly (no shell, so parameters can never become commands), gets the
 call's parameters as one JSON object on stdin, and answers with what it prints. It runs in a
-session of its own so a timeout kills it and anything it started; its environment has no
-agentpi secrets in it. What it prints is read only up to the output cap.
+session of its own so a timeout kills it and anything it started, even once the program itself
+has exited; its environment is an allow-list (no agentpi secret can reach it, nor anything the
+service was started with by chance). What it prints is read only up to the output cap.
 """
 
 from __future__ import annotations
@@ -21,11 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from agentpi.config import ConfigError
-from agentpi.credentials import API_KEY_ENV, ENDPOINT_TOKEN_ENV
 from agentpi.tool_settings import CustomToolConfig, ToolsConfig
 from agentpi.tools import ToolError, ToolFunction, ToolRegistry
 
-HIDDEN_FROM_TOOLS = (API_KEY_ENV, ENDPOINT_TOKEN_ENV, "CREDENTIALS_DIRECTORY")
+TOOL_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+)
+"""What a tool program is given of the device's environment, and nothing else."""
 PIPE_DRAIN_S = 2.0
 STDERR_KEPT = 400
 """Characters of a failing program's stderr passed on to the agent (its last line or so)."""
@@ -57,7 +71,7 @@ def _resolve_program(tool: CustomToolConfig, key: str) -> tuple[str, ...]:
 
 
 def tool_environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name not in HIDDEN_FROM_TOOLS}
+    return {name: os.environ[name] for name in TOOL_ENVIRONMENT if name in os.environ}
 
 
 def program_tool(name: str, command: tuple[str, ...], max_output_bytes: int) -> ToolFunction:
@@ -70,11 +84,16 @@ def program_tool(name: str, command: tuple[str, ...], max_output_bytes: int) -> 
             env={**tool_environment(), "AGENTPI_TOOL": name},
             start_new_session=True,
         )
+        answered = False
         try:
-            return await _talk_to(process, parameters, max_output_bytes)
+            output = await _talk_to(process, parameters, max_output_bytes)
+            answered = True
+            return output
         finally:
-            if process.returncode is None:  # timed out, or printed too much
-                with contextlib.suppress(ProcessLookupError):
+            if not answered or process.returncode is None:
+                # timed out or printed too much: the whole session goes, also what the program
+                # left behind after it exited (a child still holding its output open)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
             # read the pipes to their end so they close with the process, not at exit
             with contextlib.suppress(TimeoutError):
