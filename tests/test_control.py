@@ -306,3 +306,105 @@ def test_more_clients_than_the_bound_are_refused_and_the_rest_served(runtime_dir
         await server.close()
 
     asyncio.run(asyncio.wait_for(scenario(), WAIT_S))
+
+
+def test_what_a_subscriber_sends_after_events_is_not_kept(runtime_dir: Path) -> None:
+    """A client that subscribes and then sends 64 MB: the device reads and drops it."""
+    path = runtime_dir / "agentpi" / "control.sock"
+
+    async def scenario() -> float:
+        server = ControlServer(QuietDevice(), path)
+        await server.start()
+        client = await Client.connect(path)
+        assert (await client.ask({"command": "events"}))["ok"] is True
+        before = rss_mb()
+        block = b"x" * (1024 * 1024)
+        for _ in range(64):
+            client.writer.write(block)
+            await client.writer.drain()
+        await asyncio.sleep(0.2)  # the device reads what is in flight
+        grown = rss_mb() - before
+        client.close()
+        await server.close()
+        return grown
+
+    grown = asyncio.run(asyncio.wait_for(scenario(), WAIT_S))
+    assert grown < 16, f"{grown:.0f} MB kept"
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_half_sent_requests_do_not_hold_the_slots(
+    runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentpi.control
+
+    monkeypatch.setattr(agentpi.control, "REQUEST_IDLE_S", 0.5)
+    path = runtime_dir / "agentpi" / "control.sock"
+
+    async def scenario() -> None:
+        server = ControlServer(QuietDevice(), path)
+        await server.start()
+        stalled = [await Client.connect(path) for _ in range(MAX_CLIENTS)]
+        for client in stalled:
+            client.writer.write(b'{"command": "sta')  # and never the rest
+        answers = [json.loads(await asyncio.wait_for(c.reader.readline(), WAIT_S)) for c in stalled]
+        assert {a["error"] for a in answers} == {"no complete request within 0.5 s; hanging up"}
+        fresh = await Client.connect(path)
+        assert (await fresh.ask({"command": "status"}))["ok"] is True
+        for client in [*stalled, fresh]:
+            client.close()
+        await server.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), WAIT_S))
+
+
+def test_too_many_clients_reaches_the_cli_as_one_line(runtime_dir: Path) -> None:
+    path = runtime_dir / "agentpi" / "control.sock"
+
+    async def scenario() -> str:
+        server = ControlServer(QuietDevice(), path)
+        await server.start()
+        held = [await Client.connect(path) for _ in range(MAX_CLIENTS)]
+        for client in held:
+            assert (await client.ask({"command": "status"}))["ok"] is True
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [*AGENTPI, "status", "--socket", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        for client in held:
+            client.close()
+        await server.close()
+        assert refused.returncode == 1, refused
+        return refused.stderr
+
+    stderr = asyncio.run(asyncio.wait_for(scenario(), WAIT_S * 2))
+    assert "too many clients" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_a_socket_directory_made_by_someone_else_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "agentpi-theirs"
+    theirs.mkdir(mode=0o777)
+    theirs.chmod(0o777)
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)  # nobody's, as another local user would leave it
+    with pytest.raises(ConfigError, match=r"belongs to uid|writable by others"):
+        ControlServer(QuietDevice(), theirs / "control.sock").prepare()
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "agentpi-link"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="not a directory"):
+        ControlServer(QuietDevice(), link / "control.sock").prepare()
+    mine = tmp_path / "agentpi-mine"
+    ControlServer(QuietDevice(), mine / "control.sock").prepare()  # made 0700 by the device
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700

@@ -44,6 +44,9 @@ SYSTEM_SOCKET = Path("/run/agentpi") / SOCKET_NAME
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 MAX_CLIENTS = 16
+REQUEST_IDLE_S = 10.0
+"""A connection that has not completed a request line this long after it opened (or after its
+last answer) is hung up on: half-sent requests cannot hold the slots."""
 """Control-socket connections served at once (event followers included); more are refused."""
 SUBSCRIBER_BACKLOG = 1000
 """Event lines kept for a subscriber that reads slowly; beyond it they are counted as dropped."""
@@ -149,6 +152,25 @@ def user_socket_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(f"/tmp/agentpi-{os.geteuid()}") / SOCKET_NAME
 
 
+def check_private_directory(directory: Path) -> None:
+    """The socket's directory must be a real directory that no one else could have made or may
+    write in: another local user who created /tmp/agentpi-<uid> first (mode 0777) could swap in
+    a socket of their own and read what `agentpi say` sends."""
+    info = directory.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"control socket directory {directory}: not a directory (a symlink?)")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"control socket directory {directory} belongs to uid {info.st_uid}, not to this "
+            f"user: remove it (sudo rm -r {directory}) or set [control] socket"
+        )
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"control socket directory {directory} is writable by others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 700 {directory}"
+        )
+
+
 class ControlServer:
     def __init__(self, device: ControlledDevice, path: Path, group: str = "") -> None:
         self.device = device
@@ -196,6 +218,7 @@ class ControlServer:
             raise ConfigError(
                 f"control socket {self.path}: cannot create {directory}: {exc.strerror}"
             ) from None
+        check_private_directory(directory)
         try:
             mode = self.path.lstat().st_mode
         except FileNotFoundError:
@@ -246,7 +269,12 @@ class ControlServer:
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                line = await reader.readuntil(b"\n")
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_IDLE_S)
+            except TimeoutError:
+                idle = f"no complete request within {REQUEST_IDLE_S:g} s; hanging up"
+                writer.write(_answer({"ok": False, "error": idle}))
+                await writer.drain()
+                return
             except asyncio.LimitOverrunError:
                 writer.write(_answer({"ok": False, "error": "request too long"}))
                 await writer.drain()
@@ -288,7 +316,7 @@ class ControlServer:
             loop.call_soon_threadsafe(offer, event_line(event.record()))
 
         self.device.events.subscribe(listener)
-        hung_up = asyncio.ensure_future(reader.read())  # EOF: the subscriber is gone
+        hung_up = asyncio.ensure_future(_until_eof(reader))  # the subscriber is gone
         try:
             writer.write(_answer({"ok": True}))
             await writer.drain()
@@ -306,6 +334,13 @@ class ControlServer:
         finally:
             self.device.events.unsubscribe(listener)
             hung_up.cancel()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Read a subscriber's input to its end, keeping none of it (it has nothing more to say:
+    400 MB sent after `events` were all kept in memory)."""
+    while await reader.read(65536):
+        pass
 
 
 def _group_id(name: str) -> int:

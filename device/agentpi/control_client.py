@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -61,13 +62,17 @@ def request(
     path: Path, payload: dict[str, Any], timeout: float = REPLY_TIMEOUT_S
 ) -> dict[str, Any]:
     """One request, one answer."""
-    with _connect(path, timeout) as sock, sock.makefile("rwb") as stream:
-        stream.write(json.dumps(payload).encode() + b"\n")
-        stream.flush()
-        try:
-            line = stream.readline()
-        except TimeoutError:
-            raise ControlClientError(f"the device did not answer within {timeout:g} s") from None
+    with _connect(path, timeout) as sock:
+        # a device with every slot taken answers at once and hangs up: its answer is still there
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            try:
+                line = stream.readline()
+            except TimeoutError:
+                raise ControlClientError(
+                    f"the device did not answer within {timeout:g} s"
+                ) from None
     if not line:
         raise ControlClientError("the device closed the connection without answering")
     return _object(line)
