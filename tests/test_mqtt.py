@@ -502,3 +502,66 @@ def test_a_message_too_large_for_a_command_never_reaches_the_device(
     else:
         # without version 5 it arrives (into memory) and is refused, as any too long command
         assert replies[0]["ok"] is False and "65536" in replies[0]["error"]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_retained_commands_are_not_carried_out_at_connect(broker: Broker, protocol: str) -> None:
+    """A retained `say` opened a conversation at every start, a retained `volume/set 0` muted
+    the device at every start. Now neither runs; 3.1.1 (no retain handling) clears them."""
+
+    async def scenario() -> tuple[StandIn, list[str], list[tuple[str, str, bool]]]:
+        device = StandIn("retained")
+        base = "agentpi/retained"
+        async with subscribed(broker, f"{base}/reply") as (heard, client):
+            await client.publish(f"{base}/say", "hello from last week", qos=1, retain=True)
+            await client.publish(f"{base}/volume/set", "0", qos=1, retain=True)
+            config = mqtt_config(broker, tls=False, discovery=False, protocol=protocol)
+            link, running = start_link(device, config)
+            try:
+                await asyncio.wait_for(link.connected.wait(), 15)
+                await client.publish(f"{base}/wake/set", "OFF", qos=1)  # a live one still works
+                await heard.until(lambda: "wake False" in device.calls)
+            finally:
+                running.cancel()
+            replies = heard.all(f"{base}/reply")
+        async with subscribed(broker, f"{base}/#") as (later, _):
+            await asyncio.sleep(0.5)  # what is still retained arrives at once on subscribing
+        return device, replies, later.messages
+
+    device, replies, left = asyncio.run(scenario())
+    assert device.calls == ["wake False"]
+    if protocol == "3.1.1":
+        errors = [json.loads(reply)["error"] for reply in replies if "retained" in reply]
+        assert len(errors) == 2 and "not carried out" in errors[0]
+        assert not [m for m in left if m[2] and m[0].endswith(("say", "volume/set"))]
+
+
+def test_the_nastiest_payloads_leave_the_link_answering(broker: Broker) -> None:
+    nasty = [
+        b'{"command": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"command": "say", "text": ' + b"1" * 5000 + b"}",
+        b"\x00" * 100,
+        b'{"command": {"command": "status"}}',
+        b'{"command": "say", "text": "\\ud800"}',
+        b"[" * 20000,
+    ]
+
+    async def scenario() -> tuple[StandIn, list[str]]:
+        device = StandIn("nasty")
+        link, running = start_link(device, mqtt_config(broker, tls=False, discovery=False))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            async with subscribed(broker, "agentpi/nasty/reply") as (heard, client):
+                for payload in nasty:
+                    await client.publish("agentpi/nasty/command", payload, qos=1)
+                await client.publish("agentpi/nasty/wake/set", "OFF", qos=1)
+                await heard.until(lambda: "wake False" in device.calls)
+                replies = heard.all("agentpi/nasty/reply")
+        finally:
+            running.cancel()
+        return device, replies
+
+    device, replies = asyncio.run(scenario())
+    assert device.calls == ["wake False"]
+    assert len(replies) == len(nasty) + 1
+    assert all(json.loads(reply)["ok"] is False for reply in replies[:-1])

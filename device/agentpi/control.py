@@ -85,10 +85,21 @@ def parse_request(line: bytes) -> ControlRequest:
             raise ControlRequestError(
                 f"text is {len(text)} characters; at most {MAX_TEXT_CHARS} at a time"
             )
+        if not text.isascii() and not _encodable(text):
+            # JSON may spell a lone surrogate ("\ud800"); no UTF-8 frame can carry it
+            raise ControlRequestError("text is not valid Unicode (a lone surrogate)")
     start = data.get("start", False)
     if not isinstance(start, bool):
         raise ControlRequestError('"start" must be true or false')
     return ControlRequest(command, text.strip() if isinstance(text, str) else "", start)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ControlledDevice(Protocol):

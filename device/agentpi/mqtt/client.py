@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from typing import Any, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agentpi.control import ControlledDevice, carry_out
 from agentpi.credentials import Secret
@@ -32,6 +34,11 @@ QUEUE_MAX = 256
 INCOMING_MAX = 64
 """Commands received and not yet carried out; a flood beyond it is dropped by the library."""
 RECONNECT_MAX_S = 60.0
+STABLE_S = 30.0
+"""A session that lasted this long resets the back-off; a shorter one counts as a failure (a
+second client with the device's client id takes the session over at every connect: without this
+the two flapped, 21 take-overs in 20 s)."""
+RETAINED = "a retained command is not carried out (it would run again at every start); cleared"
 
 
 class MqttDevice(ControlledDevice, Protocol):
@@ -63,6 +70,7 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connects = 0
         self.failures = 0
+        self._connected_at = float("-inf")
         device.events.subscribe(self._on_event)
 
     def _on_event(self, event: DeviceEvent) -> None:
@@ -98,6 +106,8 @@ class MqttLink:
                 await self._session()
             except (aiomqtt.MqttError, OSError, ValueError) as exc:
                 self.connected.clear()
+                if time.monotonic() - self._connected_at >= STABLE_S:
+                    self.failures = 0
                 self.failures += 1
                 delay = min(RECONNECT_MAX_S, 2.0 ** min(self.failures - 1, 6))
                 delay *= random.uniform(0.75, 1.25)
@@ -114,22 +124,45 @@ class MqttLink:
             timeout=10,
             max_queued_incoming_messages=INCOMING_MAX,
         ) as client:
-            self.failures = 0
+            self._connected_at = time.monotonic()
             self.connects += 1
             # listening first: a controller that sees "online" may send a command at once
             for topic in self.bridge.subscriptions():
-                await client.subscribe(topic, qos=1)
+                await client.subscribe(topic, **self._subscribe_options())
             for publish in self.bridge.on_connect(self.device.status()):
                 await client.publish(publish.topic, publish.payload, qos=1, retain=publish.retain)
             self.connected.set()
             sender = asyncio.ensure_future(self._send(client))
             try:
                 async for message in client.messages:
-                    await self._command(client, str(message.topic), message.payload)
+                    if message.retain:
+                        await self._clear_retained(client, str(message.topic))
+                        continue
+                    if not message.payload:  # how MQTT clears a retained message: no command
+                        continue
+                    try:
+                        await self._command(client, str(message.topic), message.payload)
+                    except aiomqtt.MqttError:
+                        raise
+                    except Exception:  # whatever a payload does, the link goes on serving
+                        log.exception("MQTT: command on %s failed", message.topic)
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await sender
+
+    def _subscribe_options(self) -> dict[str, Any]:
+        """MQTT 5: the broker sends no retained message on subscribing (retain handling 2);
+        3.1.1 has no such option, and a retained command is recognised by its flag."""
+        if self.config.protocol == "3.1.1":
+            return {"qos": 1}
+        return {"options": SubscribeOptions(qos=1, retainHandling=2)}
+
+    async def _clear_retained(self, client: aiomqtt.Client, topic: str) -> None:
+        log.warning("MQTT: %s: %s", topic, RETAINED)
+        await client.publish(topic, b"", qos=1, retain=True)  # an empty retained one clears it
+        reply = self.bridge.reply({"ok": False, "error": RETAINED, "topic": topic})
+        await client.publish(reply.topic, reply.payload, qos=1)
 
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
