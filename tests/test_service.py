@@ -230,3 +230,14 @@ def test_the_unit_asks_only_for_groups_this_machine_has_and_caps_memory(tmp_path
     if not {"gpio", "spi"} <= names:  # plain Debian, like this machine: never asked for
         assert not any({"gpio", "spi"} & set(groups) for groups in asked)
     assert re.search(r"^MemoryMax=\d+M$", unit, re.M)
+
+
+@pytest.mark.parametrize("venv", ["/opt/agent pi", "/opt/agent%ipi", "/opt/a\nEnvironment=X=1"])
+def test_install_service_refuses_a_path_systemd_would_misread(tmp_path: Path, venv: str) -> None:
+    root = tmp_path / "root"
+    result = agentpi("install-service", "--root", str(root), "--venv", venv)
+    assert result.returncode == 2, result
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot go into the unit's ExecStart" in line and "Traceback" not in result.stderr
+    assert not (root / "etc/systemd/system/agentpi.service").exists()
+    assert not Path(venv).exists()

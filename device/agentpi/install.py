@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,20 @@ SERVICE_USER = "agentpi"
 GROUPS = ("audio", "gpio", "spi")
 UNIT = "agentpi.service"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+UNIT_PATH = re.compile(r"/[A-Za-z0-9._+/-]+")
+
+
+def check_unit_path(executable: Path) -> None:
+    """A path written into ``ExecStart=`` as it is: systemd splits it at a space (``/opt/agent pi``
+    runs ``/opt/agent``), a newline starts another setting, ``%`` is one of its specifiers."""
+    if not UNIT_PATH.fullmatch(str(executable)):
+        raise ConfigError(
+            f"install-service: {str(executable)!r} cannot go into the unit's ExecStart as it is "
+            "(spaces, quotes, %, $ or control characters); choose a path of letters, digits and "
+            "._+-/ (e.g. --venv /opt/agentpi)"
+        )
 
 
 @dataclass
@@ -46,6 +61,8 @@ class Installer:
         print(line, flush=True)
 
     def install(self) -> None:
+        if self.venv is not None:
+            check_unit_path(Path(self.venv) / "bin" / "agentpi")  # before anything is changed
         self._check_root()
         self._user()
         executable = self._app()
@@ -145,6 +162,7 @@ class Installer:
             os.chown(path, 0, grp.getgrnam(SERVICE_USER).gr_gid)
 
     def _unit(self, executable: Path) -> None:
+        check_unit_path(executable)
         text = (DATA / UNIT).read_text()
         text = text.replace("ExecStart=/usr/local/bin/agentpi", f"ExecStart={executable}")
         # a group the machine lacks (plain Debian has no gpio or spi) would stop the unit's start
