@@ -218,3 +218,14 @@ def test_the_documented_config_and_the_installed_template_both_load(tmp_path: Pa
         bundled("config-template.toml").read_text().replace('agent_id = ""', 'agent_id = "a"')
     )
     assert load_config(write_config(tmp_path, template)).control.enabled
+
+
+def test_a_config_anyone_may_write_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[agent]\nagent_id = "a"\n')
+    path.chmod(0o666)
+    result = agentpi("run", "--config", str(path))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"config {path} is writable by anyone: chmod o-w {path}" in line
+    doctor = agentpi("doctor", "--config", str(path))
+    assert "writable by anyone" in doctor.stdout and doctor.returncode == 1

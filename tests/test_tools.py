@@ -258,3 +258,19 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_tool_anyone_may_write_is_refused_at_start(tmp_path: Path) -> None:
+    tool = program(tmp_path, "open_door", "print('opened')")
+    tool.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"writable by anyone: chmod o-w .*open_door"):
+        registry_with(tmp_path, door=CustomToolConfig(command=(str(tool),)))
+    module = tmp_path / "tools.py"
+    module.write_text("def price(parameters):\n    return 1\n")
+    module.chmod(0o666)
+    with pytest.raises(
+        ConfigError, match=r"tools\.custom\.price\.entry_point: the file .* chmod o-w"
+    ):
+        registry_with(tmp_path, price=CustomToolConfig(entry_point=f"{module}:price"))
+    module.chmod(0o644)
+    assert registry_with(tmp_path, price=CustomToolConfig(entry_point=f"{module}:price"))

@@ -45,6 +45,7 @@ from typing import Literal
 from agentpi.config_ranges import NUMBER_RANGES
 from agentpi.credentials import API_KEY_CREDENTIAL
 from agentpi.events import CONTEXT_SENT_EVENT
+from agentpi.file_trust import check_trusted_file
 from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.profiles import with_profile
@@ -252,6 +253,7 @@ class Config:
 
 
 def load_config(path: str | Path) -> Config:
+    check_trusted_file(Path(path), "config")
     data = load_toml(path)
     if "agent" not in data:
         raise ConfigError('missing [agent] section: add [agent] with agent_id = "<your agent id>"')

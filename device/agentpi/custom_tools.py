@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentpi.config import ConfigError
+from agentpi.file_trust import check_trusted_file
 from agentpi.tool_settings import CustomToolConfig, ToolsConfig
 from agentpi.tools import ToolError, ToolFunction, ToolRegistry
 
@@ -67,6 +68,7 @@ def _resolve_program(tool: CustomToolConfig, key: str) -> tuple[str, ...]:
             f"{key}.command: program {program!r} not found or not executable"
             + ("" if os.sep in program else " (give its full path)")
         )
+    check_trusted_file(Path(found).resolve(), f"{key}.command: the program")
     return (found, *tool.command[1:])
 
 
@@ -153,9 +155,15 @@ def load_entry_point(spec: str, key: str) -> ToolFunction:
     where, _, attribute = spec.rpartition(":")
     try:
         if where.endswith(".py"):
+            check_trusted_file(Path(where), f"{key}: the file")
             module = _module_from_file(Path(where))
         else:
+            found = importlib.util.find_spec(where)
+            if found is not None and found.origin:  # looked at before the module itself runs
+                check_trusted_file(Path(found.origin), f"{key}: the module")
             module = importlib.import_module(where)
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(f"{key}: cannot load {where!r}: {exc}") from None
     target: Any = module
