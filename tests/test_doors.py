@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +23,8 @@ from agentpi.control import ControlRequestError, parse_request
 from agentpi.mqtt.bridge import MqttBridge, MqttCommandError
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol import messages as m
-from tests.helpers import run_conversation, silence_wav
+from tests.helpers import AGENTPI, device_toml, run_conversation, silence_wav
+from tests.test_cli import write_config
 from tests.test_hostile import opening, records, run_device
 
 NESTED = "[" * 50_000 + "]" * 50_000
@@ -180,3 +183,109 @@ def test_a_redirect_is_not_followed_with_the_credential(
     [failed] = run.of_kind("connect_failed")
     assert "HTTP 302" in failed["message"] and "not followed" in failed["message"]
     assert "token-xyz" not in json.dumps(run.events)
+
+
+def test_an_answer_sent_a_byte_a_second_ends_at_the_deadline(
+    tmp_path: Path, endpoints: list[Any]
+) -> None:
+    """The fetch has one deadline (connect_timeout_s, 5 s in these tests), not one per read."""
+
+    def drip(handler: Endpoint) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        try:
+            for _ in range(60):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass
+
+    server, _ = serve_endpoint(drip)
+    endpoints.append(server)
+    run, took = fetch_from(tmp_path, server.server_address[1])
+    [failed] = run.of_kind("connect_failed")
+    assert "did not arrive in time" in failed["message"]
+    assert took < 5 + 3
+
+
+def dripping(handler: Endpoint) -> None:
+    """Headers at once, then a byte every half second: a fetch that goes on and on."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    try:
+        for _ in range(60):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.5)
+    except OSError:
+        pass
+
+
+def test_stop_ends_a_conversation_still_fetching_its_url(
+    tmp_path: Path, endpoints: list[Any]
+) -> None:
+    server, _ = serve_endpoint(dripping)
+    endpoints.append(server)
+    asked: list[float] = []
+    answers: list[str | None] = []
+
+    async def stop_while_fetching(device: Any) -> None:
+        while "fetching_signed_url" not in seen:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        asked.append(time.monotonic())
+        answers.append(device.stop_conversation())
+
+    seen: list[str] = []
+    port = server.server_address[1]
+    run = run_conversation(
+        tmp_path,
+        input_wav=silence_wav(tmp_path / "quiet.wav", 3.0),
+        agent_options=lambda _url: {
+            "signed_url_endpoint": f"http://127.0.0.1:{port}/signed",
+            "connect_timeout_s": 30,
+        },
+        during=stop_while_fetching,
+        on_event=lambda record: seen.append(record["event"]),
+        timeout=30,
+    )
+    assert answers == [None]  # `stop` took it: no "no conversation is running"
+    assert not run.of_kind("connect_failed")
+    done = [e["t"] for e in run.events if e["event"] == "state" and e["state"] == "idle"][-1]
+    assert done - asked[0] < 1.0
+
+
+@pytest.mark.realtime
+def test_a_signal_during_a_slow_fetch_stops_the_device_at_once(
+    tmp_path: Path, endpoints: list[Any]
+) -> None:
+    server, seen = serve_endpoint(dripping)
+    endpoints.append(server)
+    port = server.server_address[1]
+    wav = silence_wav(tmp_path / "quiet.wav", 30.0)
+    body = device_toml(
+        "ws://127.0.0.1:9",
+        wav,
+        tmp_path / "out.wav",
+        agent=f'signed_url_endpoint = "http://127.0.0.1:{port}/signed"\nconnect_timeout_s = 60',
+    )
+    config = write_config(tmp_path, body)
+    process = subprocess.Popen(
+        [*AGENTPI, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen, "the device never asked for its URL"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    try:
+        process.wait(10)
+    finally:
+        process.kill()
+    assert time.monotonic() - stopped < 3.0
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""

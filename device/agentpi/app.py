@@ -11,16 +11,10 @@ import asyncio
 import contextlib
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from agentpi import __version__
 from agentpi import events as ev
-from agentpi.agent.client import (
-    AgentConnectError,
-    AgentConnection,
-    redact_url,
-    resolve_url,
-)
+from agentpi.agent.client import AgentConnectError, AgentConnection, open_agent
 from agentpi.agent_setup import event_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
@@ -123,6 +117,7 @@ class Device:
         """Conversations in a row that failed before reaching a user turn (connects included)."""
         self._retry_at = 0.0
         self._stopping: str | None = None
+        self._connecting: asyncio.Future[AgentConnection] | None = None
         self._stop_asked = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the microphone is open and the models are loaded: requests are taken."""
@@ -202,7 +197,8 @@ class Device:
 
     def stop_conversation(self) -> str | None:
         if self._run is None:
-            return "no conversation is running"
+            stopped = self._cancel_connect("stopped while connecting")
+            return None if stopped else "no conversation is running"
         self._run.request_end("stopped over the control socket")
         return None
 
@@ -289,10 +285,15 @@ class Device:
         self._stopping = reason
         if self._run is not None:
             self._run.request_end(reason)
+        self._cancel_connect(reason)
         while not self._triggers.empty():  # nothing queued may start a conversation now
             self._triggers.get_nowait()
         self._triggers.put_nowait(None)
         self._stop_asked.set()
+
+    def _cancel_connect(self, reason: str) -> bool:
+        """A conversation still connecting (a signed-URL fetch, the handshake) ends now."""
+        return self._connecting is not None and self._connecting.cancel(reason)
 
     def _retry_delay(self) -> float:
         """The pause before the next conversation the device starts itself (the kiosk) or is
@@ -373,21 +374,21 @@ class Device:
         config = self.config
         if trigger.source == "wake" and "model" in trigger.detail:
             config = for_wake_word(config, trigger.detail["model"])
+        opening = open_agent(config.agent, self.api_key, self.endpoint_token, self.events.publish)
+        self._connecting = asyncio.ensure_future(opening)
         try:
-            agent = config.agent
-            if agent.signed_url_endpoint or self.api_key is not None:
-                asked = agent.signed_url_endpoint or agent.url
-                self.events.publish(ev.FetchingSignedUrl(urlsplit(asked).hostname or asked))
-            url = await resolve_url(agent, self.api_key, self.endpoint_token)
-            self.events.publish(ev.Connecting(redact_url(url)))
-            connection = await AgentConnection.open(
-                url, agent.connect_timeout_s, agent.keepalive_s, agent.compression == "deflate"
-            )
+            connection = await self._connecting
+        except asyncio.CancelledError as stopped:  # by `stop` or a signal, with its reason
+            if asyncio.current_task().cancelling() or not stopped.args:  # type: ignore[union-attr]
+                raise
+            return ConversationEnded(None, str(stopped.args[0]), "client")
         except AgentConnectError as exc:
             self._failures += 1
             self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self._failures))
             await self._show_error(offline=exc.offline)
             return ConversationEnded(None, "connect failed", "client", str(exc))
+        finally:
+            self._connecting = None
         self.events.publish(ev.Connected())
         if self._stopping is not None:  # stopped while the socket opened: say goodbye at once
             await connection.close(1000, self._stopping)

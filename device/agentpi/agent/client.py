@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentpi import __version__
+from agentpi import events as ev
 from agentpi.agent.https import AnswerRefused, open_url, read_json
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
+from agentpi.events import DeviceEvent
 from agentpi.net import is_loopback
 from agentpi.protocol.messages import (
     ClientMessage,
@@ -109,6 +115,28 @@ def _fetch_signed_url_blocking(
     return signed
 
 
+async def _on_a_thread_of_its_own(fetch: Callable[..., str], *args: Any) -> str:
+    """``fetch(*args)`` on a daemon thread: unlike the default executor's, one that is still
+    waiting for a server when the device stops does not hold its exit up."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not answer.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            value = fetch(*args)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, functools.partial(answer.set_exception, exc))
+        else:
+            loop.call_soon_threadsafe(settle, functools.partial(answer.set_result, value))
+
+    threading.Thread(target=run, name="agentpi-fetch", daemon=True).start()
+    return await answer
+
+
 def _usable_socket_url(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "wss":
@@ -119,7 +147,7 @@ def _usable_socket_url(url: str) -> bool:
 async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:
     """A signed URL from ElevenLabs itself, paid for with the API key."""
     endpoint = signed_url_endpoint(base_url, agent_id)
-    return await asyncio.to_thread(
+    return await _on_a_thread_of_its_own(
         _fetch_signed_url_blocking,
         endpoint,
         {"xi-api-key": api_key},
@@ -138,7 +166,7 @@ async def fetch_signed_url_from_owner(
     query = "&".join(q for q in (parts.query, urlencode({"agent_id": agent_id})) if q)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await asyncio.to_thread(
+    return await _on_a_thread_of_its_own(
         _fetch_signed_url_blocking, url, headers, timeout, "check the device's endpoint token"
     )
 
@@ -239,6 +267,25 @@ class AgentConnection:
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)
+
+
+async def open_agent(
+    agent: AgentConfig,
+    api_key: Secret | None,
+    endpoint_token: Secret | None,
+    said: Callable[[DeviceEvent], object],
+) -> AgentConnection:
+    """The conversation's socket: a signed URL first where one is needed, then the handshake.
+    Cancelling it stops at once, a fetch in flight included (its thread is left to its own
+    deadline)."""
+    if agent.signed_url_endpoint or api_key is not None:
+        asked = agent.signed_url_endpoint or agent.url
+        said(ev.FetchingSignedUrl(urlsplit(asked).hostname or asked))
+    url = await resolve_url(agent, api_key, endpoint_token)
+    said(ev.Connecting(redact_url(url)))
+    return await AgentConnection.open(
+        url, agent.connect_timeout_s, agent.keepalive_s, agent.compression == "deflate"
+    )
 
 
 async def resolve_url(
