@@ -86,21 +86,20 @@ def test_a_stop_signal_closes_the_conversation_with_1000_and_records_its_end(
     asyncio.run(scenario())
 
 
-def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
-    """A server that never finishes its handshake: the first signal waits for the connect (up to
-    the grace time), the second ends it now."""
+def test_a_signal_while_the_handshake_hangs_stops_at_once(tmp_path: Path) -> None:
+    """A server that never finishes its handshake: the signal ends the connect at once (it used
+    to wait for it, up to the grace time, unless a second signal came)."""
 
     async def scenario() -> None:
         script = SimulatorScript(simulator=SimulatorSettings(handshake_delay_s=30.0))
         async with AgentSimulator(script, agent=enabled_agent(script)) as sim:
             process, events = await start_device(tmp_path, sim.url)
             await wait_for_line(events, "connecting", 30)
-            process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
-            again = time.monotonic()
+            sent = time.monotonic()
             process.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(process.communicate(), 10)
-            assert time.monotonic() - again < 1.0
+            assert time.monotonic() - sent < 1.5
             assert process.returncode == 0 and b"Traceback" not in stderr
 
     asyncio.run(scenario())
