@@ -229,3 +229,26 @@ def test_a_config_anyone_may_write_is_refused_in_one_line(tmp_path: Path) -> Non
     assert f"config {path} is writable by anyone: chmod o-w {path}" in line
     doctor = agentpi("doctor", "--config", str(path))
     assert "writable by anyone" in doctor.stdout and doctor.returncode == 1
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("target", ["full disk", "fifo nobody reads"])
+def test_event_lines_nobody_can_take_never_hold_the_device(
+    tmp_path: Path, simulator_process: str, target: str
+) -> None:
+    """--events to /dev/full: reported once, the conversation and its exit code as without;
+    --events to a FIFO with no reader: the start does not wait for one."""
+    if target == "full disk":
+        events = Path("/dev/full")
+    else:
+        events = tmp_path / "events.fifo"
+        os.mkfifo(events)
+    body = GOOD.format(url=simulator_process, wav=HELLO_WAV, out=tmp_path / "out.wav")
+    path = write_config(tmp_path, body)
+    result = agentpi("run", "--config", str(path), "--once", "--events", str(events), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "conversation" in result.stdout and "ended after" in result.stdout
+    if target == "full disk":
+        [line] = result.stderr.strip().splitlines()
+        assert "--events /dev/full: No space left on device" in line

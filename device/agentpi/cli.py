@@ -37,7 +37,7 @@ from agentpi.config import (
     TriggerConfig,
     load_config,
 )
-from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter
+from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter, file_lines
 from agentpi.control import ControlServer, socket_path
 from agentpi.control_client import ControlClientError, event_lines, find_socket, request
 from agentpi.credentials import read_api_key, read_mqtt_password
@@ -264,11 +264,7 @@ def _event_outputs(path: str | None, stack: contextlib.ExitStack) -> EventBus:
     if path == "-":
         bus.subscribe(JsonLinesWriter(stdout))
         return bus
-    try:
-        stream = stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(f"--events {path}: {exc.strerror or exc}") from None
-    lines = LineWriter(stream)
+    lines = file_lines(path)
     stack.callback(lines.close)
     bus.subscribe(JsonLinesWriter(lines))
     return bus

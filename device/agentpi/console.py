@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import queue
+import stat
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
 from agentpi import events as ev
 from agentpi.events import DeviceEvent, dropped_line, event_line
+from agentpi.settings import SettingsError
+
+log = logging.getLogger("agentpi")
 
 MAX_WAITING_LINES = 1000
 
@@ -21,10 +28,22 @@ class LineWriter:
 
     At most ``max_lines`` wait; beyond that lines are dropped and counted, and the next line
     written is preceded by an ``events_dropped`` line with the count. A reader that went away
-    (a broken pipe) ends the writing quietly: the device goes on."""
+    (a broken pipe) ends the writing quietly: the device goes on.
 
-    def __init__(self, stream: TextIO, max_lines: int = MAX_WAITING_LINES) -> None:
+    Given an ``opener`` instead of a stream, the thread opens the file itself and owns it: a
+    FIFO nobody reads yet cannot hold the start up, and a write that fails (a full disk) is
+    reported once, on stderr, under ``name``; closing it never blocks the device's exit."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        max_lines: int = MAX_WAITING_LINES,
+        opener: Callable[[], TextIO] | None = None,
+        name: str = "",
+    ) -> None:
         self._stream = stream
+        self._opener = opener
+        self.name = name
         self._lines: queue.Queue[tuple[int, str] | None] = queue.Queue(max_lines)
         self._lock = threading.Lock()
         self._queued = 0
@@ -60,25 +79,55 @@ class LineWriter:
 
     def _run(self) -> None:
         try:
+            if self._stream is None:
+                assert self._opener is not None
+                self._stream = self._opener()
+            stream = self._stream
             while (item := self._lines.get()) is not None:
                 number, line = item
-                self._write_gaps(before=number)
-                self._stream.write(line)
-                self._write_gaps(before=number + 1)
-                self._stream.flush()
-            self._write_gaps(before=self._queued + 1)
-            self._stream.flush()
-        except (OSError, ValueError):  # the reader went away (EPIPE), or the file closed
+                self._write_gaps(stream, before=number)
+                stream.write(line)
+                self._write_gaps(stream, before=number + 1)
+                stream.flush()
+            self._write_gaps(stream, before=self._queued + 1)
+            stream.flush()
+        except (OSError, ValueError) as exc:  # the reader went away (EPIPE), the file closed
             self.broken = True
+            if self.name and not isinstance(exc, BrokenPipeError):
+                reason = getattr(exc, "strerror", None) or exc
+                log.warning("%s: %s; no more event lines are written there", self.name, reason)
+        finally:
+            if self._opener is not None and self._stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._stream.close()
 
-    def _write_gaps(self, before: int) -> None:
+    def _write_gaps(self, stream: TextIO, before: int) -> None:
         """The ``events_dropped`` lines for the gaps that fall before line ``before``."""
         while True:
             with self._lock:
                 if not self._gaps or self._gaps[0][0] >= before:
                     return
                 _, count = self._gaps.popleft()
-            self._stream.write(dropped_line(count))
+            stream.write(dropped_line(count))
+
+
+def file_lines(path: str) -> LineWriter:
+    """Event lines to the file ``path`` (``--events``), owned by the writer's thread; a FIFO is
+    opened there too, when a reader comes, so one nobody reads cannot hold the start up."""
+    name = f"--events {path}"
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except FileNotFoundError:
+        fifo = False
+    except OSError as exc:
+        raise SettingsError(f"{name}: {exc.strerror or exc}") from None
+    if fifo:
+        return LineWriter(opener=lambda: open(path, "a", encoding="utf-8"), name=name)
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by its writer)
+    except OSError as exc:
+        raise SettingsError(f"{name}: {exc.strerror or exc}") from None
+    return LineWriter(opener=lambda: stream, name=name)
 
 
 class JsonLinesWriter:
