@@ -190,19 +190,7 @@ def test_an_answer_sent_a_byte_a_second_ends_at_the_deadline(
 ) -> None:
     """The fetch has one deadline (connect_timeout_s, 5 s in these tests), not one per read."""
 
-    def drip(handler: Endpoint) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Length", "1000")
-        handler.end_headers()
-        try:
-            for _ in range(60):
-                handler.wfile.write(b" ")
-                handler.wfile.flush()
-                time.sleep(0.5)
-        except OSError:
-            pass
-
-    server, _ = serve_endpoint(drip)
+    server, _ = serve_endpoint(dripping)
     endpoints.append(server)
     run, took = fetch_from(tmp_path, server.server_address[1])
     [failed] = run.of_kind("connect_failed")
