@@ -277,3 +277,30 @@ def test_a_signal_during_a_slow_fetch_stops_the_device_at_once(
         process.kill()
     assert time.monotonic() - stopped < 3.0
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+
+
+def test_a_fetch_that_ends_after_the_device_stopped_leaves_no_traceback() -> None:
+    """The fetch's daemon thread may finish after the event loop closed (a stop mid-fetch)."""
+    from agentpi.agent.client import on_a_daemon_thread
+
+    errors: list[Any] = []
+    gate = threading.Event()
+
+    def slow() -> str:
+        gate.wait(5)
+        return "wss://late"
+
+    async def stop_mid_fetch() -> None:
+        fetching = asyncio.ensure_future(on_a_daemon_thread(slow))
+        await asyncio.sleep(0.05)
+        fetching.cancel()
+
+    before = threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        asyncio.run(stop_mid_fetch())
+        gate.set()
+        time.sleep(0.3)  # the thread answers a loop that is gone
+    finally:
+        threading.excepthook = before
+    assert errors == []

@@ -115,7 +115,7 @@ def _fetch_signed_url_blocking(
     return signed
 
 
-async def _on_a_thread_of_its_own(fetch: Callable[..., str], *args: Any) -> str:
+async def on_a_daemon_thread(fetch: Callable[..., str], *args: Any) -> str:
     """``fetch(*args)`` on a daemon thread: unlike the default executor's, one that is still
     waiting for a server when the device stops does not hold its exit up."""
     loop = asyncio.get_running_loop()
@@ -127,11 +127,11 @@ async def _on_a_thread_of_its_own(fetch: Callable[..., str], *args: Any) -> str:
 
     def run() -> None:
         try:
-            value = fetch(*args)
+            outcome = functools.partial(answer.set_result, fetch(*args))
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, functools.partial(answer.set_exception, exc))
-        else:
-            loop.call_soon_threadsafe(settle, functools.partial(answer.set_result, value))
+            outcome = functools.partial(answer.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
 
     threading.Thread(target=run, name="agentpi-fetch", daemon=True).start()
     return await answer
@@ -147,7 +147,7 @@ def _usable_socket_url(url: str) -> bool:
 async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:
     """A signed URL from ElevenLabs itself, paid for with the API key."""
     endpoint = signed_url_endpoint(base_url, agent_id)
-    return await _on_a_thread_of_its_own(
+    return await on_a_daemon_thread(
         _fetch_signed_url_blocking,
         endpoint,
         {"xi-api-key": api_key},
@@ -166,7 +166,7 @@ async def fetch_signed_url_from_owner(
     query = "&".join(q for q in (parts.query, urlencode({"agent_id": agent_id})) if q)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await _on_a_thread_of_its_own(
+    return await on_a_daemon_thread(
         _fetch_signed_url_blocking, url, headers, timeout, "check the device's endpoint token"
     )
 
