@@ -189,7 +189,8 @@ def test_bad_commands_are_answered_with_an_error_and_nothing_else(
                 await client.publish(f"{base}/{name}", payload, qos=1)
             await heard.until(lambda: len(heard.all(f"{base}/reply")) == len(bad))
             replies.extend(json.loads(reply) for reply in heard.all(f"{base}/reply"))
-            assert heard.all(f"{base}/state") == ["idle"]  # only the retained one: nothing ran
+            # nothing ran: the state never left idle (a reconnect under load republishes it)
+            assert set(heard.all(f"{base}/state")) == {"idle"}
             running.cancel()
             device.shutdown()
 
