@@ -232,3 +232,23 @@ def test_agent_setup_shows_then_applies_only_what_the_config_needs(
     assert at(after, "conversation_config.agent.first_message") == at(
         before, "conversation_config.agent.first_message"
     )
+
+
+def test_the_doctor_counts_every_override_a_conversation_sends() -> None:
+    """An empty first_message is sent (the agent waits for the user), so a default agent refuses
+    it; a [wake.agents] entry for the same agent sends its own; the doctor names both."""
+    from agentpi.agent.fit import findings
+    from agentpi.agent_setup import initiation_data
+    from agentpi.config import Config, ConversationConfig, WakeAgentConfig, WakeConfig
+
+    config = Config(
+        conversation=ConversationConfig(overrides=OverridesConfig(first_message="")),
+        wake=WakeConfig(
+            models=("hey_jarvis", "alexa"), agents={"alexa": WakeAgentConfig(voice_id="v2")}
+        ),
+    )
+    sent = initiation_data(config.conversation, "d").conversation_config_override
+    assert sent == {"agent": {"first_message": ""}}
+    found = {f.name: f for f in findings(config, default_document())}
+    assert "conversation.overrides.first_message" in found["override first_message"].detail
+    assert "wake.agents.alexa.voice_id" in found["override voice_id"].detail

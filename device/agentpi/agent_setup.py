@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from agentpi import __version__
+from agentpi.agent.definition import put
 from agentpi.agent.fit import DEVICE_EVENTS
 from agentpi.config import ContextConfig, ConversationConfig
 from agentpi.events import EventRecord
@@ -19,21 +20,11 @@ SOURCE_INFO = {"source": "agentpi", "version": __version__}
 def initiation_data(
     conversation: ConversationConfig, device_id: str
 ) -> ConversationInitiationClientData:
-    overrides = conversation.overrides
-    agent: JsonDict = {}
-    if overrides.prompt:
-        agent["prompt"] = {"prompt": overrides.prompt}
-    if overrides.first_message is not None:
-        agent["first_message"] = overrides.first_message
-    if overrides.language:
-        agent["language"] = overrides.language
     override: JsonDict = {}
-    if agent:
-        override["agent"] = agent
-    if overrides.voice_id:
-        override["tts"] = {"voice_id": overrides.voice_id}
+    for path, value in conversation.overrides.sent().items():
+        put(override, path, value)
     if conversation.request_client_events:
-        override["conversation"] = {"client_events": list(DEVICE_EVENTS)}
+        put(override, "conversation.client_events", list(DEVICE_EVENTS))
     return ConversationInitiationClientData(
         conversation_config_override=override,
         dynamic_variables=dict(conversation.dynamic_variables),

@@ -50,6 +50,7 @@ from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
+from agentpi.protocol.overrides import CONFIG_PATHS
 from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
 from agentpi.tool_settings import ToolsConfig, validate_tools
 from agentpi.urls import check_agent_url, check_endpoint_url
@@ -166,6 +167,16 @@ class OverridesConfig:
     prompt: str = ""
     """The agent's system prompt, in full."""
     voice_id: str = ""
+
+    def sent(self) -> dict[str, str]:
+        """These overrides by their path in ``conversation_config_override``: first_message
+        even when empty (the agent then waits for the user), the others when set."""
+        values = dataclasses.asdict(self)
+        return {
+            CONFIG_PATHS[key]: value
+            for key, value in values.items()
+            if value is not None and (value != "" or key == "first_message")
+        }
 
 
 DynamicValue = str | int | float | bool

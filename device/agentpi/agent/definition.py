@@ -129,6 +129,15 @@ def at(document: Any, path: str) -> Any:
     return node
 
 
+def put(document: JsonDict, path: str, value: Any) -> None:
+    """Set the value at a dotted path, making the tables on the way."""
+    node = document
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def client_tool_declaration(
     name: str, description: str, properties: JsonDict, required: list[str], timeout_s: int = 20
 ) -> JsonDict:
@@ -173,8 +182,6 @@ def everything_enabled(document: JsonDict, tools: dict[str, list[str]] | None = 
 @dataclass(frozen=True)
 class ClientToolSpec:
     name: str
-    parameters: JsonDict
-    """The declared JSON schema (``type: object``, ``properties``, ``required``)."""
     timeout_s: float
 
 
@@ -208,9 +215,7 @@ class AgentDefinition:
         for tool in at(config, "agent.prompt.tools") or []:
             if isinstance(tool, dict) and tool.get("type") == "client":
                 timeout = _number(tool.get("response_timeout_secs"), 20.0)
-                tools[str(tool.get("name"))] = ClientToolSpec(
-                    str(tool.get("name")), dict(tool.get("parameters") or {}), timeout
-                )
+                tools[str(tool.get("name"))] = ClientToolSpec(str(tool.get("name")), timeout)
         soft = at(config, "turn.soft_timeout_config") or {}
         return cls(
             client_events=frozenset(events),
@@ -226,21 +231,23 @@ class AgentDefinition:
             max_duration_s=_number(at(config, "conversation.max_duration_seconds"), 600.0),
         )
 
-    def sends(self, event_type: str) -> bool:
-        """Whether a server message of this type reaches the client (errors always do)."""
-        return event_type not in CLIENT_EVENTS or event_type in self.client_events
+
+def listed_events(document: JsonDict) -> list[str]:
+    """The events the agent's settings list (the platform's default list where they list
+    none), as they are: a real agent may name an event newer than ``CLIENT_EVENTS``."""
+    events = at(document, "conversation_config.conversation.client_events")
+    return list(events) if isinstance(events, list) else list(DEFAULT_CLIENT_EVENTS)
 
 
 def client_events(document: JsonDict) -> list[str]:
-    """The events the agent sends (its list, or the platform's default one)."""
-    events = at(document, "conversation_config.conversation.client_events")
-    if events is None:
-        return list(DEFAULT_CLIENT_EVENTS)
-    if not isinstance(events, list) or not all(e in CLIENT_EVENTS for e in events):
+    """The events the agent sends, each one the simulator knows."""
+    listed = at(document, "conversation_config.conversation.client_events")
+    known = isinstance(listed, list) and all(event in CLIENT_EVENTS for event in listed)
+    if listed is not None and not known:
         raise SettingsError(
             "conversation_config.conversation.client_events: a list of " + ", ".join(CLIENT_EVENTS)
         )
-    return events
+    return listed_events(document)
 
 
 def refused_override(

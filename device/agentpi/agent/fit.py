@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentpi.agent.definition import DEFAULT_CLIENT_EVENTS, JsonDict, at, client_tool_declaration
+from agentpi.agent.definition import JsonDict, at, client_tool_declaration, listed_events, put
 from agentpi.audio.formats import WIRE_FORMATS
-from agentpi.config import Config, OverridesConfig
+from agentpi.config import Config, for_wake_word
 from agentpi.device_tools import DEVICE_TOOLS
-from agentpi.protocol.overrides import ALLOWED_ROOT, OVERRIDES
+from agentpi.protocol.overrides import ALLOWED_ROOT, CONFIG_PATHS, OVERRIDES
 
 REQUIRED_EVENTS = (
     "conversation_initiation_metadata",
@@ -38,14 +38,6 @@ VAD_SCORE_USE = "the LEDs follow the agent's own VAD (else the device's)"
 
 DEVICE_EVENTS = (*REQUIRED_EVENTS, *ADVISED_EVENTS, "client_tool_call", "vad_score")
 """Everything the device acts on: what it asks for when it asks per conversation."""
-
-OVERRIDE_PATHS = {
-    "first_message": "agent.first_message",
-    "language": "agent.language",
-    "prompt": "agent.prompt.prompt",
-    "voice_id": "tts.voice_id",
-}
-"""[conversation.overrides] keys -> where they go in conversation_config_override."""
 
 
 @dataclass(frozen=True)
@@ -88,25 +80,22 @@ def events_used(config: Config) -> dict[str, str]:
 def overrides_used(config: Config) -> dict[str, str]:
     """Override path -> the config key that sets it, over [conversation.overrides] and every
     [wake.agents] entry that talks to the same agent."""
-    used: dict[str, str] = {}
-    sources: list[tuple[str, OverridesConfig | Any]] = [
-        ("conversation.overrides", config.conversation.overrides)
-    ]
+    keys = {path: key for key, path in CONFIG_PATHS.items()}
+    sources = [("conversation.overrides", config)]
     for model, entry in config.wake.agents.items():
         if not entry.agent_id or entry.agent_id == config.agent.agent_id:
-            sources.append((f"wake.agents.{model}", entry))
-    for section, values in sources:
-        for key, path in OVERRIDE_PATHS.items():
-            value = getattr(values, key)
-            if value is not None and value != "":
-                used.setdefault(path, f"{section}.{key}")
+            sources.append((f"wake.agents.{model}", for_wake_word(config, model)))
+    used: dict[str, str] = {}
+    for section, chosen in sources:  # what each conversation sends, as initiation_data does
+        for path in chosen.conversation.overrides.sent():
+            used.setdefault(path, f"{section}.{keys[path]}")
     return used
 
 
 def findings(config: Config, document: JsonDict) -> list[Finding]:
     """What does not fit, each with its fix; an empty list when everything does."""
     found: list[Finding] = []
-    sent = _client_events(document)
+    sent = listed_events(document)
     setup = "run `agentpi agent-setup --apply` (or the agent's Advanced > Client events)"
     missing = [event for event in REQUIRED_EVENTS if event not in sent]
     if missing:
@@ -141,21 +130,21 @@ def findings(config: Config, document: JsonDict) -> list[Finding]:
 def setup_change(config: Config, document: JsonDict) -> JsonDict:
     """The PATCH that makes the agent fit: only what must change, nothing else."""
     change: JsonDict = {}
-    sent = _client_events(document)
+    sent = listed_events(document)
     wanted = [*REQUIRED_EVENTS, *events_used(config)]
     missing = [event for event in wanted if event not in sent]
     if missing:
-        _put(change, "conversation_config.conversation.client_events", [*sent, *missing])
+        put(change, "conversation_config.conversation.client_events", [*sent, *missing])
     allowed = at(document, ALLOWED_ROOT)
     for path in overrides_used(config):
         if at(allowed, path) is not True:
-            _put(change, f"{ALLOWED_ROOT}.{path}", True)
+            put(change, f"{ALLOWED_ROOT}.{path}", True)
     tools = at(document, "conversation_config.agent.prompt.tools") or []
     declared = tool_declarations(config)
     kept = [t for t in tools if not (_is_client(t) and t.get("name") in declared)]
     current = {t.get("name"): t for t in tools if _is_client(t)}
     if any(_tool_differs(current.get(name), tool) for name, tool in declared.items()):
-        _put(change, "conversation_config.agent.prompt.tools", [*kept, *declared.values()])
+        put(change, "conversation_config.agent.prompt.tools", [*kept, *declared.values()])
     return change
 
 
@@ -173,11 +162,6 @@ def describe_change(change: JsonDict) -> list[str]:
             params = ", ".join(tool["parameters"]["properties"]) or "no parameters"
             lines.append(f"client tool {tool['name']} ({params})")
     return lines
-
-
-def _client_events(document: JsonDict) -> list[str]:
-    events = at(document, "conversation_config.conversation.client_events")
-    return list(events) if isinstance(events, list) else list(DEFAULT_CLIENT_EVENTS)
 
 
 def _is_client(tool: Any) -> bool:
@@ -306,11 +290,3 @@ def _timer_findings(config: Config, document: JsonDict) -> list[Finding]:
             )
         )
     return found
-
-
-def _put(change: JsonDict, path: str, value: Any) -> None:
-    node = change
-    *parents, last = path.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value

@@ -25,13 +25,14 @@ agent's settings allow it); the switch itself is the same path under
 
 ALLOWED_ROOT = "platform_settings.overrides.conversation_config_override"
 
-CONFIG_KEYS = {
-    "first_message": "first_message",
-    "language": "language",
-    "prompt": "prompt",
-    "voice_id": "voice_id",
+CONFIG_PATHS = {
+    "first_message": "agent.first_message",
+    "language": "agent.language",
+    "prompt": "agent.prompt.prompt",
+    "voice_id": "tts.voice_id",
 }
-"""Refused field -> the [conversation.overrides] key that sends it."""
+"""[conversation.overrides] keys (and [wake.agents] ones) -> where each goes in
+``conversation_config_override``; the key is the field a refusal names."""
 
 REFUSAL = re.compile(r"Override for field '([A-Za-z_]+)' is not allowed")
 
@@ -50,10 +51,10 @@ def refusal_advice(text: str) -> str | None:
         )
     for path, (name, setting) in OVERRIDES.items():
         if name == field:
-            key = CONFIG_KEYS.get(field, field)
+            remove = f", or remove {field} from [conversation.overrides]"
             return (
                 f"the agent does not allow the {field} override: turn on {setting} in its "
-                f"settings ({ALLOWED_ROOT}.{path} = true; `agentpi agent-setup --apply` does it), "
-                f"or remove {key} from [conversation.overrides]"
+                f"settings ({ALLOWED_ROOT}.{path} = true; `agentpi agent-setup --apply` does it)"
+                + (remove if field in CONFIG_PATHS else "")
             )
     return f"the agent does not allow the {field} override: allow it in its Security settings"
