@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agentpi import __version__
 from agentpi import events as ev
-from agentpi.agent.https import AnswerRefused, open_url, read_json
+from agentpi.agent.https import AnswerRefused, http_url, open_url, read_json
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
@@ -63,10 +63,7 @@ def conversation_url(base_url: str, agent_id: str) -> str:
 
 
 def signed_url_endpoint(base_url: str, agent_id: str) -> str:
-    parts = urlsplit(base_url.rstrip("/"))
-    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
-    query = urlencode({"agent_id": agent_id})
-    return urlunsplit((scheme, parts.netloc, parts.path + SIGNED_URL_PATH, query, ""))
+    return http_url(base_url, SIGNED_URL_PATH, urlencode({"agent_id": agent_id}))
 
 
 def redact_url(url: str) -> str:

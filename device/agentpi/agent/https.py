@@ -9,10 +9,18 @@ import ssl
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from agentpi import bounded_json
 
 READ_BLOCK = 16 * 1024
+
+
+def http_url(base_url: str, path: str, query: str = "") -> str:
+    """The HTTP(S) URL of ``path`` on the agent's host: ``wss://host`` -> ``https://host``."""
+    parts = urlsplit(base_url.rstrip("/"))
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path + path, query, ""))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -13,10 +13,10 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from agentpi import bounded_json
-from agentpi.agent.https import AnswerRefused, open_url, read_json
+from agentpi.agent.https import AnswerRefused, http_url, open_url, read_json
 from agentpi.errors import AgentpiError
 
 JsonDict = dict[str, Any]
@@ -32,10 +32,7 @@ class AgentApiError(AgentpiError):
 
 def agent_api_url(base_url: str, agent_id: str) -> str:
     """``wss://api.elevenlabs.io`` -> ``https://api.elevenlabs.io/v1/convai/agents/<id>``."""
-    parts = urlsplit(base_url.rstrip("/"))
-    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
-    path = parts.path + AGENTS_PATH + quote(agent_id, safe="")
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    return http_url(base_url, AGENTS_PATH + quote(agent_id, safe=""))
 
 
 def read_agent(base_url: str, agent_id: str, api_key: str, timeout_s: float = 10.0) -> JsonDict:

@@ -232,8 +232,7 @@ class _Conversation:
             elif not waiter.done():
                 waiter.set_result(message)
         elif isinstance(message, UserMessage):
-            self.user_quiet_since = now
-            self.reprompted = False
+            self.user_took_the_floor(now)
             self.barge_in(now)
             self.queue_user_turn(message.text or "", now)
 
@@ -244,8 +243,7 @@ class _Conversation:
         was_speaking = self.vad.speaking
         speaking = self.vad.process(samples)
         if speaking:
-            self.user_quiet_since = now
-            self.reprompted = False
+            self.user_took_the_floor(now)
         if speaking and not was_speaking:
             self.speech_started_at = now
             self.user_event_id = self.take_event_id()
@@ -265,6 +263,11 @@ class _Conversation:
             transcript = self.scripted_transcript(now)
             await self.send(UserTranscript(transcript, self.user_event_id))
             self.queue_user_turn(transcript, now)
+
+    def user_took_the_floor(self, now: float) -> None:
+        """The agent's silence timers start again from here (a turn timeout may re-prompt)."""
+        self.user_quiet_since = now
+        self.reprompted = False
 
     def upcoming_turn(self) -> TurnScript:
         turns = self.script.turns

@@ -33,6 +33,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from agentpi import bounded_json
 from agentpi.agent.definition import (
     AgentDefinition,
     JsonDict,
@@ -42,7 +43,7 @@ from agentpi.agent.definition import (
 )
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.sim_conversation import _Conversation
-from agentpi.agent.sim_http import RestAwareConnection
+from agentpi.agent.sim_http import MAX_BODY_BYTES, RestAwareConnection
 from agentpi.agent.sim_records import ConversationRecord
 from agentpi.settings import SettingsError
 
@@ -204,9 +205,9 @@ class AgentSimulator:
         if method != "PATCH":
             return 405, {"detail": "Method not allowed"}
         try:
-            change = json.loads(body)
-        except ValueError:
-            return 400, {"detail": "the body is not JSON"}
+            change = bounded_json.loads(body, MAX_BODY_BYTES)
+        except bounded_json.JsonRefused as exc:
+            return 400, {"detail": f"the body is {exc}"}
         if not isinstance(change, dict) or set(change) - PATCHABLE:
             return 422, {"detail": f"a JSON object with any of {', '.join(sorted(PATCHABLE))}"}
         updated = merged(self.agent_document(agent_id), change)

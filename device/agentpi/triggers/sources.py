@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -44,8 +45,8 @@ def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = No
 REFUSED_AT_START = 1008
 """The AsyncAPI's close code for contract errors: bad fields, an override the agent does not
 allow. No retry fixes those; a person does."""
-FAILURES_FOR_LONGEST_WAIT = 7
-"""Failures in a row from which ``reconnect_delay`` is at its one-minute ceiling."""
+FAILURES_FOR_LONGEST_WAIT = 1 + math.ceil(math.log2(RECONNECT_MAX_S))
+"""Failures in a row from which ``reconnect_delay`` is at its ceiling, whatever the base (7)."""
 
 
 def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
