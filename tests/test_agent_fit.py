@@ -15,7 +15,7 @@ import pytest
 from agentpi.agent.definition import JsonDict, at, default_document, merged
 from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.config import OverridesConfig
+from agentpi.config import ConversationConfig, OverridesConfig
 from agentpi.doctor import Check, diagnose
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, HELLO_WAV, run_conversation
@@ -252,3 +252,40 @@ def test_the_doctor_counts_every_override_a_conversation_sends() -> None:
     found = {f.name: f for f in findings(config, default_document())}
     assert "conversation.overrides.first_message" in found["override first_message"].detail
     assert "wake.agents.alexa.voice_id" in found["override voice_id"].detail
+
+
+def test_an_agent_document_of_any_shape_gets_findings_not_a_crash() -> None:
+    """What the API answers is read, not trusted: every table a list, a string or a number."""
+    from agentpi.agent.fit import describe_change, findings, setup_change
+    from agentpi.config import Config
+
+    odd: list[Any] = [
+        {},
+        {"conversation_config": [1, 2]},
+        {"conversation_config": {"turn": "soon", "agent": {"prompt": {"tools": {"a": 1}}}}},
+        {
+            "conversation_config": {
+                "conversation": {"client_events": [{"x": 1}, 3]},
+                "agent": {
+                    "prompt": {
+                        "tools": [
+                            7,
+                            {"type": "client", "name": {"n": 1}, "parameters": []},
+                            {
+                                "type": "client",
+                                "name": "set_volume",
+                                "parameters": {"properties": ["percent"], "required": "percent"},
+                            },
+                        ]
+                    }
+                },
+                "tts": {"agent_output_audio_format": {"pcm": 16000}},
+            },
+            "platform_settings": "all allowed",
+        },
+    ]
+    config = Config(conversation=ConversationConfig(overrides=OverridesConfig(voice_id="v")))
+    for document in odd:
+        found = findings(config, document)
+        assert any(f.ok is False for f in found)
+        assert describe_change(config, setup_change(config, document))

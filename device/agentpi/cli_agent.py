@@ -29,7 +29,7 @@ def agent_setup(args: argparse.Namespace) -> int:
         print(f"agent {agent.agent_id} already has what this config needs")
     else:
         print(f"agent {agent.agent_id} needs, for this config:")
-        for line in describe_change(change):
+        for line in describe_change(config, change):
             print(f"  - {line}")
         print("as the PATCH /v1/convai/agents/ID body (nothing else is changed):")
         print(json.dumps(change, indent=2))

@@ -129,6 +129,12 @@ def at(document: Any, path: str) -> Any:
     return node
 
 
+def listed(document: Any, path: str) -> list[Any]:
+    """The list at a dotted path, or [] where there is none (or something else)."""
+    value = at(document, path)
+    return value if isinstance(value, list) else []
+
+
 def put(document: JsonDict, path: str, value: Any) -> None:
     """Set the value at a dotted path, making the tables on the way."""
     node = document
@@ -212,11 +218,10 @@ class AgentDefinition:
         events = client_events(document)
         allowed = at(document, ALLOWED_ROOT)
         tools: dict[str, ClientToolSpec] = {}
-        for tool in at(config, "agent.prompt.tools") or []:
+        for tool in listed(config, "agent.prompt.tools"):
             if isinstance(tool, dict) and tool.get("type") == "client":
                 timeout = _number(tool.get("response_timeout_secs"), 20.0)
                 tools[str(tool.get("name"))] = ClientToolSpec(str(tool.get("name")), timeout)
-        soft = at(config, "turn.soft_timeout_config") or {}
         return cls(
             client_events=frozenset(events),
             allowed_overrides=frozenset(p for p in OVERRIDES if at(allowed, p) is True),
@@ -225,8 +230,8 @@ class AgentDefinition:
             output_format=_format(config, "tts.agent_output_audio_format"),
             first_message=str(at(config, "agent.first_message") or ""),
             turn_timeout_s=_number(at(config, "turn.turn_timeout"), 7.0),
-            soft_timeout_s=_number(soft.get("timeout_seconds"), -1.0),
-            soft_timeout_message=str(soft.get("message") or ""),
+            soft_timeout_s=_number(at(config, "turn.soft_timeout_config.timeout_seconds"), -1.0),
+            soft_timeout_message=str(at(config, "turn.soft_timeout_config.message") or ""),
             silence_end_call_s=_number(at(config, "turn.silence_end_call_timeout"), -1.0),
             max_duration_s=_number(at(config, "conversation.max_duration_seconds"), 600.0),
         )
@@ -236,7 +241,7 @@ def listed_events(document: JsonDict) -> list[str]:
     """The events the agent's settings list (the platform's default list where they list
     none), as they are: a real agent may name an event newer than ``CLIENT_EVENTS``."""
     events = at(document, "conversation_config.conversation.client_events")
-    return list(events) if isinstance(events, list) else list(DEFAULT_CLIENT_EVENTS)
+    return [str(e) for e in events] if isinstance(events, list) else list(DEFAULT_CLIENT_EVENTS)
 
 
 def client_events(document: JsonDict) -> list[str]:

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentpi.agent.definition import JsonDict, at, client_tool_declaration, listed_events, put
+from agentpi.agent.definition import (
+    JsonDict,
+    at,
+    client_tool_declaration,
+    listed,
+    listed_events,
+    put,
+)
 from agentpi.audio.formats import WIRE_FORMATS
 from agentpi.config import Config, for_wake_word
 from agentpi.device_tools import DEVICE_TOOLS
@@ -35,6 +42,8 @@ ADVISED_EVENTS = {
     "agent_response_complete": "the exact end of the agent's turn (else 1 s without audio)",
 }
 VAD_SCORE_USE = "the LEDs follow the agent's own VAD (else the device's)"
+
+TOOLS = "conversation_config.agent.prompt.tools"
 
 DEVICE_EVENTS = (*REQUIRED_EVENTS, *ADVISED_EVENTS, "client_tool_call", "vad_score")
 """Everything the device acts on: what it asks for when it asks per conversation."""
@@ -139,17 +148,18 @@ def setup_change(config: Config, document: JsonDict) -> JsonDict:
     for path in overrides_used(config):
         if at(allowed, path) is not True:
             put(change, f"{ALLOWED_ROOT}.{path}", True)
-    tools = at(document, "conversation_config.agent.prompt.tools") or []
+    tools = listed(document, TOOLS)
     declared = tool_declarations(config)
-    kept = [t for t in tools if not (_is_client(t) and t.get("name") in declared)]
-    current = {t.get("name"): t for t in tools if _is_client(t)}
+    kept = [t for t in tools if not (_is_client(t) and str(t.get("name")) in declared)]
+    current = {str(t.get("name")): t for t in tools if _is_client(t)}
     if any(_tool_differs(current.get(name), tool) for name, tool in declared.items()):
         put(change, "conversation_config.agent.prompt.tools", [*kept, *declared.values()])
     return change
 
 
-def describe_change(change: JsonDict) -> list[str]:
-    """The change, one line per setting, as a person reads it."""
+def describe_change(config: Config, change: JsonDict) -> list[str]:
+    """The change, one line per setting, as a person reads it (of the tools, the device's own:
+    the agent's others are kept as they are)."""
     lines = []
     events = at(change, "conversation_config.conversation.client_events")
     if events is not None:
@@ -157,10 +167,10 @@ def describe_change(change: JsonDict) -> list[str]:
     for path, (_field, name) in OVERRIDES.items():
         if at(change, f"{ALLOWED_ROOT}.{path}") is True:
             lines.append(f"allow the override {path} ({name})")
-    for tool in at(change, "conversation_config.agent.prompt.tools") or []:
-        if _is_client(tool):
-            params = ", ".join(tool["parameters"]["properties"]) or "no parameters"
-            lines.append(f"client tool {tool['name']} ({params})")
+    if at(change, TOOLS) is not None:
+        for name, tool in tool_declarations(config).items():
+            params = ", ".join(_schema(tool)[0]) or "no parameters"
+            lines.append(f"client tool {name} ({params})")
     return lines
 
 
@@ -169,10 +179,11 @@ def _is_client(tool: Any) -> bool:
 
 
 def _schema(tool: JsonDict | None) -> tuple[dict[str, str], frozenset[str]]:
-    parameters = (tool or {}).get("parameters") or {}
-    properties = parameters.get("properties") or {}
-    types = {name: str((spec or {}).get("type")) for name, spec in properties.items()}
-    return types, frozenset(parameters.get("required") or ())
+    properties = at(tool, "parameters.properties")
+    if not isinstance(properties, dict):
+        properties = {}
+    types = {str(name): str(at(spec, "type")) for name, spec in properties.items()}
+    return types, frozenset(str(name) for name in listed(tool, "parameters.required"))
 
 
 def _tool_differs(current: JsonDict | None, wanted: JsonDict) -> bool:
@@ -181,8 +192,7 @@ def _tool_differs(current: JsonDict | None, wanted: JsonDict) -> bool:
 
 def _tool_findings(config: Config, document: JsonDict) -> list[Finding]:
     found = []
-    tools = at(document, "conversation_config.agent.prompt.tools") or []
-    agent_tools = {t.get("name"): t for t in tools if _is_client(t)}
+    agent_tools = {str(t.get("name")): t for t in listed(document, TOOLS) if _is_client(t)}
     declared = tool_declarations(config)
     for name, tool in declared.items():
         if name not in agent_tools:
@@ -253,8 +263,7 @@ def _format_findings(document: JsonDict) -> list[Finding]:
 def _timer_findings(config: Config, document: JsonDict) -> list[Finding]:
     found = []
     close_s = config.conversation.silence_close_s
-    turn = at(document, "conversation_config.turn") or {}
-    timeout = turn.get("turn_timeout")
+    timeout = at(document, "conversation_config.turn.turn_timeout")
     if isinstance(timeout, int | float) and 0 < timeout <= close_s:
         found.append(
             Finding(
@@ -266,7 +275,7 @@ def _timer_findings(config: Config, document: JsonDict) -> list[Finding]:
                 "[conversation] silence_close_s",
             )
         )
-    hang_up = turn.get("silence_end_call_timeout")
+    hang_up = at(document, "conversation_config.turn.silence_end_call_timeout")
     if isinstance(hang_up, int | float) and 0 < hang_up < close_s:
         found.append(
             Finding(
