@@ -15,9 +15,16 @@ from typing import Any
 
 import pytest
 
+from agentpi import events as ev
 from agentpi.app import Device
 from agentpi.config import ConfigError, TriggerConfig
-from agentpi.control import MAX_CLIENTS, ControlRequestError, ControlServer, parse_request
+from agentpi.control import (
+    HANG_UP_S,
+    MAX_CLIENTS,
+    ControlRequestError,
+    ControlServer,
+    parse_request,
+)
 from agentpi.events import EventBus
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, run_conversation, silence_wav
@@ -330,6 +337,37 @@ def test_what_a_subscriber_sends_after_events_is_not_kept(runtime_dir: Path) -> 
 
     grown = asyncio.run(asyncio.wait_for(scenario(), WAIT_S))
     assert grown < 16, f"{grown:.0f} MB kept"
+
+
+def test_a_subscriber_that_never_reads_costs_a_bounded_backlog_and_does_not_hold_the_close(
+    runtime_dir: Path,
+) -> None:
+    """Forty 8 MB answers for a subscriber that reads nothing: what waits is shortened and
+    bounded, and closing the socket cuts it off rather than waiting for it for ever."""
+    path = runtime_dir / "agentpi" / "control.sock"
+    device = QuietDevice()
+    text = "word " * (8 * 1024 * 1024 // 5)
+
+    async def scenario() -> tuple[float, float]:
+        server = ControlServer(device, path)
+        await server.start()
+        client = await Client.connect(path)
+        assert (await client.ask({"command": "events"}))["ok"] is True
+        before = rss_mb()
+        for _ in range(40):
+            device.events.publish(ev.AgentResponse(text=text, event_id=1))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        grown = rss_mb() - before
+        started = time.monotonic()
+        await server.close()
+        closing = time.monotonic() - started
+        client.close()
+        return grown, closing
+
+    grown, closing = asyncio.run(asyncio.wait_for(scenario(), WAIT_S))
+    assert grown < 16, f"{grown:.0f} MB kept"
+    assert closing < HANG_UP_S + 1.0, f"close took {closing:.1f} s"
 
 
 def rss_mb() -> float:

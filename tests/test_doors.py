@@ -25,7 +25,7 @@ from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, device_toml, run_conversation, silence_wav
 from tests.test_cli import write_config
-from tests.test_hostile import opening, records, run_device
+from tests.test_hostile import opening, records, rss_mb, run_device
 
 NESTED = "[" * 50_000 + "]" * 50_000
 HUGE_NUMBER = "1" * 5_000
@@ -304,3 +304,73 @@ def test_a_fetch_that_ends_after_the_device_stopped_leaves_no_traceback() -> Non
     finally:
         threading.excepthook = before
     assert errors == []
+
+
+# ------------------------------------------------------------------ event lines, in bytes
+
+FRAMES = 40
+TEXT_FLOOD_RSS_MB = 160.0
+"""The bound the audio flood keeps (test_hostile): a flood of text is held to it too."""
+
+
+@pytest.mark.realtime
+def test_huge_agent_responses_to_a_subscriber_that_never_reads_keep_memory_bounded(
+    tmp_path: Path,
+) -> None:
+    """40 agent_response frames of 8 MB each while a control-socket subscriber reads nothing:
+    the lines waiting for it are bounded in bytes and their text is shortened, the record in
+    `--events` keeps every word of what it writes, and counts what it could not keep."""
+    sock = tmp_path / "c.sock"
+    subscribed = asyncio.Event()
+    text = "word " * (8 * 1024 * 1024 // 5)
+    peak = {"mb": 0.0}
+
+    async def huge(ws: ServerConnection) -> None:
+        await opening(ws)
+        await asyncio.wait_for(subscribed.wait(), 30)
+        for _ in range(FRAMES):
+            await ws.send(
+                json.dumps(
+                    {"type": "agent_response", "agent_response_event": {"agent_response": text}}
+                )
+            )
+        await ws.send(json.dumps({"type": "ping", "ping_event": {"event_id": 1}}))
+        await asyncio.sleep(2.0)
+        await ws.close(1000, "bye")
+
+    async def subscribe_and_never_read(pid: int) -> None:
+        while not sock.exists():
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b'{"command": "events"}\n')
+        await writer.drain()
+        assert json.loads(await reader.readline()) == {"ok": True}
+        subscribed.set()
+        try:
+            while True:
+                peak["mb"] = max(peak["mb"], rss_mb(pid))
+                await asyncio.sleep(0.05)
+        except OSError:
+            writer.close()
+
+    code, stdout, stderr, events = asyncio.run(
+        run_device(
+            tmp_path,
+            huge,
+            control=f'socket = "{sock}"',
+            watch=subscribe_and_never_read,
+            timeout=120,
+        )
+    )
+    assert code == 0 and "Traceback" not in stderr, stderr[-2000:]
+    lines = records(events)
+    said = [r["text"] for r in lines if r["event"] == "agent_response"]
+    dropped = sum(r["count"] for r in lines if r["event"] == "events_dropped")
+    # the record's own backlog is bounded in bytes too: what it keeps is whole, what it
+    # could not keep in the flood is counted in the record
+    assert said and set(said) == {text} and len(said) + dropped >= FRAMES, (len(said), dropped)
+    shown = [
+        line for line in stdout.splitlines() if line.lstrip("[ .0123456789]").startswith("agent:")
+    ]
+    assert len(shown) == FRAMES and all(len(line) < 10_000 for line in shown), shown[:1]
+    assert 0 < peak["mb"] < TEXT_FLOOD_RSS_MB, f"peak RSS {peak['mb']:.0f} MB"

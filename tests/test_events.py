@@ -219,6 +219,40 @@ def test_a_reader_that_reads_nothing_costs_lines_not_time() -> None:
     assert dropped and sum(dropped) + len(written) - len(dropped) == 1001
 
 
+def test_what_waits_for_a_stuck_reader_is_bounded_in_size_and_a_long_line_still_passes() -> None:
+    class Stuck(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def write(self, text: str) -> int:
+            self.release.wait(10)
+            return super().write(text)
+
+    stream = Stuck()
+    lines = LineWriter(stream, max_lines=1000, max_chars=1000)
+    long_line = "x" * 5000 + "\n"
+    lines.write(long_line)  # nothing waits: taken, however long
+    for _ in range(50):
+        lines.write("y" * 99 + "\n")  # 100 characters each: about ten fit behind it
+    stream.release.set()
+    lines.close()
+    written = stream.getvalue().splitlines()
+    assert written[0] == long_line.strip()
+    kept = written.count("y" * 99)
+    dropped = sum(json.loads(line)["count"] for line in written if line.startswith("{"))
+    assert kept <= 10 and kept + dropped == 50, (kept, dropped)
+
+
+def test_long_texts_are_shortened_on_the_console_and_say_by_how_much() -> None:
+    text = "word " * 2000
+    line = describe(ev.AgentResponse(text=text, event_id=1))
+    assert line is not None and line.startswith("agent: word word")
+    assert line.endswith(f"... [{len(text) - ev.MAX_SHOWN_CHARS} more characters]")
+    record = ev.shortened_record({"event": "tool_call", "parameters": {"a": [text]}, "n": 3})
+    assert record["parameters"]["a"][0] == ev.shortened(text) and record["n"] == 3
+
+
 def test_a_reader_that_went_away_stops_the_writing_quietly() -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:

@@ -73,6 +73,7 @@ async def run_device(
     extra: str = "",
     agent: str = "",
     events: str | None = None,
+    control: str = "enabled = false",
     timeout: float = 60,
     watch: Callable[[int], Awaitable[None]] | None = None,
 ) -> tuple[int, str, str, Path]:
@@ -88,6 +89,7 @@ async def run_device(
             agent=agent,
             conversation=LONG + conversation,
             extra=extra,
+            control=control,
         )
         config = write_config(tmp_path, body)
         events_path = tmp_path / "events.jsonl"

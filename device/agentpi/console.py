@@ -14,19 +14,23 @@ from collections.abc import Callable
 from typing import TextIO
 
 from agentpi import events as ev
-from agentpi.events import DeviceEvent, dropped_line, event_line
+from agentpi.events import DeviceEvent, dropped_line, event_line, shortened
+from agentpi.line_backlog import WaitingLines
 from agentpi.settings import SettingsError
 
 log = logging.getLogger("agentpi")
 
 MAX_WAITING_LINES = 1000
+MAX_WAITING_CHARS = 4 * 1024 * 1024
+"""What may wait for a slow reader of the event lines, in characters (ASCII text: bytes)."""
 
 
 class LineWriter:
     """Writes lines to a stream from a thread of its own, so a slow or stuck reader (a pipe
     nobody reads, a paused terminal) never holds up the event loop.
 
-    At most ``max_lines`` wait; beyond that lines are dropped and counted, and the next line
+    At most ``max_lines`` lines and ``max_chars`` characters wait (a longer line only when
+    nothing else does); beyond that lines are dropped and counted, and the next line
     written is preceded by an ``events_dropped`` line with the count. A reader that went away
     (a broken pipe) ends the writing quietly: the device goes on.
 
@@ -38,13 +42,15 @@ class LineWriter:
         self,
         stream: TextIO | None = None,
         max_lines: int = MAX_WAITING_LINES,
+        max_chars: int = MAX_WAITING_CHARS,
         opener: Callable[[], TextIO] | None = None,
         name: str = "",
     ) -> None:
         self._stream = stream
         self._opener = opener
         self.name = name
-        self._lines: queue.Queue[tuple[int, str] | None] = queue.Queue(max_lines)
+        self._lines: queue.Queue[tuple[int, str] | None] = queue.Queue()
+        self._waiting = WaitingLines(max_lines, max_chars)
         self._lock = threading.Lock()
         self._queued = 0
         self._gaps: deque[list[int]] = deque()
@@ -62,10 +68,10 @@ class LineWriter:
         if self.broken:
             return
         with self._lock:
-            try:
-                self._lines.put_nowait((self._queued + 1, line))
+            if self._waiting.admit(len(line)):
                 self._queued += 1
-            except queue.Full:
+                self._lines.put_nowait((self._queued, line))
+            else:
                 if self._gaps and self._gaps[-1][0] == self._queued:
                     self._gaps[-1][1] += 1
                 else:
@@ -73,8 +79,7 @@ class LineWriter:
 
     def close(self, timeout: float = 1.0) -> None:
         """Write what is waiting (for up to ``timeout``), then stop."""
-        with contextlib.suppress(queue.Full):
-            self._lines.put(None, timeout=timeout)
+        self._lines.put_nowait(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -89,6 +94,8 @@ class LineWriter:
                 stream.write(line)
                 self._write_gaps(stream, before=number + 1)
                 stream.flush()
+                with self._lock:
+                    self._waiting.release(len(line))
             self._write_gaps(stream, before=self._queued + 1)
             stream.flush()
         except (OSError, ValueError) as exc:  # the reader went away (EPIPE), the file closed
@@ -159,8 +166,9 @@ class ConsolePrinter:
 
 def printable(text: str) -> str:
     """``text`` with every control character (escape sequences, newlines, carriage returns,
-    bells, C1 codes) written out as a visible escape, e.g. ``\\x1b``, ``\\n``."""
-    return "".join(_escape(ch) for ch in text)
+    bells, C1 codes) written out as a visible escape, e.g. ``\\x1b``, ``\\n``; cut at
+    ``MAX_SHOWN_CHARS`` (the console is not the record: `--events` keeps every word)."""
+    return "".join(_escape(ch) for ch in shortened(text))
 
 
 def _escape(ch: str) -> str:
@@ -197,7 +205,7 @@ def describe(event: DeviceEvent) -> str | None:
         case ev.Interruption():
             return "-- interrupted: playback stopped"
         case ev.ToolCall(tool_name=name, parameters=parameters):
-            return f"tool call: {printable(name)}({json.dumps(parameters)})"
+            return f"tool call: {printable(name)}({shortened(json.dumps(parameters))})"
         case (
             ev.ServerError(message=message)
             | ev.ProtocolErrorSeen(message=message)

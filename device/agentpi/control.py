@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import stat
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from typing import Any, Protocol
 from agentpi import bounded_json
 from agentpi.config import ConfigError, ControlConfig
 from agentpi.errors import AgentpiError
-from agentpi.events import DeviceEvent, EventBus, dropped_line, event_line
+from agentpi.events import DeviceEvent, EventBus, dropped_line, event_line, shortened_record
+from agentpi.line_backlog import WaitingLines
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,17 @@ SYSTEM_SOCKET = Path("/run/agentpi") / SOCKET_NAME
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 MAX_CLIENTS = 16
+"""Control-socket connections served at once (event followers included); more are refused."""
 REQUEST_IDLE_S = 10.0
 """A connection that has not completed a request line this long after it opened (or after its
 last answer) is hung up on: half-sent requests cannot hold the slots."""
-"""Control-socket connections served at once (event followers included); more are refused."""
 SUBSCRIBER_BACKLOG = 1000
-"""Event lines kept for a subscriber that reads slowly; beyond it they are counted as dropped."""
+SUBSCRIBER_BACKLOG_BYTES = 1024 * 1024
+"""Event lines (and their bytes) kept for a subscriber that reads slowly; beyond either bound
+they are counted as dropped. Their texts are shortened (``events.MAX_SHOWN_CHARS``)."""
+HANG_UP_S = 2.0
+"""How long a client that is hung up on has to take what was written to it, before the
+connection is cut: one that never reads would otherwise hold the device's exit for ever."""
 COMMANDS = ("status", "start", "stop", "say", "context", "events")
 
 
@@ -251,7 +258,9 @@ class ControlServer:
             for writer in list(self._connections.values()):
                 writer.close()
             if self._connections:
-                await asyncio.wait(list(self._connections), timeout=2.0)
+                await asyncio.wait(list(self._connections), timeout=HANG_UP_S)
+            for writer in list(self._connections.values()):
+                writer.transport.abort()  # a client that takes nothing written to it
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
@@ -273,9 +282,7 @@ class ControlServer:
             pass  # the client went away; nothing to tell anyone
         finally:
             self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _hang_up(writer)
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -312,19 +319,23 @@ class ControlServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[str] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        lines: deque[bytes] = deque()
+        waiting = WaitingLines(SUBSCRIBER_BACKLOG, SUBSCRIBER_BACKLOG_BYTES)
+        ready = asyncio.Event()
         dropped = 0
 
-        def offer(line: str) -> None:
+        def offer(line: bytes) -> None:
             nonlocal dropped
-            try:
-                lines.put_nowait(line)
-            except asyncio.QueueFull:
+            if waiting.admit(len(line)):
+                lines.append(line)
+                ready.set()
+            else:
                 dropped += 1
 
         def listener(event: DeviceEvent) -> None:
-            # events may come from any thread; the queue lives on the loop
-            loop.call_soon_threadsafe(offer, event_line(event.record()))
+            line = event_line(shortened_record(event.record())).encode()
+            # events may come from any thread; the backlog lives on the loop
+            loop.call_soon_threadsafe(offer, line)
 
         self.device.events.subscribe(listener)
         hung_up = asyncio.ensure_future(_until_eof(reader))  # the subscriber is gone
@@ -332,19 +343,34 @@ class ControlServer:
             writer.write(_answer({"ok": True}))
             await writer.drain()
             while not hung_up.done():
-                next_line = asyncio.ensure_future(lines.get())
-                await asyncio.wait({next_line, hung_up}, return_when=asyncio.FIRST_COMPLETED)
-                if not next_line.done():
+                if not lines:
+                    ready.clear()
+                    next_line = asyncio.ensure_future(ready.wait())
+                    await asyncio.wait({next_line, hung_up}, return_when=asyncio.FIRST_COMPLETED)
                     next_line.cancel()
-                    break
+                    continue
                 if dropped:
                     writer.write(dropped_line(dropped).encode())
                     dropped = 0
-                writer.write(next_line.result().encode())
+                line = lines.popleft()
+                waiting.release(len(line))
+                writer.write(line)
                 await writer.drain()
         finally:
             self.device.events.unsubscribe(listener)
             hung_up.cancel()
+
+
+async def _hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close the connection, giving the client ``HANG_UP_S`` to take what is still being
+    written to it; then cut it (a client that never reads held the device's exit for ever)."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), HANG_UP_S)
+    except Exception:
+        pass
+    finally:
+        writer.transport.abort()
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:

@@ -387,6 +387,29 @@ def dropped_line(count: int) -> str:
     return event_line({"event": "events_dropped", "count": count})
 
 
+MAX_SHOWN_CHARS = 4096
+"""The longest text a line that is not the record carries (the transcript on the console, the
+control socket's subscribers, MQTT): a server may send an answer of megabytes."""
+
+
+def shortened(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def shortened_record(value: Any, limit: int = MAX_SHOWN_CHARS) -> Any:
+    """``value`` (a record, or a part of one) with every text in it shortened."""
+    if isinstance(value, str):
+        return shortened(value, limit)
+    if isinstance(value, dict):
+        return {key: shortened_record(item, limit) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [shortened_record(item, limit) for item in value]
+    return value
+
+
 def event_line(record: EventRecord) -> str:
     """One record as the line `--events` and the control socket's subscribers get."""
     return json.dumps(record, ensure_ascii=False, default=str) + "\n"

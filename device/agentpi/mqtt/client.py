@@ -24,7 +24,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agentpi.control import ControlledDevice, carry_out
 from agentpi.credentials import Secret
-from agentpi.events import DeviceEvent
+from agentpi.events import DeviceEvent, shortened_record
 from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
 from agentpi.mqtt.settings import MAX_PACKET_BYTES, MqttConfig, broker_address, tls_context
 
@@ -75,7 +75,8 @@ class MqttLink:
 
     def _on_event(self, event: DeviceEvent) -> None:
         try:
-            publications = self.bridge.on_event(event.record(), self.device.status)
+            record = shortened_record(event.record())  # 256 queued answers of 8 MB each
+            publications = self.bridge.on_event(record, self.device.status)
         except Exception:  # MQTT is a side channel: it must never break the device's own work
             log.exception("MQTT: event %s not published", event.kind)
             return
