@@ -34,6 +34,11 @@ TODAY = [
     (ev.ButtonAction("talk"), '{"event": "button", "action": "talk"}'),
     (ev.VolumeChanged(80.0), '{"event": "volume", "percent": 80.0}'),
     (ev.ControlError("in use"), '{"event": "control_error", "message": "in use"}'),
+    (
+        ev.MqttTakenOver("hall", "another client", 60.0),
+        '{"event": "mqtt_taken_over", "client_id": "hall", "reason": "another client", '
+        '"retry_in_s": 60.0}',
+    ),
     (ev.AudioError("gone"), '{"event": "audio_error", "message": "gone"}'),
     (ev.AudioRetry(2, "gone"), '{"event": "audio_retry", "attempt": 2, "message": "gone"}'),
     (ev.AudioRestored(3), '{"event": "audio_restored", "attempts": 3}'),

@@ -16,12 +16,16 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
+import agentpi.mqtt.client as mqtt_client
 from agentpi.app import Device
+from agentpi.backoff import RECONNECT_MAX_S
 from agentpi.config import TriggerConfig
 from agentpi.credentials import Secret
-from agentpi.events import EventBus, VolumeChanged
-from agentpi.mqtt.client import MqttLink
+from agentpi.events import DeviceEvent, EventBus, MqttTakenOver, VolumeChanged
+from agentpi.mqtt.client import SHORT_SESSIONS_SUSPECTED, MqttLink, taken_over
 from agentpi.mqtt.doctor import check_broker
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol.client_messages import UserMessage
@@ -370,6 +374,7 @@ def test_doctor_checks_the_broker_and_says_what_to_fix(broker: Broker) -> None:
         ("url = 'mqtts://broker.lan'\nbase_topic = 'a/#'", "mqtt.base_topic"),
         ("url = 'mqtts://broker.lan'\nevents_per_s = 0", "mqtt.events_per_s"),
         ("url = 'mqtts://broker.lan'\nprotocol = '3'", 'use "5" or "3.1.1"'),
+        ("url = 'mqtts://broker.lan'\nclient_id = 'a b'", "mqtt.client_id = 'a b': use 1 to 64"),
     ],
 )
 def test_bad_mqtt_config_is_one_line(tmp_path: Path, mqtt: str, expected: str) -> None:
@@ -572,3 +577,92 @@ def test_the_nastiest_payloads_leave_the_link_answering(broker: Broker) -> None:
     assert device.calls == ["wake False"]
     assert len(replies) == len(nasty) + 1
     assert all(json.loads(reply)["ok"] is False for reply in replies[:-1])
+
+
+def test_a_twin_taking_the_device_s_client_id_is_named_and_waited_out(broker: Broker) -> None:
+    """A second client logs in with the device's (configured) client id, and again whenever it
+    is pushed out, as a cloned SD card's twin would. Before, the two flapped (21 take-overs in
+    20 s); now the device says what is going on and waits the longest back-off."""
+
+    async def scenario() -> tuple[MqttLink, list[MqttTakenOver], int]:
+        device = StandIn("hall")
+        taken: list[MqttTakenOver] = []
+        said = asyncio.Event()
+
+        def listen(event: DeviceEvent) -> None:
+            if isinstance(event, MqttTakenOver):
+                taken.append(event)
+                said.set()
+
+        device.events.subscribe(listen)
+        config = mqtt_config(broker, tls=False, discovery=False, client_id="hall-speaker")
+        link, running = start_link(device, config)
+        logins = 0
+
+        async def twin() -> None:
+            nonlocal logins
+            while True:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    async with aiomqtt.Client(
+                        "127.0.0.1",
+                        broker.port,
+                        identifier="hall-speaker",
+                        username=USER,
+                        password=PASSWORD,
+                    ) as client:
+                        logins += 1
+                        async for _ in client.messages:
+                            pass
+                await asyncio.sleep(0.2)
+
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            other = asyncio.ensure_future(twin())
+            await asyncio.wait_for(said.wait(), 30)
+            other.cancel()
+        finally:
+            running.cancel()
+        return link, taken, logins
+
+    link, taken, logins = asyncio.run(scenario())
+    assert [event.client_id for event in taken] == [
+        "hall-speaker"
+    ] and link.client_id == "hall-speaker"
+    assert "another client" in taken[0].reason
+    assert taken[0].retry_in_s >= 0.75 * RECONNECT_MAX_S  # the longest wait, not a second
+    assert link.connects <= SHORT_SESSIONS_SUSPECTED + 1 and logins <= link.connects + 1
+
+
+def test_a_broker_s_own_word_on_a_take_over_is_believed_at_once() -> None:
+    said = aiomqtt.MqttCodeError(ReasonCode(PacketTypes.DISCONNECT, identifier=0x8E), "gone")
+    wrapped = aiomqtt.MqttError("Disconnected during message iteration")
+    wrapped.__cause__ = said
+    assert taken_over(wrapped, short_sessions=0) is not None
+    lost = aiomqtt.MqttError("Disconnected during message iteration")
+    lost.__cause__ = aiomqtt.MqttCodeError(ReasonCode(PacketTypes.DISCONNECT, identifier=0x80))
+    assert taken_over(lost, short_sessions=0) is None
+    assert taken_over(lost, short_sessions=SHORT_SESSIONS_SUSPECTED) is not None
+
+
+def test_a_broker_that_goes_away_after_a_long_session_is_retried_with_back_off(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that lasted resets the back-off once, not at every failed connect after it
+    (the broker that went down after an hour was retried every second)."""
+    monkeypatch.setattr(mqtt_client, "STABLE_S", 0.3)
+
+    async def scenario() -> int:
+        device = StandIn("steady")
+        link, running = start_link(device, mqtt_config(broker, tls=False, discovery=False))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 15)
+            await asyncio.sleep(0.5)  # a session long enough to count as stable
+            broker.kill()
+            async with asyncio.timeout(15):
+                while link.failures < 3:
+                    await asyncio.sleep(0.1)
+            return link.failures
+        finally:
+            running.cancel()
+
+    assert asyncio.run(scenario()) >= 3

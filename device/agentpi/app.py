@@ -20,6 +20,7 @@ from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.cues import Cues
 from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk, set_up_echo
+from agentpi.backoff import reconnect_delay
 from agentpi.config import Config, for_wake_word
 from agentpi.conversation import ConversationRun, RunContext
 from agentpi.credentials import Secret
@@ -43,12 +44,11 @@ from agentpi.triggers.sources import (
     TriggerSource,
     WakeTrigger,
     failures_after,
-    reconnect_delay,
     skip_wake_phrase,
 )
 from agentpi.wake.listener import WakeListener
 
-__all__ = ["Device", "Trigger", "reconnect_delay"]
+__all__ = ["Device", "Trigger"]
 
 ERROR_HOLD_S = 1.0
 """How long the error (or offline) state shows, its cue included, before listening again."""

@@ -109,6 +109,16 @@ class ControlError(DeviceEvent, kind="control_error"):
 
 
 @dataclass(frozen=True)
+class MqttTakenOver(DeviceEvent, kind="mqtt_taken_over"):
+    """Another MQTT client logged in with the device's client id (the broker said so, or the
+    sessions it keeps ending suggest it); the link waits the longest back-off, then tries."""
+
+    client_id: str
+    reason: str
+    retry_in_s: float
+
+
+@dataclass(frozen=True)
 class AudioError(DeviceEvent, kind="audio_error"):
     message: str
 

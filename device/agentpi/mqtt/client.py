@@ -4,7 +4,8 @@ The device never waits for the broker: events become publications on the event l
 into a bounded queue (``QUEUE_MAX``; the oldest is dropped beyond it and counted); a sender task
 drains it while connected. A broker that is down at boot, restarts, or stalls only delays what
 the queue holds; the link reconnects with back-off (1 s doubling to a minute, +-25 %), and every
-connect publishes the whole retained state again.
+connect publishes the whole retained state again. A session the broker gave to another client
+with the same id (MQTT 5 says so) waits the longest and says so: an ``mqtt_taken_over`` event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -22,9 +22,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT, reconnect_delay
 from agentpi.control import ControlledDevice, carry_out
 from agentpi.credentials import Secret
-from agentpi.events import DeviceEvent, shortened_record
+from agentpi.events import DeviceEvent, MqttTakenOver, shortened_record
 from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
 from agentpi.mqtt.settings import MAX_PACKET_BYTES, MqttConfig, broker_address, tls_context
 
@@ -33,11 +34,13 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 256
 INCOMING_MAX = 64
 """Commands received and not yet carried out; a flood beyond it is dropped by the library."""
-RECONNECT_MAX_S = 60.0
 STABLE_S = 30.0
 """A session that lasted this long resets the back-off; a shorter one counts as a failure (a
 second client with the device's client id takes the session over at every connect: without this
 the two flapped, 21 take-overs in 20 s)."""
+SHORT_SESSIONS_SUSPECTED = 3
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5's reason code in the broker's DISCONNECT when another client logged in with this id."""
 RETAINED = "a retained command is not carried out (it would run again at every start); cleared"
 
 
@@ -63,6 +66,7 @@ class MqttLink:
         self.address = broker_address(config)
         self.password = password
         self.bridge = MqttBridge(config, device.device_id, version)
+        self.client_id = config.client_id or f"agentpi-{self.bridge.node}"
         self._queue: deque[Publish] = deque(maxlen=queue_max)
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,6 +75,8 @@ class MqttLink:
         self.connects = 0
         self.failures = 0
         self._connected_at = float("-inf")
+        self.short_sessions = 0
+        """Sessions in a row that ended within ``STABLE_S`` of their start."""
         device.events.subscribe(self._on_event)
 
     def _on_event(self, event: DeviceEvent) -> None:
@@ -103,23 +109,46 @@ class MqttLink:
         """Connect, serve, reconnect, until cancelled."""
         self._loop = asyncio.get_running_loop()
         while True:
+            attempt = time.monotonic()
             try:
                 await self._session()
             except (aiomqtt.MqttError, OSError, ValueError) as exc:
                 self.connected.clear()
-                if time.monotonic() - self._connected_at >= STABLE_S:
-                    self.failures = 0
+                opened = self._connected_at >= attempt
+                if opened and time.monotonic() - self._connected_at >= STABLE_S:
+                    self.failures = self.short_sessions = 0
+                elif opened:
+                    self.short_sessions += 1
                 self.failures += 1
-                delay = min(RECONNECT_MAX_S, 2.0 ** min(self.failures - 1, 6))
-                delay *= random.uniform(0.75, 1.25)
-                log.warning("MQTT broker %s: %s; again in %.1f s", self.address.host, exc, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._wait_after(exc))
+
+    def _wait_after(self, exc: BaseException) -> float:
+        """The back-off after a session or connect that failed with ``exc``, said in the log
+        (and, for a take-over, as an event)."""
+        why = taken_over(exc, self.short_sessions)
+        if why is None:
+            delay = reconnect_delay(self.failures, 1.0)
+            log.warning("MQTT broker %s: %s; again in %.1f s", self.address.host, exc, delay)
+            return delay
+        # the other client is back at once if we are: the longest wait, and a word
+        self.failures = max(self.failures, FAILURES_FOR_LONGEST_WAIT)
+        delay = reconnect_delay(self.failures, 1.0)
+        self.device.events.publish(MqttTakenOver(self.client_id, why, round(delay, 1)))
+        log.warning(
+            "MQTT broker %s: %s (client id %r); give one of them another mqtt.client_id; "
+            "again in %.0f s",
+            self.address.host,
+            why,
+            self.client_id,
+            delay,
+        )
+        return delay
 
     async def _session(self) -> None:
         will = self.bridge.will()
         async with aiomqtt.Client(
             **login_options(self.config, self.password),
-            identifier=f"agentpi-{self.bridge.node}",
+            identifier=self.client_id,
             keepalive=self.config.keepalive_s,
             will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
             timeout=10,
@@ -196,6 +225,23 @@ class MqttLink:
             self._enqueue(self.bridge.wake_changed(bool(command.wake_on)))
             return {"ok": True}
         return {"ok": False, "error": error}
+
+
+def taken_over(exc: BaseException, short_sessions: int) -> str | None:
+    """Why the session looks taken over by another client with the device's id, or None. MQTT 5
+    brokers that say so (reason 0x8E) are believed at once; others (Mosquitto 2.0 just closes
+    the socket, as every 3.1.1 broker does) are suspected after a run of short sessions."""
+    seen: BaseException | None = exc
+    while seen is not None:  # aiomqtt's error is caused by the one that carries the code
+        if isinstance(seen, aiomqtt.MqttCodeError) and seen.rc == SESSION_TAKEN_OVER:
+            return "the broker gave the session to another client that logged in with this id"
+        seen = seen.__cause__
+    if short_sessions >= SHORT_SESSIONS_SUSPECTED:
+        return (
+            f"the broker ended {short_sessions} sessions in a row within {STABLE_S:g} s of "
+            "their start: another client may be logging in with this id"
+        )
+    return None
 
 
 def login_options(config: MqttConfig, password: Secret | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -38,12 +39,18 @@ class MqttConfig:
     events_per_s: float = 10.0
     """Event lines published at most this often (more are counted and dropped)."""
     keepalive_s: int = 30
+    client_id: str = ""
+    """The id the device logs in to the broker with (default: agentpi-<device id>); two clients
+    with one id take the session from each other."""
     protocol: str = "5"
     """MQTT "5" (the broker then sends nothing larger than ``MAX_PACKET_BYTES``) or "3.1.1" for
     a broker without version 5 (Mosquitto before 1.6)."""
 
 
 PROTOCOLS = ("5", "3.1.1")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What every broker takes (the standard promises only 23 letters and digits; Mosquitto and
+EMQX take far longer ids)."""
 MAX_PACKET_BYTES = 128 * 1024
 """The largest packet the device takes from the broker: a command is 64 KiB at most, so a
 larger one is answered as too long up to here, and beyond it never reaches the device's memory."""
@@ -96,5 +103,9 @@ def check_mqtt(config: MqttConfig) -> None:
         raise MqttConfigError(f"mqtt.events_per_s = {config.events_per_s}: use 0.1 to 1000")
     if not 5 <= config.keepalive_s <= 3600:
         raise MqttConfigError(f"mqtt.keepalive_s = {config.keepalive_s}: use 5 to 3600")
+    if config.client_id and not CLIENT_ID.fullmatch(config.client_id):
+        raise MqttConfigError(
+            f"mqtt.client_id = {config.client_id!r}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )
     if config.protocol not in PROTOCOLS:
         raise MqttConfigError(f'mqtt.protocol = {config.protocol!r}: use "5" or "3.1.1"')

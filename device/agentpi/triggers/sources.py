@@ -12,14 +12,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentpi.audio.capture import MicReader, Microphone
+from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT
 from agentpi.config import Config
 from agentpi.protocol.actions import ConversationEnded
 from agentpi.triggers.button import ButtonInput
@@ -29,24 +28,9 @@ from agentpi.wake.runner import WakeRunner
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MAX_S = 60.0
-
-
-def reconnect_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
-    """How long to wait before trying again after ``failures`` failed connects in a row:
-    doubling up to a minute, with +-25 % jitter so a room of devices that lost the same network
-    does not come back in lockstep."""
-    if failures <= 0:
-        return base_s
-    delay = min(RECONNECT_MAX_S, max(base_s, 1.0) * 2.0 ** (failures - 1))
-    return delay * (rng or random).uniform(0.75, 1.25)
-
-
 REFUSED_AT_START = 1008
 """The AsyncAPI's close code for contract errors: bad fields, an override the agent does not
 allow. No retry fixes those; a person does."""
-FAILURES_FOR_LONGEST_WAIT = 1 + math.ceil(math.log2(RECONNECT_MAX_S))
-"""Failures in a row from which ``reconnect_delay`` is at its ceiling, whatever the base (7)."""
 
 
 def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
