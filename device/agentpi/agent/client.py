@@ -6,17 +6,10 @@ Nothing here knows the conversation rules; it moves typed messages between ``web
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import ssl
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agentpi import __version__
 from agentpi import events as ev
-from agentpi.agent.https import AnswerRefused, http_url, open_url, read_json
+from agentpi.agent.https import AnswerRefused, Unreachable, http_url, request
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
@@ -81,28 +74,24 @@ MAX_SIGNED_URL_ANSWER = 64 * 1024
 device from 46 to 248 MB)."""
 
 
-def _fetch_signed_url_blocking(
+async def _fetch_signed_url(
     endpoint: str, headers: dict[str, str], timeout: float, hint: str
 ) -> str:
-    request = urllib.request.Request(endpoint, headers=headers)
-    deadline = time.monotonic() + timeout
     try:
-        with open_url(request, timeout) as response:
-            body = read_json(response, MAX_SIGNED_URL_ANSWER, deadline)
-    except urllib.error.HTTPError as exc:
-        advice = f" ({hint})" if exc.code in (401, 403) else ""
-        if 300 <= exc.code < 400:
-            advice = " (a redirect, not followed: the credential would go with it)"
-        raise AgentConnectError(
-            f"signed URL request to {redact_url(endpoint)} failed: HTTP {exc.code}{advice}"
-        ) from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise AgentConnectError(
-            f"cannot reach {redact_url(endpoint)}: {reason}", offline=True
-        ) from None
+        answer = await request("GET", endpoint, headers, MAX_SIGNED_URL_ANSWER, timeout)
+        body = answer.json() if 200 <= answer.status < 300 else None
+    except Unreachable as exc:
+        where = redact_url(endpoint)
+        raise AgentConnectError(f"cannot reach {where}: {exc}", offline=True) from None
     except AnswerRefused as exc:
         raise AgentConnectError(f"{redact_url(endpoint)}: {exc}") from None
+    if not 200 <= answer.status < 300:
+        advice = f" ({hint})" if answer.status in (401, 403) else ""
+        if 300 <= answer.status < 400:
+            advice = " (a redirect, not followed: the credential would go with it)"
+        raise AgentConnectError(
+            f"signed URL request to {redact_url(endpoint)} failed: HTTP {answer.status}{advice}"
+        )
     signed = body.get("signed_url") if isinstance(body, dict) else None
     if not isinstance(signed, str) or not _usable_socket_url(signed):
         raise AgentConnectError(
@@ -110,28 +99,6 @@ def _fetch_signed_url_blocking(
             "(wss://, or ws:// to this machine only)"
         )
     return signed
-
-
-async def on_a_daemon_thread(fetch: Callable[..., str], *args: Any) -> str:
-    """``fetch(*args)`` on a daemon thread: unlike the default executor's, one that is still
-    waiting for a server when the device stops does not hold its exit up."""
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[str] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not answer.done():
-            outcome()
-
-    def run() -> None:
-        try:
-            outcome = functools.partial(answer.set_result, fetch(*args))
-        except BaseException as exc:
-            outcome = functools.partial(answer.set_exception, exc)
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, outcome)
-
-    threading.Thread(target=run, name="agentpi-fetch", daemon=True).start()
-    return await answer
 
 
 def _usable_socket_url(url: str) -> bool:
@@ -144,12 +111,8 @@ def _usable_socket_url(url: str) -> bool:
 async def fetch_signed_url(base_url: str, agent_id: str, api_key: str, timeout: float) -> str:
     """A signed URL from ElevenLabs itself, paid for with the API key."""
     endpoint = signed_url_endpoint(base_url, agent_id)
-    return await on_a_daemon_thread(
-        _fetch_signed_url_blocking,
-        endpoint,
-        {"xi-api-key": api_key},
-        timeout,
-        "check ELEVENLABS_API_KEY",
+    return await _fetch_signed_url(
+        endpoint, {"xi-api-key": api_key}, timeout, "check ELEVENLABS_API_KEY"
     )
 
 
@@ -163,9 +126,7 @@ async def fetch_signed_url_from_owner(
     query = "&".join(q for q in (parts.query, urlencode({"agent_id": agent_id})) if q)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await on_a_daemon_thread(
-        _fetch_signed_url_blocking, url, headers, timeout, "check the device's endpoint token"
-    )
+    return await _fetch_signed_url(url, headers, timeout, "check the device's endpoint token")
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,12 @@ JSON's depth, and no redirect followed (the key would go along to wherever it po
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from agentpi import bounded_json
-from agentpi.agent.https import AnswerRefused, http_url, open_url, read_json
+from agentpi.agent.https import Answer, AnswerRefused, Unreachable, http_url, request
 from agentpi.errors import AgentpiError
 
 JsonDict = dict[str, Any]
@@ -50,20 +47,17 @@ def _request(
     method: str, url: str, api_key: str, body: JsonDict | None, timeout_s: float
 ) -> JsonDict:
     data = None if body is None else json.dumps(body).encode()
-    headers = {"xi-api-key": api_key, "Accept": "application/json"}
+    headers = {"xi-api-key": api_key}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     where = f"{method} {urlsplit(url).path}"
-    deadline = time.monotonic() + timeout_s
     try:
-        with open_url(request, timeout_s) as response:
-            document = read_json(response, MAX_ANSWER_BYTES, deadline)
-    except urllib.error.HTTPError as exc:
-        raise AgentApiError(f"{where}: {_refusal(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise AgentApiError(f"{where}: cannot reach {urlsplit(url).netloc}: {reason}") from None
+        answer = asyncio.run(request(method, url, headers, MAX_ANSWER_BYTES, timeout_s, data))
+        if not 200 <= answer.status < 300:
+            raise AgentApiError(f"{where}: {_refusal(answer)}")
+        document = answer.json()
+    except Unreachable as exc:
+        raise AgentApiError(f"{where}: cannot reach {urlsplit(url).netloc}: {exc}") from None
     except AnswerRefused as exc:
         raise AgentApiError(f"{where}: {exc}") from None
     if not isinstance(document, dict):
@@ -71,19 +65,19 @@ def _request(
     return document
 
 
-def _refusal(exc: urllib.error.HTTPError) -> str:
+def _refusal(answer: Answer) -> str:
     advice = {
         401: "the API key was refused (check ELEVENLABS_API_KEY)",
         403: "the API key may not read or change agents (give it the Agents permission)",
         404: "no such agent (check [agent] agent_id)",
     }
-    if exc.code in advice:
-        return f"HTTP {exc.code}: {advice[exc.code]}"
-    if 300 <= exc.code < 400:
-        return f"HTTP {exc.code}: a redirect, not followed (the API key would go with it)"
+    if answer.status in advice:
+        return f"HTTP {answer.status}: {advice[answer.status]}"
+    if 300 <= answer.status < 400:
+        return f"HTTP {answer.status}: a redirect, not followed (the API key would go with it)"
     try:
-        detail = bounded_json.loads(exc.read(4096) or b"null", 4096)
-    except (ValueError, OSError):
+        detail = answer.json() if answer.body else None
+    except AnswerRefused:
         detail = None
     said = detail.get("detail") if isinstance(detail, dict) else None
-    return f"HTTP {exc.code}" + (f": {str(said)[:200]}" if said else "")
+    return f"HTTP {answer.status}" + (f": {str(said)[:200]}" if said else "")
