@@ -1,24 +1,41 @@
-"""Secrets (the API key, the endpoint token) from the environment or a systemd credential.
+"""Secrets (the API key, the endpoint token, the MQTT password) from the environment or a
+systemd credential.
 
 Never from the config file or the command line; a Secret never shows its value when printed."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 API_KEY_ENV = "ELEVENLABS_API_KEY"
-
-
 API_KEY_CREDENTIAL = "elevenlabs_api_key"
-
-
 ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
-
-
 ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
 MQTT_PASSWORD_ENV = "AGENTPI_MQTT_PASSWORD"
 MQTT_PASSWORD_CREDENTIAL = "agentpi_mqtt_password"
+
+
+@dataclass(frozen=True)
+class CredentialSpec:
+    credential: str
+    """The systemd credential's name (the unit's ``LoadCredential=``)."""
+    variable: str
+    """The environment variable that gives it outside systemd."""
+    file: str
+    """Its file in /etc/agentpi, which install-service makes (empty: not used)."""
+    use: str
+
+
+CREDENTIALS = (
+    CredentialSpec(API_KEY_CREDENTIAL, API_KEY_ENV, "api_key", "private agents"),
+    CredentialSpec(
+        ENDPOINT_TOKEN_CREDENTIAL, ENDPOINT_TOKEN_ENV, "endpoint_token", "a signed_url_endpoint"
+    ),
+    CredentialSpec(MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV, "mqtt_password", "an MQTT broker"),
+)
+"""Every secret the device reads: the unit loads each, install-service makes each file."""
 
 
 class Secret:

@@ -14,6 +14,8 @@ import os
 import uuid
 from pathlib import Path
 
+from agentpi.atomic_file import write_atomically
+
 APP_KEY = b"agentpi device id v1"
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 
@@ -52,7 +54,7 @@ def _kept_random_id(state_dir: Path) -> str:
     made = f"agentpi-{uuid.uuid4().hex[:16]}"
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(made + "\n", encoding="ascii")
+        write_atomically(path, made + "\n", 0o644)
     except OSError:
         pass  # read-only and no machine id: still a usable id, for this run
     return made

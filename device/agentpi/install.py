@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentpi.atomic_file import write_atomically
 from agentpi.config import ConfigError
+from agentpi.credentials import CREDENTIALS
 
 SERVICE_USER = "agentpi"
 GROUPS = ("audio", "gpio", "spi")
@@ -134,26 +136,21 @@ class Installer:
         if config.exists():
             self.say(f"{config}: kept as it is")
         else:
-            shutil.copyfile(DATA / "config-template.toml", config)
+            write_atomically(config, (DATA / "config-template.toml").read_text(), 0o640)
             self.say(f"{config}: written from the template; set agent_id in it")
         self._own(config, 0o640)
         # systemd will not start the unit if a credential file is missing: an empty one means
         # "not used"
-        for name, variable, use in (
-            ("api_key", "ELEVENLABS_API_KEY", "private agents"),
-            ("endpoint_token", "AGENTPI_ENDPOINT_TOKEN", "a signed_url_endpoint"),
-        ):
-            secret = folder / name
+        for spec in CREDENTIALS:
+            secret = folder / spec.file
             if secret.exists() and secret.read_text().strip():
                 self.say(f"{secret}: present")
-            elif os.environ.get(variable):
-                secret.touch(mode=0o600)
-                os.chmod(secret, 0o600)
-                secret.write_text(os.environ[variable].strip() + "\n")
-                self.say(f"{secret}: written from ${variable} (mode 0600)")
+            elif os.environ.get(spec.variable):
+                write_atomically(secret, os.environ[spec.variable].strip() + "\n", 0o600)
+                self.say(f"{secret}: written from ${spec.variable} (mode 0600)")
             else:
-                secret.touch(mode=0o600)
-                self.say(f"{secret}: empty (needed only for {use}; mode 0600)")
+                write_atomically(secret, "", 0o600)
+                self.say(f"{secret}: empty (needed only for {spec.use}; mode 0600)")
             os.chmod(secret, 0o600)
 
     def _own(self, path: Path, mode: int) -> None:
@@ -176,8 +173,7 @@ class Installer:
         if unit.exists() and unit.read_text() == text:
             self.say(f"{unit}: up to date")
         else:
-            unit.write_text(text)
-            os.chmod(unit, 0o644)
+            write_atomically(unit, text, 0o644)
             self.say(f"{unit}: installed (ExecStart={executable})")
 
     def _systemd(self, *commands: list[str]) -> None:
