@@ -17,6 +17,7 @@ from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
+from agentpi.clock import describe_clock
 from agentpi.config import Config, ConfigError, load_config
 from agentpi.credentials import read_api_key, read_mqtt_password
 from agentpi.errors import reason_of
@@ -48,6 +49,7 @@ def diagnose(config_path: str | Path) -> list[Check]:
         return [Check("config", False, reason_of(exc), fix)]
     checks.append(Check("config", True, f"{config_path}: valid"))
     checks.append(_api_key())
+    checks.append(_clock())
     checks += _agent_settings(config)
     for name, check in (
         ("microphone", lambda: _microphone(config)),
@@ -187,6 +189,12 @@ def _wake(config: Config) -> Check:
     except ModelError as exc:
         return Check("wake word", False, reason_of(exc), "agentpi models download")
     return Check("wake word", True, f"{', '.join(files.wake)} on {engine.name}")
+
+
+def _clock() -> Check:
+    ok, detail = describe_clock()
+    fix = "" if ok else "connect the network: systemd-timesyncd sets it (see `timedatectl status`)"
+    return Check("clock", ok, detail, fix)
 
 
 def _reach(config: Config) -> Check:

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agentpi import __version__
 from agentpi import events as ev
 from agentpi.agent.https import AnswerRefused, Unreachable, http_url, request
+from agentpi.clock import certificate_refusal, clock_behind
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
@@ -166,9 +167,10 @@ class AgentConnection:
                 f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
             ) from None
         except ssl.SSLCertVerificationError as exc:
+            # a clock not yet set is like no network: the offline cue, and it tries again
             raise AgentConnectError(
-                f"cannot connect to {redact_url(url)}: its TLS certificate is not trusted "
-                f"({exc.verify_message or exc.reason}); is the device's clock right?"
+                f"cannot connect to {redact_url(url)}: {certificate_refusal(exc)}",
+                offline=clock_behind() or "not yet valid" in (exc.verify_message or ""),
             ) from None
         except ssl.SSLError as exc:
             raise AgentConnectError(

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import h11
 
 from agentpi import __version__, bounded_json
+from agentpi.clock import certificate_refusal
 
 READ_BLOCK = 16 * 1024
 MAX_HEAD_BYTES = 16 * 1024
@@ -78,6 +79,8 @@ async def request(
                     parts.port or PORTS[parts.scheme],
                     ssl=ssl.create_default_context() if parts.scheme == "https" else None,
                 )
+            except ssl.SSLCertVerificationError as exc:
+                raise Unreachable(certificate_refusal(exc)) from None
             except OSError as exc:
                 raise Unreachable(str(getattr(exc, "reason", None) or exc)) from None
             head = _head(method, parts.netloc.rpartition("@")[2], headers, body)
