@@ -198,6 +198,52 @@ def test_a_flood_of_agent_audio_keeps_memory_bounded_and_the_run_ends_by_itself(
     assert 0 < peak["mb"] < RSS_BOUND_MB, f"peak RSS {peak['mb']:.0f} MB"
 
 
+FLOOD_OVER_CALM = 1.5
+"""Peak RSS in a flood of audio, over the same process's RSS in the conversation just before."""
+
+
+@pytest.mark.parametrize("seconds_per_frame", [1.0, 94.0])
+def test_a_flood_of_large_audio_frames_stays_within_half_again_the_calm_figure(
+    tmp_path: Path, seconds_per_frame: float
+) -> None:
+    """Frames of 1 s and of 94 s (4 MB of base64 each), as fast as the socket takes them, for
+    20 s. The speaker's backlog keeps 120 s; it once kept a view of each frame it took a few
+    samples of, so the whole decoded frame stayed alive with it (1 s frames: 161 MB; 4 MB
+    frames: 3 GB), and glibc kept the freed frames in its heap (90 MB)."""
+    audio = base64.b64encode(b"\x10\x00" * int(16000 * seconds_per_frame)).decode()
+    calm: list[float] = []
+    peak = {"mb": 0.0}
+    rss: list[float] = []
+
+    async def flood(ws: ServerConnection) -> None:
+        await opening(ws)
+        await asyncio.sleep(2.0)  # the conversation, calm
+        calm.append(max(rss))
+        await ws.send(frame("agent_response", {"agent_response": "Listen to this."}))
+        deadline = time.monotonic() + 20
+        with contextlib.suppress(ConnectionClosed):
+            while time.monotonic() < deadline:
+                await ws.send(frame("audio", {"audio_base_64": audio, "event_id": 1}))
+                await asyncio.sleep(0)
+        await ws.close(1000, "enough")
+
+    async def watch(pid: int) -> None:
+        while True:
+            try:
+                rss.append(rss_mb(pid))
+            except OSError:
+                return
+            peak["mb"] = max(peak["mb"], rss[-1])
+            await asyncio.sleep(0.05)
+
+    code, _, stderr, events = asyncio.run(
+        run_device(tmp_path, flood, agent="keepalive_s = 0", watch=watch, timeout=90)
+    )
+    assert code == 0 and "Traceback" not in stderr
+    assert [r for r in records(events) if r["event"] == "playback_overflow"]  # it did flood
+    assert peak["mb"] <= FLOOD_OVER_CALM * calm[0], f"{peak['mb']:.0f} MB, calm {calm[0]:.0f}"
+
+
 # ------------------------------------------------------------------ a flood of tool calls
 
 TOOL = """

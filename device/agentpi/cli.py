@@ -43,6 +43,7 @@ from agentpi.control_client import ControlClientError, event_lines, find_socket,
 from agentpi.credentials import read_api_key, read_mqtt_password
 from agentpi.errors import AgentpiError
 from agentpi.events import EventBus
+from agentpi.heap import return_large_blocks
 from agentpi.mqtt.settings import MqttConfig
 
 if TYPE_CHECKING:
@@ -353,6 +354,7 @@ async def _until_signalled(device: Device, once: bool) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    return_large_blocks()
     with contextlib.ExitStack() as stack:
         events = _event_outputs(args.events, stack)
         return asyncio.run(_run_device(config, events, args.once))

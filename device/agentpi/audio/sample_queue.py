@@ -45,7 +45,9 @@ class SampleQueue:
         refused = max(0, len(block) - max(0, room))
         if refused:
             self.refused_samples += refused
-            block = block[: len(block) - refused]
+            # a copy: a view of the few samples that fit would keep the whole decoded frame
+            # alive (a server flooding 4 MB frames pinned one per speaker period: 3 GB)
+            block = block[: len(block) - refused].copy()
         if len(block):
             self._blocks.append(block)
             self.samples += len(block)
