@@ -259,7 +259,7 @@ def _event_outputs(path: str | None, stack: contextlib.ExitStack) -> EventBus:
     stdout = LineWriter(sys.stdout)
     stack.callback(_release_stdout, stdout)
     if path is None or path != "-":
-        bus.subscribe(ConsolePrinter(stdout))
+        bus.subscribe(ConsolePrinter.on_stdout(stdout))
     if path is None:
         return bus
     if path == "-":

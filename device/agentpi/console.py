@@ -118,6 +118,16 @@ class LineWriter:
             stream.write(dropped_line(count))
 
 
+def stdout_is_the_journal(environ: dict[str, str] | None = None) -> bool:
+    """systemd's test: ``$JOURNAL_STREAM`` names the device and inode of our stdout."""
+    stream = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(1)
+    except OSError:
+        return False
+    return stream == f"{info.st_dev}:{info.st_ino}"
+
+
 def file_lines(path: str) -> LineWriter:
     """Event lines to the file ``path`` (``--events``), owned by the writer's thread; a FIFO is
     opened there too, when a reader comes, so one nobody reads cannot hold the start up."""
@@ -147,15 +157,38 @@ class JsonLinesWriter:
         self.lines.write(event_line(event.record()))
 
 
+JOURNAL_KINDS = frozenset(
+    {
+        "ready",
+        "conversation_ended",
+        "server_error",
+        "protocol_error",
+        "connect_failed",
+        "audio_error",
+    }
+)
+"""What reaches the journal of a boot service: the start, one summary per conversation, and what
+went wrong. Each line is written to the SD card; what was said is not (it is private too)."""
+
+
 class ConsolePrinter:
     """The conversation as a person wants to read it while it happens; text that came from the
-    network is escaped, so it can never be a terminal command or forge a line."""
+    network is escaped, so it can never be a terminal command or forge a line. ``brief``: only
+    ``JOURNAL_KINDS`` (stdout is the journal)."""
 
-    def __init__(self, lines: LineWriter) -> None:
+    def __init__(self, lines: LineWriter, brief: bool = False) -> None:
         self.lines = lines
+        self.brief = brief
         self._start: float | None = None
 
+    @classmethod
+    def on_stdout(cls, lines: LineWriter) -> ConsolePrinter:
+        """Brief when stdout is the journal (a boot service), the whole transcript otherwise."""
+        return cls(lines, brief=stdout_is_the_journal())
+
     def __call__(self, event: DeviceEvent) -> None:
+        if self.brief and event.kind not in JOURNAL_KINDS:
+            return
         line = describe(event)
         if line is None:
             return
