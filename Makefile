@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := portaudio19-dev python3-dev python3-venv gcc espeak-ng systemd
 # the tests' MQTT broker (its service is left disabled if the tests installed it), and libfaketime
 # for a clock that is not set yet
-TEST_APT_PACKAGES := mosquitto openssl faketime
+TEST_APT_PACKAGES := mosquitto openssl faketime iproute2
 # On a Raspberry Pi, gpiozero drives the pins through lgpio, which ships as a Debian package
 # (PyPI has no aarch64 wheel), so the venv sees the system site-packages there.
 ON_PI := $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo yes)
