@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         print("\n== where the upload starts after the wake phrase (clip set) ==")
         failed |= phrase_end.main()
     if "soak" in parts:
-        print("\n== soak: 200 conversations in one process ==", flush=True)
+        print("\n== soak: 2,000 conversations in one process ==", flush=True)
         # a process of its own: the parts before leave memory and threads behind in this one
         failed |= subprocess.run([sys.executable, "-m", "benchmarks.soak"]).returncode != 0
     return failed

@@ -1,31 +1,47 @@
-"""Soak: 200 conversations back to back in one device process, against the simulator in another.
+"""Soak: a year of a kiosk in minutes. 2,000 conversations back to back in one device process,
+against the simulator in another, through a network that is cut every 150 conversations, with its
+MQTT link to a real Mosquitto that is restarted every 100.
 
 The device runs in the kiosk loop (``immediate``) on a silent microphone; each conversation is a
-short greeting and a hang-up after 0.3 s of silence. After a warm-up of 10 conversations the
-process's open file descriptors, threads and RSS are taken, and again after the last: the goal is
-no descriptor or thread left behind and RSS growth under 5 MB.
+short greeting and a hang-up after 0.3 s of silence (time compressed: the simulator sends its audio
+at once). After a warm-up of 10 conversations the process's open file descriptors, threads and RSS
+are taken, and again after the last (with the MQTT link connected both times): the goal is no
+descriptor or thread left behind, RSS growth under 5 MB, and every conversation ended with a
+reason. ``SOAK_CONVERSATIONS`` sets the count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
+import time
+from collections import Counter
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tests.helpers import AGENTPI
+from tests.mqtt_broker import PASSWORD, USER, Broker
+from tests.netcut import FlakyNetwork
 
 from agentpi.app import Device
 from agentpi.audio.backend import Deliver, Failed
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
 from agentpi.config import AgentConfig, AudioConfig, Config, ConversationConfig, TriggerConfig
+from agentpi.credentials import Secret
 from agentpi.events import EventBus, EventRecord, as_records
+from agentpi.mqtt.client import MqttLink
+from agentpi.mqtt.settings import MqttConfig
 
-CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "200"))
+CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "2000"))
+BROKER_RESTART_EVERY = 100
+NETWORK_CUT_EVERY = 150
 WARM_UP = 10
 SCRIPT = """
 [simulator]
@@ -75,37 +91,85 @@ def footprint() -> tuple[int, int, float]:
     return len(os.listdir("/proc/self/fd")), int(values["Threads"]), rss_mb
 
 
-async def soak(url: str, folder: Path) -> tuple[tuple[int, int, float], tuple[int, int, float]]:
+Mark = tuple[int, int, float]
+
+
+async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mark, Counter[str]]:
+    network = FlakyNetwork(url)
     config = Config(
-        agent=AgentConfig(agent_id="soak", url=url),
+        agent=AgentConfig(agent_id="soak", url=network.url),
         trigger=TriggerConfig(mode="immediate", restart_pause_s=0.05),
         audio=AudioConfig(echo="aec", cues=False),
         conversation=ConversationConfig(silence_close_s=0.3),
     )
     bus = EventBus()
     ended = 0
-    marks: list[tuple[int, int, float]] = []
+    reasons: Counter[str] = Counter()
+    marks: list[Mark] = []
     done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    link: MqttLink | None = None
+    chores: set[asyncio.Task[None]] = set()
+
+    async def mark() -> None:
+        if link is not None:
+            try:
+                await asyncio.wait_for(link.connected.wait(), 60)
+            except TimeoutError:
+                print("the MQTT link did not come back within 60 s", flush=True)
+        marks.append(footprint())
+        if len(marks) == 2:
+            done.set()
+
+    async def restart_broker() -> None:
+        assert broker is not None
+        broker.kill()
+        await asyncio.to_thread(broker.start)
+
+    def chore(coroutine: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(coroutine)
+        chores.add(task)
+        task.add_done_callback(finished)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        chores.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            print(f"soak: {task.exception()!r}", flush=True)
+            done.set()
 
     def count(event: EventRecord) -> None:
         nonlocal ended
-        if event["event"] == "conversation_ended":
-            ended += 1
-            if ended in (WARM_UP, CONVERSATIONS):
-                marks.append(footprint())
-            if ended == CONVERSATIONS:
-                done.set()
+        if os.environ.get("SOAK_TRACE"):
+            print(event, flush=True)
+        if event["event"] == "conversation_started" and ended % NETWORK_CUT_EVERY == 75:
+            network.reset()  # mid-conversation, as a router reboot does it
+        if event["event"] != "conversation_ended":
+            return
+        ended += 1
+        reasons[event["reason"] or "(no reason)"] += 1
+        if broker is not None and ended % BROKER_RESTART_EVERY == 50:
+            chore(restart_broker())
+        if ended in (WARM_UP, CONVERSATIONS):
+            chore(mark())
 
     bus.subscribe(as_records(count))
     room = QuietRoom()
     mic = Microphone(lambda: room)
     mic.prepare(room)
     device = Device(config, mic, FileSink(folder / "speaker.wav"), events=bus)
-    task = asyncio.create_task(device.run())
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(device.run())]
+    if broker is not None:
+        mqtt = MqttConfig(
+            enabled=True, url=f"mqtt://127.0.0.1:{broker.port}", username=USER, discovery=False
+        )
+        link = MqttLink(device, mqtt, Secret(PASSWORD), "soak")
+        tasks.append(asyncio.create_task(link.run()))
     await done.wait()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return marks[0], marks[1]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    network.close()
+    return marks[0], marks[1], reasons
 
 
 def main() -> None:
@@ -113,26 +177,43 @@ def main() -> None:
         folder = Path(name)
         script = folder / "script.toml"
         script.write_text(SCRIPT)
+        broker = Broker(folder / "broker") if shutil.which("mosquitto") else None
+        if broker is not None:
+            broker.start()
         simulator = subprocess.Popen(
             [*AGENTPI, "simulate", "--port", "0", "--script", str(script)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        started = time.monotonic()
         try:
             assert simulator.stdout is not None
             url = simulator.stdout.readline().split()[-1]
-            before, after = asyncio.run(soak(url, folder))
+            before, after, reasons = asyncio.run(soak(url, folder, broker))
         finally:
             simulator.terminate()
             simulator.wait(10)
-    print(f"{CONVERSATIONS} conversations, one process; after {WARM_UP} -> after {CONVERSATIONS}:")
+            if broker is not None:
+                broker.kill()
+    took = time.monotonic() - started
+    print(
+        f"{CONVERSATIONS} conversations in {took / 60:.1f} min, one process; the network cut "
+        f"every {NETWORK_CUT_EVERY}, "
+        + (f"the MQTT broker restarted every {BROKER_RESTART_EVERY}" if broker else "no MQTT")
+        + f"; after {WARM_UP} -> after {CONVERSATIONS}:"
+    )
     print(f"{'figure':28} {'after warm-up':>14} {'at the end':>12} {'growth':>8}")
     for label, a, b in zip(
         ("open file descriptors", "threads", "RSS MB"), before, after, strict=True
     ):
         print(f"{label:28} {a:14.1f} {b:12.1f} {b - a:+8.1f}")
     print(f"{'RSS ratio end / warm-up':28} {after[2] / before[2]:35.3f}  (goal: growth < 5 MB)")
+    print("how they ended:")
+    for reason, count in reasons.most_common():
+        print(f"  {count:5d}  {reason}")
+    if "(no reason)" in reasons:
+        raise SystemExit("a conversation ended without a reason")
 
 
 if __name__ == "__main__":

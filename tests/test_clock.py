@@ -137,31 +137,29 @@ def faked_wall_clock(clock_file: Path) -> dict[str, str]:
 
 
 @needs_faketime
-def test_the_wall_clock_jumping_mid_conversation_changes_nothing(tmp_path: Path) -> None:
+def test_the_wall_clock_jumping_mid_conversation_changes_nothing(
+    tmp_path: Path, simulator_process: str
+) -> None:
     """NTP setting the clock a year forward, then two back, while the user speaks and the agent
     answers: the conversation's timers, turn times and duration run on the monotonic clock."""
     clock_file = tmp_path / "clock"
     clock_file.write_text(NOW)
     mic = silence_wav(tmp_path / "quiet.wav", 30)
     events = tmp_path / "events.jsonl"
-    with subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0", "--everything"], stdout=subprocess.PIPE, text=True
-    ) as simulator:
-        assert simulator.stdout is not None
-        url = simulator.stdout.readline().split()[-1]
-        body = device_toml(url, mic, tmp_path / "out.wav", conversation="silence_close_s = 6.0")
-        jumper = threading.Thread(
-            target=jump_clock, args=(clock_file, [(2.0, "+400d"), (4.0, "-400d")]), daemon=True
-        )
-        jumper.start()
-        started = time.monotonic()
-        run = subprocess.run(
-            [*AGENTPI, "run", "--once", "--config", str(write_config(tmp_path, body)),
-             "--events", str(events)],
-            env=faked_wall_clock(clock_file), capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        took = time.monotonic() - started
-        simulator.terminate()
+    body = device_toml(
+        simulator_process, mic, tmp_path / "out.wav", conversation="silence_close_s = 6.0"
+    )
+    jumper = threading.Thread(
+        target=jump_clock, args=(clock_file, [(2.0, "+400d"), (4.0, "-400d")]), daemon=True
+    )
+    jumper.start()
+    started = time.monotonic()
+    run = subprocess.run(
+        [*AGENTPI, "run", "--once", "--config", str(write_config(tmp_path, body)),
+         "--events", str(events)],
+        env=faked_wall_clock(clock_file), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
     assert run.returncode == 0, run.stderr
     assert clock_file.read_text() == "-400d"  # both jumps happened while it ran
     [ended] = [r for r in events_so_far(events) if r["event"] == "conversation_ended"]

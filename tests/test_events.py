@@ -199,16 +199,19 @@ def test_network_text_cannot_command_the_terminal_or_forge_a_line() -> None:
     assert printable("Grüße, ok") == "Grüße, ok"  # text is left as it is
 
 
+class Stuck(io.StringIO):
+    """A reader that takes nothing until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(10)
+        return super().write(text)
+
+
 def test_a_reader_that_reads_nothing_costs_lines_not_time() -> None:
-    class Stuck(io.StringIO):
-        def __init__(self) -> None:
-            super().__init__()
-            self.release = threading.Event()
-
-        def write(self, text: str) -> int:
-            self.release.wait(10)
-            return super().write(text)
-
     stream = Stuck()
     lines = LineWriter(stream, max_lines=10)
     started = time.monotonic()
@@ -225,15 +228,6 @@ def test_a_reader_that_reads_nothing_costs_lines_not_time() -> None:
 
 
 def test_what_waits_for_a_stuck_reader_is_bounded_in_size_and_a_long_line_still_passes() -> None:
-    class Stuck(io.StringIO):
-        def __init__(self) -> None:
-            super().__init__()
-            self.release = threading.Event()
-
-        def write(self, text: str) -> int:
-            self.release.wait(10)
-            return super().write(text)
-
     stream = Stuck()
     lines = LineWriter(stream, max_lines=1000, max_chars=1000)
     long_line = "x" * 5000 + "\n"

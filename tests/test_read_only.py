@@ -42,18 +42,18 @@ needs_namespaces = pytest.mark.skipif(
 
 
 @needs_namespaces
-def test_the_whole_device_runs_on_a_read_only_root(tmp_path: Path, broker: Broker) -> None:  # noqa: F811
+def test_the_whole_device_runs_on_a_read_only_root(
+    tmp_path: Path,
+    broker: Broker,  # noqa: F811
+    simulator_process: str,
+) -> None:
     runtime = tmp_path / "run"  # the one writable place, as /run is
     runtime.mkdir()
     mic = save(
         tmp_path / "mic.wav",
         join(silence(1.0), speak(POSITIVE), silence(0.4), speak("what time is it"), silence(12.0)),
     )
-    simulator = subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0", "--everything"], stdout=subprocess.PIPE, text=True
-    )
-    assert simulator.stdout is not None
-    url = simulator.stdout.readline().split()[-1]
+    url = simulator_process
     config = tmp_path / "config.toml"
     config.write_text(
         f'[agent]\nagent_id = "a"\nurl = "{url}"\n'
@@ -90,7 +90,6 @@ def test_the_whole_device_runs_on_a_read_only_root(tmp_path: Path, broker: Broke
         _, stderr = device.communicate(timeout=60)
     finally:
         device.kill()
-        simulator.terminate()
     assert device.returncode == 0, stderr
     assert "Read-only" not in stderr and "Traceback" not in stderr, stderr
     assert status.startswith("state"), status

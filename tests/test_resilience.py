@@ -204,3 +204,16 @@ def test_the_control_socket_is_backed_off_too_after_a_failed_conversation(
     )
     assert answers[0] is None and ended[0]["error"]
     assert answers[1] is not None and "backing off, try again in" in answers[1], answers
+
+
+def test_a_clean_conversation_nobody_spoke_in_resets_the_back_off() -> None:
+    """A kiosk nobody talks to: greeted, silent, hung up. One network cut before it must not
+    double its pause for the rest of the year."""
+    from agentpi.protocol.actions import ConversationEnded
+    from agentpi.triggers.sources import failures_after
+
+    cut = ConversationEnded(None, "connection lost", "network", "connection lost")
+    clean = ConversationEnded(1000, "user silent", "client", None)
+    assert failures_after(0, 0, cut) == 1
+    assert failures_after(failures_after(0, 0, cut), 0, clean) == 0
+    assert failures_after(3, 0, cut) == 4

@@ -27,17 +27,15 @@ def written_bytes(pid: int) -> int:
     raise AssertionError("no write_bytes")
 
 
-def test_idle_writes_nothing_and_a_conversation_a_few_journal_lines(tmp_path: Path) -> None:
+def test_idle_writes_nothing_and_a_conversation_a_few_journal_lines(
+    tmp_path: Path, simulator_process: str
+) -> None:
     mic = save(
         tmp_path / "mic.wav",
         join(silence(IDLE_S + 4), speak(POSITIVE), silence(0.4), speak("tell me a joke"),
              silence(10.0)),
     )  # fmt: skip
-    simulator = subprocess.Popen(
-        [*AGENTPI, "simulate", "--port", "0", "--everything"], stdout=subprocess.PIPE, text=True
-    )
-    assert simulator.stdout is not None
-    url = simulator.stdout.readline().split()[-1]
+    url = simulator_process
     config = tmp_path / "config.toml"
     config.write_text(
         f'[agent]\nagent_id = "a"\nurl = "{url}"\n[trigger]\nmode = "wake"\n'
@@ -65,7 +63,6 @@ def test_idle_writes_nothing_and_a_conversation_a_few_journal_lines(tmp_path: Pa
             _, stderr = device.communicate(timeout=60)
         finally:
             device.kill()
-            simulator.terminate()
     lines = journal.read_text().splitlines()
     assert device.returncode == 0, stderr
     assert idle_writes == 0, f"{idle_writes} bytes written while idle"

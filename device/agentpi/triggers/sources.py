@@ -35,13 +35,17 @@ allow. No retry fixes those; a person does."""
 
 def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
     """Failed conversations in a row, once one more has ended: none after a conversation anyone
-    spoke in; one more after a server that failed before anyone spoke; at once the count of the
-    longest wait after a refusal at start."""
+    spoke in or that ended cleanly (a kiosk nobody talks to greets and hangs up: that is the link
+    working, and one network cut must not double its pause for good); one more after a server
+    that failed before anyone spoke; at once the count of the longest wait after a refusal at
+    start."""
     if user_turns:
         return 0
     if ended.code == REFUSED_AT_START:
         return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
-    if ended.error is not None and ended.reason != "device failure":
+    if ended.error is None:
+        return 0
+    if ended.reason != "device failure":
         return failures + 1
     return failures
 
