@@ -101,7 +101,7 @@ class Device:
         self._control = ControlTrigger()
         self._wake = WakeTrigger(wake, mic, config) if wake is not None else None
         self._button = ButtonTrigger(button, config) if button is not None else None
-        self._immediate = ImmediateTrigger() if "immediate" in modes else None
+        self._immediate = ImmediateTrigger(config.agent.url) if "immediate" in modes else None
         sources = (self._wake, self._button, self._immediate, self._control)
         self._sources: list[TriggerSource] = [s for s in sources if s is not None]
         self._triggers: asyncio.Queue[Trigger | None] = asyncio.Queue(TRIGGER_QUEUE)
