@@ -44,6 +44,7 @@ from agentpi.credentials import read_api_key, read_mqtt_password
 from agentpi.errors import AgentpiError
 from agentpi.events import EventBus
 from agentpi.heap import return_large_blocks
+from agentpi.loop_errors import report_loop_errors_in_one_line
 from agentpi.mqtt.settings import MqttConfig
 
 if TYPE_CHECKING:
@@ -280,6 +281,7 @@ def _release_stdout(lines: LineWriter) -> None:
 
 
 async def _run_device(config: Config, events: EventBus, once: bool) -> int:
+    report_loop_errors_in_one_line(asyncio.get_running_loop())
     mic = open_microphone(config.audio)
     sink = open_sink(config.audio.output, config.audio.jitter_ms, config.audio.max_backlog_s)
     device = assemble_device(config, events, mic, sink)
