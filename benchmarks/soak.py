@@ -147,6 +147,8 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
             return
         ended += 1
         reasons[event["reason"] or "(no reason)"] += 1
+        if ended % 100 == 0:
+            print(f"{ended} conversations; RSS {footprint()[2]:.1f} MB", flush=True)
         if broker is not None and ended % BROKER_RESTART_EVERY == 50:
             chore(restart_broker())
         if ended in (WARM_UP, CONVERSATIONS):
@@ -164,7 +166,11 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
         )
         link = MqttLink(device, mqtt, Secret(PASSWORD), "soak")
         tasks.append(asyncio.create_task(link.run()))
-    await done.wait()
+    soaked = asyncio.ensure_future(done.wait())
+    await asyncio.wait({soaked, tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+    if tasks[0].done():  # the device stopped before the soak was over: say how
+        outcome = tasks[0].exception() or tasks[0].result()
+        raise SystemExit(f"the device stopped after {ended} conversations: {outcome!r}")
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
