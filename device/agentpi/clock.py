@@ -22,12 +22,16 @@ def clock_behind(now: float | None = None) -> bool:
     return (time.time() if now is None else now) < RELEASED
 
 
+def clock_is_the_cause(exc: ssl.SSLCertVerificationError) -> bool:
+    """Whether TLS refused a certificate because this clock is behind, not the certificate."""
+    return "not yet valid" in (exc.verify_message or "") or clock_behind()
+
+
 def certificate_refusal(exc: ssl.SSLCertVerificationError) -> str:
     """Why TLS refused a certificate, in words that name the clock when the clock is the cause."""
-    said = exc.verify_message or str(exc.reason)
-    if "not yet valid" in said or clock_behind():
+    if clock_is_the_cause(exc):
         return f"{NOT_SET}; it connects once the time is set"
-    return f"its TLS certificate is not trusted ({said})"
+    return f"its TLS certificate is not trusted ({exc.verify_message or exc.reason})"
 
 
 def describe_clock(now: float | None = None) -> tuple[bool | None, str]:

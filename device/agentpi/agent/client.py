@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agentpi import __version__
 from agentpi import events as ev
 from agentpi.agent.https import AnswerRefused, Unreachable, http_url, request
-from agentpi.clock import certificate_refusal, clock_behind
+from agentpi.clock import certificate_refusal, clock_is_the_cause
 from agentpi.config import AgentConfig
 from agentpi.credentials import Secret
 from agentpi.errors import AgentpiError, reason_of
@@ -170,7 +170,7 @@ class AgentConnection:
             # a clock not yet set is like no network: the offline cue, and it tries again
             raise AgentConnectError(
                 f"cannot connect to {redact_url(url)}: {certificate_refusal(exc)}",
-                offline=clock_behind() or "not yet valid" in (exc.verify_message or ""),
+                offline=clock_is_the_cause(exc),
             ) from None
         except ssl.SSLError as exc:
             raise AgentConnectError(
@@ -236,8 +236,7 @@ async def open_agent(
     said: Callable[[DeviceEvent], object],
 ) -> AgentConnection:
     """The conversation's socket: a signed URL first where one is needed, then the handshake.
-    Cancelling it stops at once, a fetch in flight included (its thread is left to its own
-    deadline)."""
+    Cancelling it stops at once, a fetch in flight included."""
     if agent.signed_url_endpoint or api_key is not None:
         asked = agent.signed_url_endpoint or agent.url
         said(ev.FetchingSignedUrl(urlsplit(asked).hostname or asked))

@@ -21,11 +21,11 @@ import h11
 
 from agentpi import __version__, bounded_json
 from agentpi.clock import certificate_refusal
+from agentpi.net import DEFAULT_PORTS
 
 READ_BLOCK = 16 * 1024
 MAX_HEAD_BYTES = 16 * 1024
 """An answer's status line and headers; a longer head is refused."""
-PORTS = {"https": 443, "http": 80}
 
 
 def http_url(base_url: str, path: str, query: str = "") -> str:
@@ -68,7 +68,7 @@ async def request(
     """``method url`` and its whole answer (any status: a 3xx is not followed) within
     ``timeout_s``, the body at most ``max_bytes``; ``Unreachable`` or ``AnswerRefused``."""
     parts = urlsplit(url)
-    if parts.scheme not in PORTS or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Unreachable(f"{url!r} is not an http(s) URL")
     writer: asyncio.StreamWriter | None = None
     try:
@@ -76,7 +76,7 @@ async def request(
             try:
                 reader, writer = await asyncio.open_connection(
                     parts.hostname,
-                    parts.port or PORTS[parts.scheme],
+                    parts.port or DEFAULT_PORTS[parts.scheme],
                     ssl=ssl.create_default_context() if parts.scheme == "https" else None,
                 )
             except ssl.SSLCertVerificationError as exc:

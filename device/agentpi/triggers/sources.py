@@ -267,8 +267,10 @@ class ImmediateTrigger(TriggerSource):
     """Kiosk: a conversation at once, and again a pause after each ends (longer after failures).
 
     With ``agent_url``, a pause is cut short when the network comes back: a route to the agent's
-    host missing at one check and there at the next. A kiosk that booted before its Wi-Fi
-    otherwise waited out its back-off (16 s more, after a 20 s wait)."""
+    host missing at one check and there at the next. A check that finds the route there ends
+    the watch: the pause is then not about the network (no name lookup a second for a minute).
+    A kiosk that booted before its Wi-Fi otherwise waited out its back-off (16 s more, after a
+    20 s wait)."""
 
     def __init__(self, agent_url: str = "") -> None:
         self.route_to = host_of(agent_url)
@@ -307,6 +309,7 @@ class ImmediateTrigger(TriggerSource):
             if came_back:
                 self._watch = None  # _again must not cancel the task it runs in
                 self._again()
+            if route:  # the network is there: the pause is about something else
                 return
 
     def close(self) -> None:
