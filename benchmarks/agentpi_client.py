@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from agentpi.assembly import assemble_device
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
-from agentpi.config import load_config
+from agentpi.config.document import load_config
+from agentpi.device.assembly import assemble_device
 from agentpi.events import EventBus, EventRecord, as_records
 from benchmarks.child import Commands, tell, write_record
 from benchmarks.rig import RoomMicrophone, SpeakerLog

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from tests.speech import RATE, join, silence, speak
 
-from agentpi.config import WakeConfig
 from agentpi.wake.listener import WakeListener, open_listener
+from agentpi.wake.settings import WakeConfig
 
 WAKE = "hey jarvis"
 LEAD_S = 1.5

@@ -29,15 +29,21 @@ from tests.helpers import AGENTPI
 from tests.mqtt_broker import PASSWORD, USER, Broker
 from tests.netcut import FlakyNetwork
 
-from agentpi.app import Device
 from agentpi.audio.backend import Deliver, Failed
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink
-from agentpi.config import AgentConfig, AudioConfig, Config, ConversationConfig, TriggerConfig
-from agentpi.credentials import Secret
+from agentpi.config.document import (
+    AgentConfig,
+    AudioConfig,
+    Config,
+    ConversationConfig,
+    TriggerConfig,
+)
+from agentpi.device.app import Device
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.mqtt.client import MqttLink
 from agentpi.mqtt.settings import MqttConfig
+from agentpi.settings.credentials import Secret
 
 CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "2000"))
 BROKER_RESTART_EVERY = 100

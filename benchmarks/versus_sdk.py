@@ -42,8 +42,8 @@ from tests.speech import speech_bounds
 from agentpi.agent.script import SimulatorScript, SimulatorSettings, TurnScript
 from agentpi.agent.sim_records import ConversationRecord
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.assembly import bundled
 from agentpi.audio.convert import Int16Array, read_wav
+from agentpi.device.assembly import bundled
 from benchmarks.proc import cpu_seconds, peak_rss_mb
 from benchmarks.rig import RATE, room_with_question, write_room
 

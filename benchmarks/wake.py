@@ -58,7 +58,7 @@ import sys
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 Device.pin_factory = MockFactory(pin_class=MockPWMPin)  # a Pi's LEDs, without a Pi
-from agentpi.cli import main
+from agentpi.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -66,7 +66,7 @@ IMPORTS = {
     "numpy": "numpy",
     "websockets (asyncio client)": "websockets.asyncio.client",
     "TFLite C library": "agentpi.wake.tflite_c, ctypes; agentpi.wake.tflite_c._library()",
-    "the wake engine, loaded": "agentpi.wake.listener as l, agentpi.config as c; "
+    "the wake engine, loaded": "agentpi.wake.listener as l, agentpi.config.document as c; "
     "l.open_listener(c.WakeConfig(), 16000)",
     "echo canceller (pywebrtc-audio)": "pywebrtc_audio",
     "PyAudio": "pyaudio",

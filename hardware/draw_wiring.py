@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from agentpi.profiles import load_profile
+from agentpi.config.profiles import load_profile
 
 HERE = Path(__file__).resolve().parent
 PROFILES = HERE / "profiles"

@@ -15,17 +15,23 @@ from agentpi.agent.definition import JsonDict, default_document, everything_enab
 from agentpi.agent.script import SimulatorScript
 from agentpi.agent.sim_records import ConversationRecord
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.app import Device
-from agentpi.assembly import bundled
 from agentpi.audio.capture import Microphone
 from agentpi.audio.convert import write_wav
 from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.audio.playback_log import Room
-from agentpi.config import AgentConfig, AudioConfig, Config, ConversationConfig, TriggerConfig
-from agentpi.credentials import Secret
+from agentpi.config.document import (
+    AgentConfig,
+    AudioConfig,
+    Config,
+    ConversationConfig,
+    TriggerConfig,
+)
+from agentpi.device.app import Device
+from agentpi.device.assembly import bundled
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.leds.driver import LedController
+from agentpi.settings.credentials import Secret
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import WakeListener
 

@@ -27,9 +27,9 @@ from agentpi.agent.definition import (
 from agentpi.agent.fit import setup_change
 from agentpi.agent.rest import AgentApiError, read_agent, update_agent
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.config import Config, ConversationConfig, OverridesConfig
+from agentpi.config.document import Config, ConversationConfig, OverridesConfig
 from agentpi.protocol.overrides import OVERRIDES
-from agentpi.tool_settings import CustomToolConfig, ToolParameterConfig, ToolsConfig
+from agentpi.tools.settings import CustomToolConfig, ToolParameterConfig, ToolsConfig
 from tests.schema import ASYNCAPI
 
 KEY = "sk-test"

@@ -15,9 +15,9 @@ import pytest
 from agentpi.agent.definition import JsonDict, at, default_document, merged
 from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.config import ConversationConfig, OverridesConfig
-from agentpi.doctor import Check, diagnose
+from agentpi.config.document import ConversationConfig, OverridesConfig
 from agentpi.protocol import messages as m
+from agentpi.service.doctor import Check, diagnose
 from tests.helpers import AGENTPI, HELLO_WAV, run_conversation
 from tests.speech import save, silence
 
@@ -238,8 +238,9 @@ def test_the_doctor_counts_every_override_a_conversation_sends() -> None:
     """An empty first_message is sent (the agent waits for the user), so a default agent refuses
     it; a [wake.agents] entry for the same agent sends its own; the doctor names both."""
     from agentpi.agent.fit import findings
-    from agentpi.agent_setup import initiation_data
-    from agentpi.config import Config, ConversationConfig, WakeAgentConfig, WakeConfig
+    from agentpi.config.document import Config, ConversationConfig
+    from agentpi.device.initiation import initiation_data
+    from agentpi.wake.settings import WakeAgentConfig, WakeConfig
 
     config = Config(
         conversation=ConversationConfig(overrides=OverridesConfig(first_message="")),
@@ -257,7 +258,7 @@ def test_the_doctor_counts_every_override_a_conversation_sends() -> None:
 def test_an_agent_document_of_any_shape_gets_findings_not_a_crash() -> None:
     """What the API answers is read, not trusted: every table a list, a string or a number."""
     from agentpi.agent.fit import describe_change, findings, setup_change
-    from agentpi.config import Config
+    from agentpi.config.document import Config
 
     odd: list[Any] = [
         {},

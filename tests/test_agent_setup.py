@@ -9,16 +9,16 @@ import pytest
 import yaml
 
 from agentpi.agent.script import SimulatorScript, TurnScript
-from agentpi.agent_setup import event_context, initiation_data, local_time, start_context
-from agentpi.config import (
+from agentpi.config.document import (
     ConfigError,
     ContextConfig,
     ConversationConfig,
     OverridesConfig,
     load_config,
 )
-from agentpi.identity import device_id
+from agentpi.device.initiation import event_context, initiation_data, local_time, start_context
 from agentpi.protocol import messages as m
+from agentpi.system.identity import device_id
 from tests.helpers import run_conversation
 from tests.schema import ASYNCAPI, validate_frame
 

@@ -12,7 +12,7 @@ from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import read_wav
 from agentpi.audio.cues import Cues
 from agentpi.audio.file import FileSource
-from agentpi.config import AudioConfig, TriggerConfig
+from agentpi.config.document import AudioConfig, TriggerConfig
 from tests.helpers import HELLO_WAV, run_conversation, silence_wav
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation

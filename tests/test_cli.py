@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentpi.assembly import bundled
 from agentpi.audio.convert import read_wav
-from agentpi.config import load_config
-from agentpi.credentials import read_api_key
+from agentpi.config.document import load_config
+from agentpi.device.assembly import bundled
+from agentpi.settings.credentials import read_api_key
 from tests.helpers import AGENTPI, HELLO_WAV
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from agentpi.clock import NOT_SET, describe_clock
+from agentpi.system.clock import NOT_SET, describe_clock
 from tests.helpers import AGENTPI, device_toml, silence_wav
 from tests.mqtt_broker import certificates, free_port
 from tests.test_cli import write_config
@@ -109,7 +109,11 @@ def test_a_clock_not_yet_set_is_named_and_the_device_connects_once_it_is(tmp_pat
 @needs_faketime
 def test_the_doctor_reads_the_clock() -> None:
     behind = subprocess.run(
-        [sys.executable, "-c", "from agentpi.clock import describe_clock; print(describe_clock())"],
+        [
+            sys.executable,
+            "-c",
+            "from agentpi.system.clock import describe_clock; print(describe_clock())",
+        ],
         env={**os.environ, "LD_PRELOAD": LIBFAKETIME[-1], "FAKETIME": IN_2020},
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -213,4 +217,9 @@ def test_no_timer_of_the_device_reads_the_wall_clock() -> None:
         for path in device.rglob("*.py")
         if any(call in path.read_text() for call in wall)
     )
-    assert readers == ["agent/definition.py", "agent/simulator.py", "agent_setup.py", "clock.py"]
+    assert readers == [
+        "agent/definition.py",
+        "agent/simulator.py",
+        "device/initiation.py",
+        "system/clock.py",
+    ]

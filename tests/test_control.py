@@ -16,15 +16,10 @@ from typing import Any
 import pytest
 
 from agentpi import events as ev
-from agentpi.app import Device
-from agentpi.config import ConfigError, TriggerConfig
-from agentpi.control import (
-    HANG_UP_S,
-    MAX_CLIENTS,
-    ControlRequestError,
-    ControlServer,
-    parse_request,
-)
+from agentpi.config.document import ConfigError, TriggerConfig
+from agentpi.control.requests import ControlRequestError, parse_request
+from agentpi.control.server import HANG_UP_S, MAX_CLIENTS, ControlServer
+from agentpi.device.app import Device
 from agentpi.events import EventBus
 from agentpi.protocol import messages as m
 from tests.helpers import AGENTPI, run_conversation, silence_wav
@@ -380,9 +375,9 @@ def rss_mb() -> float:
 def test_half_sent_requests_do_not_hold_the_slots(
     runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agentpi.control
+    import agentpi.control.server
 
-    monkeypatch.setattr(agentpi.control, "REQUEST_IDLE_S", 0.5)
+    monkeypatch.setattr(agentpi.control.server, "REQUEST_IDLE_S", 0.5)
     path = runtime_dir / "agentpi" / "control.sock"
 
     async def scenario() -> None:

@@ -360,7 +360,7 @@ def test_a_turn_can_stream_its_audio_at_its_own_pace() -> None:
 
 def test_bad_simulator_script_names_the_key(tmp_path: Path) -> None:
     from agentpi.agent.script import load_script
-    from agentpi.settings import SettingsError
+    from agentpi.settings.typed import SettingsError
 
     script = tmp_path / "s.toml"
     script.write_text('[agent.conversation_config.tts]\nagent_output_audio_format = "mp3_44100"\n')

@@ -13,8 +13,9 @@ import pytest
 from agentpi.agent.script import CloseScript, SimulatorScript, TurnScript
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.playback_log import PlaybackLog, Room
-from agentpi.config import AudioConfig, TriggerConfig, WakeConfig
+from agentpi.config.document import AudioConfig, TriggerConfig
 from agentpi.wake.listener import open_listener
+from agentpi.wake.settings import WakeConfig
 from tests.helpers import Run, run_conversation
 from tests.speech import POSITIVE, RATE, join, save, silence, speak
 from tests.test_wake import start_in

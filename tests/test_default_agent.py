@@ -14,14 +14,15 @@ from gpiozero.pins.mock import MockFactory
 
 from agentpi.agent.definition import default_document
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
-from agentpi.app import Device
-from agentpi.config import OverridesConfig, TriggerConfig, WakeConfig
+from agentpi.config.document import OverridesConfig, TriggerConfig
+from agentpi.device.app import Device
 from agentpi.leds.driver import GpioLeds, LedController
 from agentpi.leds.patterns import LedAnimator, Pattern
 from agentpi.leds.settings import LedSettings
 from agentpi.protocol import messages as m
 from agentpi.protocol.timers import SessionSettings
 from agentpi.wake.listener import open_listener
+from agentpi.wake.settings import WakeConfig
 from tests.helpers import Run, run_conversation
 from tests.speech import POSITIVE, RATE, join, save, silence, speak, speech_bounds
 from tests.test_triggers import button_on

@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from agentpi import bounded_json
-from agentpi.control import ControlRequestError, parse_request
+from agentpi.control.requests import ControlRequestError, parse_request
 from agentpi.mqtt.bridge import MqttBridge, MqttCommandError
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol import messages as m

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agentpi import events as ev
-from agentpi.console import ConsolePrinter, JsonLinesWriter, LineWriter, describe, printable
+from agentpi.cli.console import ConsolePrinter, JsonLinesWriter, LineWriter, describe, printable
 from agentpi.events import EVENT_KINDS, EventBus, as_records
 
 # One event of each kind and the line the device wrote for it before events were typed (the

@@ -203,7 +203,7 @@ def test_wss_to_a_plain_server_says_why_and_is_not_offline(tmp_path: Path) -> No
 def test_a_pin_failure_without_a_message_still_says_what_failed() -> None:
     from gpiozero.exc import PinInvalidPin
 
-    from agentpi.gpio import GpioError, gpio_errors
+    from agentpi.system.gpio import GpioError, gpio_errors
 
     with pytest.raises(GpioError) as caught, gpio_errors("LEDs on GPIO [99]"):
         raise PinInvalidPin()  # gpiozero raises some errors with no text at all

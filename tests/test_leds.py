@@ -18,7 +18,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agentpi import events as ev
-from agentpi.config import ConfigError, load_config
+from agentpi.config.document import ConfigError, load_config
+from agentpi.config.profiles import load_profile, profile_dirs
 from agentpi.leds.driver import (
     STEPS,
     Apa102Leds,
@@ -27,8 +28,7 @@ from agentpi.leds.driver import (
 )
 from agentpi.leds.patterns import DEFAULT_PATTERNS, LedAnimator, Pattern
 from agentpi.leds.settings import LedSettings
-from agentpi.profiles import load_profile, profile_dirs
-from agentpi.settings import build_dataclass
+from agentpi.settings.typed import build_dataclass
 from agentpi.states import DeviceState
 from tests.helpers import HELLO_WAV, run_conversation
 from tests.test_cli import GOOD, agentpi, write_config

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from agentpi.loop_errors import report_loop_errors_in_one_line
+from agentpi.system.loop_errors import report_loop_errors_in_one_line
 
 
 def test_an_error_in_a_loop_callback_is_one_line_not_a_traceback(

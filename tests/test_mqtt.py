@@ -20,15 +20,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 import agentpi.mqtt.client as mqtt_client
-from agentpi.app import Device
 from agentpi.backoff import RECONNECT_MAX_S
-from agentpi.config import TriggerConfig
-from agentpi.credentials import Secret
+from agentpi.config.document import TriggerConfig
+from agentpi.device.app import Device
 from agentpi.events import DeviceEvent, EventBus, MqttTakenOver, VolumeChanged
 from agentpi.mqtt.client import SHORT_SESSIONS_SUSPECTED, MqttLink, taken_over
 from agentpi.mqtt.doctor import check_broker
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol.client_messages import UserMessage
+from agentpi.settings.credentials import Secret
 from tests.helpers import AGENTPI, HELLO_WAV, run_conversation, silence_wav
 from tests.mqtt_broker import PASSWORD, USER, Broker, free_port
 from tests.test_cli import agentpi, write_config

@@ -7,9 +7,9 @@ import pytest
 from benchmarks import phrase_end
 
 from agentpi.audio.convert import Int16Array
-from agentpi.config import WakeConfig
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.listener import FALLBACK_PHRASE_END_S, WakeListener, open_listener
+from agentpi.wake.settings import WakeConfig
 from tests.speech import POSITIVE, RATE, join, silence, speak
 
 pytestmark = pytest.mark.heavy  # a few thousand inferences: seconds here, minutes under qemu

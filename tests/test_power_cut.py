@@ -24,7 +24,7 @@ SIZE = 4 * 1024 * 1024
 WRITER = f"""
 import sys
 from pathlib import Path
-from agentpi.atomic_file import write_atomically
+from agentpi.system.atomic_file import write_atomically
 
 target, how = Path(sys.argv[1]), sys.argv[2]
 n = 0

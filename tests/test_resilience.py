@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from agentpi.agent.script import ErrorScript, SimulatorScript, TurnScript
-from agentpi.app import Device
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSink, FileSource
 from agentpi.backoff import reconnect_delay
-from agentpi.config import AgentConfig, AudioConfig, Config, TriggerConfig
+from agentpi.config.document import AgentConfig, AudioConfig, Config, TriggerConfig
+from agentpi.device.app import Device
 from agentpi.events import EventBus, EventRecord, as_records
 from tests.helpers import Run, run_conversation, silence_wav
 from tests.netcut import FlakyNetwork

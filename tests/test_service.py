@@ -18,9 +18,9 @@ import pytest
 
 from agentpi.agent.definition import default_document, merged
 from agentpi.agent.fit import setup_change
-from agentpi.config import Config
-from agentpi.credentials import CREDENTIALS
-from agentpi.service import SystemdNotifier
+from agentpi.config.document import Config
+from agentpi.settings.credentials import CREDENTIALS
+from agentpi.system.systemd_notify import SystemdNotifier
 from tests.helpers import AGENTPI
 from tests.speech import save, silence
 from tests.test_cli import agentpi, write_config
@@ -67,8 +67,8 @@ def test_install_service_writes_the_key_from_the_environment_privately(tmp_path:
 
 
 def test_install_service_refuses_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentpi.config import ConfigError
-    from agentpi.install import Installer
+    from agentpi.config.document import ConfigError
+    from agentpi.service.install import Installer
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ConfigError, match="install-service needs root: run it with sudo"):

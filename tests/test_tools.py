@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
-from agentpi.config import ConfigError
-from agentpi.custom_tools import build_tools
-from agentpi.tool_settings import CustomToolConfig, ToolsConfig
-from agentpi.tools import ToolRegistry
+from agentpi.config.document import ConfigError
+from agentpi.tools.custom import build_tools
+from agentpi.tools.registry import ToolRegistry
+from agentpi.tools.settings import CustomToolConfig, ToolsConfig
 from tests.helpers import run_conversation
 
 pytestmark = pytest.mark.realtime  # paced audio and timeouts: not under emulation

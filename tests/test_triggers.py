@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from agentpi.config import ButtonConfig, TriggerConfig, WakeConfig
+from agentpi.config.document import ButtonConfig, TriggerConfig
 from agentpi.events import EventRecord
 from agentpi.protocol import messages as m
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener
+from agentpi.wake.settings import WakeConfig
 from tests.helpers import run_conversation
 from tests.speech import POSITIVE, RATE, join, save, silence, speak
 
@@ -157,7 +158,7 @@ def test_wake_word_and_button_together(tmp_path: Path, factory: MockFactory) -> 
 
 
 def test_a_gpio_less_machine_gets_a_clear_button_error() -> None:
-    from agentpi.gpio import GpioError
+    from agentpi.system.gpio import GpioError
 
     with pytest.raises(GpioError, match="button on GPIO23: no GPIO library found"):
         ButtonInput(ButtonConfig(pin=PIN))

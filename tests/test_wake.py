@@ -13,12 +13,13 @@ import pytest
 
 from agentpi.agent.script import SimulatorScript, SimulatorSettings
 from agentpi.audio.convert import Int16Array
-from agentpi.config import TriggerConfig, WakeAgentConfig, WakeConfig, load_config
+from agentpi.config.document import TriggerConfig, load_config
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import ENGINES, open_engine
 from agentpi.wake.framer import FRAME_SAMPLES, Framer
 from agentpi.wake.listener import WakeListener, open_listener
 from agentpi.wake.models import ModelError, resolve
+from agentpi.wake.settings import WakeAgentConfig, WakeConfig
 from tests.helpers import HELLO_WAV, Run, run_conversation
 from tests.speech import (
     NEGATIVES,

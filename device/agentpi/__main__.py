@@ -1,3 +1,3 @@
-from agentpi.cli import main
+from agentpi.cli.main import main
 
 raise SystemExit(main())

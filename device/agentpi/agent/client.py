@@ -18,12 +18,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agentpi import __version__
 from agentpi import events as ev
 from agentpi.agent.https import AnswerRefused, Unreachable, http_url, request
-from agentpi.clock import certificate_refusal, clock_is_the_cause
-from agentpi.config import AgentConfig
-from agentpi.credentials import Secret
+from agentpi.config.document import AgentConfig
 from agentpi.errors import AgentpiError, reason_of
 from agentpi.events import DeviceEvent
-from agentpi.net import is_loopback
 from agentpi.protocol.messages import (
     ClientMessage,
     ProtocolError,
@@ -31,6 +28,9 @@ from agentpi.protocol.messages import (
     decode_server,
     encode,
 )
+from agentpi.settings.credentials import Secret
+from agentpi.system.clock import certificate_refusal, clock_is_the_cause
+from agentpi.system.net import is_loopback
 
 CONVERSATION_PATH = "/v1/convai/conversation"
 CLOSE_TIMEOUT_S = 1.0

@@ -22,7 +22,7 @@ from typing import Any
 
 from agentpi.audio.formats import WIRE_FORMATS
 from agentpi.protocol.overrides import ALLOWED_ROOT, OVERRIDES
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
 
 JsonDict = dict[str, Any]
 

@@ -21,9 +21,9 @@ from agentpi.agent.definition import (
     put,
 )
 from agentpi.audio.formats import WIRE_FORMATS
-from agentpi.config import Config, for_wake_word
-from agentpi.device_tools import DEVICE_TOOLS
+from agentpi.config.document import Config, for_wake_word
 from agentpi.protocol.overrides import ALLOWED_ROOT, CONFIG_PATHS, OVERRIDES
+from agentpi.tools.device import DEVICE_TOOLS
 
 REQUIRED_EVENTS = (
     "conversation_initiation_metadata",

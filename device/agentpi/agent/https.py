@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import h11
 
 from agentpi import __version__, bounded_json
-from agentpi.clock import certificate_refusal
-from agentpi.net import DEFAULT_PORTS
+from agentpi.system.clock import certificate_refusal
+from agentpi.system.net import DEFAULT_PORTS
 
 READ_BLOCK = 16 * 1024
 MAX_HEAD_BYTES = 16 * 1024

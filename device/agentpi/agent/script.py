@@ -28,7 +28,7 @@ from typing import Any
 
 from agentpi.agent.definition import AgentDefinition, default_document, merged
 from agentpi.protocol.messages import ConversationInitiationClientData
-from agentpi.settings import SettingsError, build_dataclass, load_toml
+from agentpi.settings.typed import SettingsError, build_dataclass, load_toml
 
 CLOSE_CODES = (1000, 1002, 1008, 1011)
 

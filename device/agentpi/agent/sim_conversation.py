@@ -53,7 +53,7 @@ INIT_WAIT_S = 5.0
 """How long the server waits for conversation_initiation_client_data before going on without."""
 
 
-class _Conversation:
+class SimulatedConversation:
     """The server side of one socket."""
 
     def __init__(

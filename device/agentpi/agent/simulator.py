@@ -42,10 +42,10 @@ from agentpi.agent.definition import (
     merged,
 )
 from agentpi.agent.script import SimulatorScript
-from agentpi.agent.sim_conversation import _Conversation
+from agentpi.agent.sim_conversation import SimulatedConversation
 from agentpi.agent.sim_http import MAX_BODY_BYTES, RestAwareConnection
 from agentpi.agent.sim_records import ConversationRecord
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class AgentSimulator:
             record.closed_by = "server"
             await ws.close(1011, "simulator: unsupported agent setting")
             return
-        conversation = _Conversation(self.script, definition, ws, record)
+        conversation = SimulatedConversation(self.script, definition, ws, record)
         try:
             if not agent_id:
                 await conversation.fail(1008, "missing_fields", "agent_id is required")

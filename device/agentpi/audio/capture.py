@@ -32,6 +32,9 @@ DETECTION_LAG_S = 1.0
 """How late, at most, a wake detection may come after the audio that fired it and still get
 its whole pre-roll (seen: up to about 0.4 s with pyopen-wakeword on Python 3.13)."""
 
+ALL_SAMPLES = 1 << 30
+"""As many samples as a read may take: more than any ring holds (hours of audio)."""
+
 ChunkProcessor = Callable[[Int16Array, float], Int16Array]
 
 
@@ -161,7 +164,7 @@ class Microphone:
     def _wakes(self) -> list[Callable[[], None]]:
         """Lock held: tell each reader what has come; what wakes those waiting on the event loop
         (call each once the lock is let go)."""
-        return [wake for reader in self._readers if (wake := reader._captured(self._position))]
+        return [wake for reader in self._readers if (wake := reader.captured(self._position))]
 
     def _evict(self) -> None:
         keep = int((self.preroll_s + self.detection_lag_s) * self._rate)
@@ -185,8 +188,50 @@ class Microphone:
         if self.on_failure is not None:
             self.on_failure(exc)
 
+    # what readers ask of the microphone: each takes the lock once, so a reader's cursor and
+    # what it waits for change together with what the capture thread sees
+
+    def move_reader(self, reader: MicReader, sample: int) -> None:
+        with self._lock:
+            reader.cursor = max(reader.cursor, sample)
+
+    def take(self, reader: MicReader, max_samples: int = ALL_SAMPLES) -> Int16Array:
+        """Everything held from ``reader.cursor`` on (at most ``max_samples``); no waiting."""
+        with self._lock:
+            return self._take(reader, max_samples)
+
+    def take_at_least(self, reader: MicReader, min_samples: int) -> Int16Array | None:
+        """Everything held from the cursor on if ``min_samples`` are there (or the input
+        failed: then it raises); else None, with the reader marked as waiting for them."""
+        with self._lock:
+            reader.check()
+            if self._position - reader.cursor >= min_samples:
+                return self._take(reader, ALL_SAMPLES)
+            reader.expect(min_samples)
+            return None
+
+    def stop_waiting(self, reader: MicReader) -> None:
+        with self._lock:
+            reader.expect(0)
+
+    def take_or_wake_later(
+        self, reader: MicReader, max_samples: int, waiter: asyncio.Future[None]
+    ) -> Int16Array:
+        """Audio from the cursor on; when there is none yet, ``waiter`` is resolved on the
+        event loop once some has come (or the input fails)."""
+        with self._lock:
+            reader.check()
+            chunk = self._take(reader, max_samples)
+            if not len(chunk):
+                reader.wake_later(waiter)
+            return chunk
+
+    def forget(self, reader: MicReader) -> None:
+        with self._lock:
+            self._readers.discard(reader)
+
     def _take(self, reader: MicReader, max_samples: int) -> Int16Array:
-        """Everything held from ``reader.cursor`` on (at most ``max_samples``); lock held."""
+        """Lock held."""
         if not self._chunks or reader.cursor >= self._position:
             return _EMPTY
         oldest = self._chunks[0][0]
@@ -204,10 +249,6 @@ class Microphone:
             want -= len(piece)
             index += 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _forget(self, reader: MicReader) -> None:
-        with self._lock:
-            self._readers.discard(reader)
 
 
 def _index_of(chunks: deque[tuple[int, Int16Array]], sample: int) -> int:
@@ -235,9 +276,10 @@ class MicReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
-    def _captured(self, position: int) -> Callable[[], None] | None:
-        """Capture thread, lock held: wake a worker thread that waits, if what it waits for is
-        there; for a coroutine that waits, what wakes it (to be called once the lock is let go)."""
+    def captured(self, position: int) -> Callable[[], None] | None:
+        """Capture thread, the microphone's lock held: wake a worker thread that waits, if what
+        it waits for is there; for a coroutine that waits, what wakes it (to be called once the
+        lock is let go)."""
         available = position - self.cursor
         if self._want and (available >= self._want or self.mic.failure is not None):
             self._want = 0
@@ -252,51 +294,47 @@ class MicReader:
 
         return wake
 
-    def _check(self) -> None:
+    def check(self) -> None:
         if self.mic.failure is not None:
             raise AudioDeviceError(f"audio input failed: {self.mic.failure}")
         if self.closed:
             raise AudioDeviceError("audio input reader is closed")
 
+    def expect(self, min_samples: int) -> None:
+        """The microphone's lock held: a worker thread waits for ``min_samples`` (0: no more)."""
+        self._want = min_samples
+        if min_samples:
+            self._ready.clear()
+
+    def wake_later(self, waiter: asyncio.Future[None]) -> None:
+        """The microphone's lock held: a coroutine waits on ``waiter``."""
+        self._waiter, self._loop = waiter, waiter.get_loop()
+
     def skip_to(self, sample: int) -> None:
         """Move on to ``sample`` (never back): the audio before it is not read."""
-        with self.mic._lock:
-            self.cursor = max(self.cursor, sample)
+        self.mic.move_reader(self, sample)
 
-    def read_nowait(self, max_samples: int = 1 << 30) -> Int16Array:
-        with self.mic._lock:
-            return self.mic._take(self, max_samples)
+    def read_nowait(self, max_samples: int = ALL_SAMPLES) -> Int16Array:
+        return self.mic.take(self, max_samples)
 
     def read_blocking(self, min_samples: int, timeout: float | None = None) -> Int16Array | None:
         """Wait (on a worker thread) until ``min_samples`` are there, then take all there is;
         None on timeout."""
-        with self.mic._lock:
-            self._check()
-            if self.mic._position - self.cursor < min_samples:
-                self._want = min_samples
-                self._ready.clear()
-                wait = True
-            else:
-                wait = False
-        if wait and not self._ready.wait(timeout):
-            with self.mic._lock:
-                self._want = 0
+        chunk = self.mic.take_at_least(self, min_samples)
+        if chunk is not None:
+            return chunk
+        if not self._ready.wait(timeout):
+            self.mic.stop_waiting(self)
             return None
-        with self.mic._lock:
-            self._check()
-            return self.mic._take(self, 1 << 30)
+        return self.mic.take_at_least(self, 0)
 
     async def read(self, max_samples: int) -> Int16Array:
         """The next audio from the cursor on (1..``max_samples`` samples), waiting if need be."""
         while True:
-            loop = asyncio.get_running_loop()
-            with self.mic._lock:
-                self._check()
-                chunk = self.mic._take(self, max_samples)
-                if len(chunk):
-                    return chunk
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._waiter, self._loop = waiter, loop
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            chunk = self.mic.take_or_wake_later(self, max_samples, waiter)
+            if len(chunk):
+                return chunk
             try:
                 await waiter
             finally:
@@ -304,7 +342,7 @@ class MicReader:
 
     def close(self) -> None:
         self.closed = True
-        self.mic._forget(self)
+        self.mic.forget(self)
         self._ready.set()
         waiter = self._waiter
         if waiter is not None and self._loop is not None:

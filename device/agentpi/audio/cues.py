@@ -78,13 +78,13 @@ class Cues:
             self._watch.cancel()
         log = sink.playback_log
         if log is not None:
-            log.sound_counts = False
+            log.chime_started()
         try:
             await self.play(name, sink, wait=False)
         except BaseException:
             reader.close()
             if log is not None:
-                log.sound_counts = True
+                log.chime_over()
             raise
         self._watch = asyncio.ensure_future(
             self._stop_on_speech(name, sink, reader, threshold_dbfs)
@@ -111,4 +111,4 @@ class Cues:
         finally:
             reader.close()
             if sink.playback_log is not None:
-                sink.playback_log.sound_counts = True
+                sink.playback_log.chime_over()

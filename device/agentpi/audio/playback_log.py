@@ -29,9 +29,17 @@ class PlaybackLog:
         self.last_sound_at = float("-inf")
         """When the last audible sample that counts finished playing (monotonic seconds): the
         echo canceller runs from the first such sample until it has been quiet for a while."""
-        self.sound_counts = True
-        """False while the wake cue plays: a short chime that yields to the user's voice is not
-        worth waking the canceller for, whose processing alters every sample of the question."""
+        self._sound_counts = True
+        # not while the wake cue plays: a short chime that yields to the user's voice is not
+        # worth waking the canceller for, whose processing alters every sample of the question
+
+    def chime_started(self) -> None:
+        """What plays from now on is the wake cue: it does not wake the echo canceller."""
+        self._sound_counts = False
+
+    def chime_over(self) -> None:
+        """What plays from now on wakes the echo canceller (the agent's voice always does)."""
+        self._sound_counts = True
 
     def _sample_at(self, when: float) -> int:
         assert self._origin is not None
@@ -48,7 +56,7 @@ class PlaybackLog:
                 self._origin = started_at
             start = self._sample_at(started_at)
             self._blocks.append((start, block))
-            if self.sound_counts and block.any():
+            if self._sound_counts and block.any():
                 self.last_sound_at = started_at + len(block) / self.rate
             newest = start + len(block)
             while (

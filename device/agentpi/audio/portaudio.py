@@ -14,7 +14,7 @@ from agentpi.audio.backend import AudioDeviceError
 COMMON_RATES = (16000, 48000, 44100, 32000, 24000, 22050, 8000)
 
 
-def _pyaudio() -> Any:
+def load_pyaudio() -> Any:
     try:
         import pyaudio
     except ImportError as exc:  # pragma: no cover - a dependency; only a broken install lacks it
@@ -34,8 +34,8 @@ class PortAudio:
     def get(cls) -> Any:
         with cls._lock:
             if cls._instance is None:
-                pyaudio = _pyaudio()
-                with _quiet_stderr():
+                pyaudio = load_pyaudio()
+                with quiet_stderr():
                     cls._instance = pyaudio.PyAudio()
             return cls._instance
 
@@ -51,7 +51,7 @@ class PortAudio:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """ALSA and JACK print probing noise on fd 2 while PortAudio starts; keep the log clean."""
     import os
 
@@ -118,10 +118,10 @@ def find_device(spec: str, kind: str) -> SoundDevice | None:
 
 def _try_open(device: SoundDevice | None, kind: str, rate: int, channels: int) -> bool:
     pa = PortAudio.get()
-    pyaudio = _pyaudio()
+    pyaudio = load_pyaudio()
     index = None if device is None else device.index
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             stream = pa.open(
                 rate=rate,
                 channels=channels,

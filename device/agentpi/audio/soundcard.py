@@ -23,7 +23,13 @@ import numpy as np
 from agentpi.audio.backend import AudioDeviceError, Deliver, Failed
 from agentpi.audio.convert import Int16Array, to_mono_int16
 from agentpi.audio.playback_log import PlaybackLog
-from agentpi.audio.portaudio import PortAudio, _pyaudio, _quiet_stderr, choose_format, find_device
+from agentpi.audio.portaudio import (
+    PortAudio,
+    choose_format,
+    find_device,
+    load_pyaudio,
+    quiet_stderr,
+)
 from agentpi.audio.sample_queue import DEFAULT_MAX_BACKLOG_S, SampleQueue
 from agentpi.audio.vad import loudness
 
@@ -103,7 +109,7 @@ class SoundCardSource:
         return False
 
     def start(self, deliver: Deliver, failed: Failed) -> None:
-        pyaudio = _pyaudio()
+        pyaudio = load_pyaudio()
         channels = self.channels
         watch = self._watch = StallWatch(f"audio input {self.label!r}", failed)
 
@@ -123,7 +129,7 @@ class SoundCardSource:
             return go_on
 
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 self._stream = PortAudio.get().open(
                     rate=self._rate,
                     channels=channels,
@@ -225,12 +231,12 @@ class SoundCardSink:
                 self._open_locked(preferred_rate)
 
     def _open_locked(self, preferred_rate: int) -> None:
-        pyaudio = _pyaudio()
+        pyaudio = load_pyaudio()
         self._rate, self._channels = choose_format(self.device, "output", preferred_rate)
         frames = self._rate * self.period_ms // 1000
         self.failure = None
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 self._stream = PortAudio.get().open(
                     rate=self._rate,
                     channels=self._channels,
@@ -252,7 +258,7 @@ class SoundCardSink:
             self.on_failure(exc)
 
     def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
-        pyaudio = _pyaudio()
+        pyaudio = load_pyaudio()
         if self._watch is not None:
             self._watch.called_back()
         if not self._playing and not self._queue and not self.output_level:

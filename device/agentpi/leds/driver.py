@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from agentpi import events as ev
 from agentpi.errors import reason_of
 from agentpi.events import DeviceEvent, EventBus
-from agentpi.gpio import GpioError, gpio_errors
 from agentpi.leds.patterns import Color, LedAnimator, parse_color
 from agentpi.leds.settings import LedSettings
 from agentpi.states import DeviceState
+from agentpi.system.gpio import GpioError, gpio_errors
 
 STEPS = 255  # brightness resolution written to the hardware; smaller changes are not written
 

@@ -26,10 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentpi.control import MAX_REQUEST_BYTES, ControlRequest, ControlRequestError, parse_request
-from agentpi.device_tools import MAX_VOLUME_PERCENT
+from agentpi.control.requests import (
+    MAX_REQUEST_BYTES,
+    ControlRequest,
+    ControlRequestError,
+    parse_request,
+)
 from agentpi.events import EventRecord
 from agentpi.mqtt.settings import MqttConfig
+from agentpi.tools.device import MAX_VOLUME_PERCENT
 
 ERROR_EVENTS = ("server_error", "protocol_error", "audio_error", "connect_failed", "control_error")
 PRIVATE_EVENTS = frozenset(

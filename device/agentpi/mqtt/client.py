@@ -23,11 +23,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT, reconnect_delay
-from agentpi.control import ControlledDevice, carry_out
-from agentpi.credentials import Secret
+from agentpi.control.requests import ControlledDevice, carry_out
 from agentpi.events import DeviceEvent, MqttTakenOver, shortened_record
 from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
 from agentpi.mqtt.settings import MAX_PACKET_BYTES, MqttConfig, broker_address, tls_context
+from agentpi.settings.credentials import Secret
 
 log = logging.getLogger(__name__)
 

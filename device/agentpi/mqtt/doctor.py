@@ -6,9 +6,9 @@ import asyncio
 import socket
 import ssl
 
-from agentpi.credentials import MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV, Secret
 from agentpi.errors import reason_of
 from agentpi.mqtt.settings import MqttConfig, broker_address, tls_context
+from agentpi.settings.credentials import MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV, Secret
 
 TIMEOUT_S = 5.0
 

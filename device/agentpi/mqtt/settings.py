@@ -7,8 +7,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from agentpi.net import is_loopback
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
+from agentpi.system.net import is_loopback
 
 SCHEMES = {"mqtts": 8883, "mqtt": 1883}
 

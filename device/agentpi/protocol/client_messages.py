@@ -9,14 +9,14 @@ from typing import ClassVar, TypeVar
 from agentpi.protocol.fields import (
     JsonDict,
     ProtocolError,
-    _b64,
-    _b64encode,
-    _bool,
-    _int,
-    _opt_obj,
-    _opt_str,
-    _str,
-    _without_none,
+    encode_base64,
+    read_base64,
+    read_bool,
+    read_int,
+    read_optional_object,
+    read_optional_str,
+    read_str,
+    without_none,
 )
 
 CLIENT_MESSAGE_TYPES: dict[str, Callable[[JsonDict], ClientMessage]] = {}
@@ -37,11 +37,11 @@ class UserAudioChunk:
     audio: bytes
 
     def to_json(self) -> JsonDict:
-        return {"user_audio_chunk": _b64encode(self.audio)}
+        return {"user_audio_chunk": encode_base64(self.audio)}
 
     @classmethod
     def from_json(cls, data: JsonDict) -> UserAudioChunk:
-        return cls(_b64(data, "user_audio_chunk", "user_audio_chunk"))
+        return cls(read_base64(data, "user_audio_chunk", "user_audio_chunk"))
 
 
 @client_message
@@ -55,7 +55,7 @@ class Pong:
 
     @classmethod
     def from_json(cls, data: JsonDict) -> Pong:
-        return cls(_int(data, "event_id", cls.type))
+        return cls(read_int(data, "event_id", cls.type))
 
 
 @client_message
@@ -69,7 +69,7 @@ class ConversationInitiationClientData:
     source_info: JsonDict | None = None
 
     def to_json(self) -> JsonDict:
-        return _without_none(
+        return without_none(
             {
                 "type": self.type,
                 "conversation_config_override": self.conversation_config_override,
@@ -84,11 +84,14 @@ class ConversationInitiationClientData:
     def from_json(cls, data: JsonDict) -> ConversationInitiationClientData:
         path = cls.type
         return cls(
-            conversation_config_override=_opt_obj(data, "conversation_config_override", path) or {},
-            custom_llm_extra_body=_opt_obj(data, "custom_llm_extra_body", path) or {},
-            dynamic_variables=_opt_obj(data, "dynamic_variables", path) or {},
-            user_id=_opt_str(data, "user_id", path),
-            source_info=_opt_obj(data, "source_info", path),
+            conversation_config_override=read_optional_object(
+                data, "conversation_config_override", path
+            )
+            or {},
+            custom_llm_extra_body=read_optional_object(data, "custom_llm_extra_body", path) or {},
+            dynamic_variables=read_optional_object(data, "dynamic_variables", path) or {},
+            user_id=read_optional_str(data, "user_id", path),
+            source_info=read_optional_object(data, "source_info", path),
         )
 
 
@@ -112,9 +115,9 @@ class ClientToolResult:
     def from_json(cls, data: JsonDict) -> ClientToolResult:
         path = cls.type
         return cls(
-            tool_call_id=_str(data, "tool_call_id", path),
-            result=_str(data, "result", path),
-            is_error=_bool(data, "is_error", path, default=False),
+            tool_call_id=read_str(data, "tool_call_id", path),
+            result=read_str(data, "result", path),
+            is_error=read_bool(data, "is_error", path, default=False),
         )
 
 
@@ -128,7 +131,7 @@ class ContextualUpdate:
     context_id: str | None = None
 
     def to_json(self) -> JsonDict:
-        return _without_none({"type": self.type, "text": self.text, "context_id": self.context_id})
+        return without_none({"type": self.type, "text": self.text, "context_id": self.context_id})
 
     @classmethod
     def from_json(cls, data: JsonDict) -> ContextualUpdate:
@@ -137,7 +140,9 @@ class ContextualUpdate:
         for key, value in data.items():
             if key.endswith("_event") and isinstance(value, dict):
                 body = value
-        return cls(_str(body, "text", cls.type), _opt_str(body, "context_id", cls.type))
+        return cls(
+            read_str(body, "text", cls.type), read_optional_str(body, "context_id", cls.type)
+        )
 
 
 @client_message
@@ -155,7 +160,10 @@ class UserMessage:
 
     @classmethod
     def from_json(cls, data: JsonDict) -> UserMessage:
-        return cls(_opt_str(data, "text", cls.type), _opt_str(data, "rich_content_id", cls.type))
+        return cls(
+            read_optional_str(data, "text", cls.type),
+            read_optional_str(data, "rich_content_id", cls.type),
+        )
 
 
 @client_message
@@ -193,11 +201,11 @@ class MultimodalMessage:
     @classmethod
     def from_json(cls, data: JsonDict) -> MultimodalMessage:
         path = cls.type
-        text_part = _opt_obj(data, "text", path)
-        file_part = _opt_obj(data, "file", path)
+        text_part = read_optional_object(data, "text", path)
+        file_part = read_optional_object(data, "file", path)
         return cls(
-            text=_opt_str(text_part, "text", f"{path}.text") if text_part else None,
-            file_id=_str(file_part, "file_id", f"{path}.file") if file_part else None,
+            text=read_optional_str(text_part, "text", f"{path}.text") if text_part else None,
+            file_id=read_str(file_part, "file_id", f"{path}.file") if file_part else None,
         )
 
 
@@ -219,7 +227,7 @@ class Feedback:
 
     @classmethod
     def from_json(cls, data: JsonDict) -> Feedback:
-        return cls(_int(data, "event_id", cls.type), _opt_str(data, "score", cls.type))
+        return cls(read_int(data, "event_id", cls.type), read_optional_str(data, "score", cls.type))
 
 
 ClientMessage = (

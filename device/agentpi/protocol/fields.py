@@ -26,88 +26,90 @@ class ProtocolError(RemoteProtocolError):
 _T = TypeVar("_T")
 
 
-def _require(data: Mapping[str, Any], key: str, path: str) -> Any:
+def read_required(data: Mapping[str, Any], key: str, path: str) -> Any:
     if key not in data:
         raise ProtocolError(f"{path}.{key}: missing")
     return data[key]
 
 
-def _str(data: Mapping[str, Any], key: str, path: str) -> str:
-    value = _require(data, key, path)
+def read_str(data: Mapping[str, Any], key: str, path: str) -> str:
+    value = read_required(data, key, path)
     if not isinstance(value, str):
-        raise ProtocolError(f"{path}.{key}: expected a string, got {_describe(value)}")
+        raise ProtocolError(f"{path}.{key}: expected a string, got {describe_json_type(value)}")
     return value
 
 
-def _opt_str(data: Mapping[str, Any], key: str, path: str) -> str | None:
+def read_optional_str(data: Mapping[str, Any], key: str, path: str) -> str | None:
     if data.get(key) is None:
         return None
-    return _str(data, key, path)
+    return read_str(data, key, path)
 
 
-def _int(data: Mapping[str, Any], key: str, path: str) -> int:
-    value = _require(data, key, path)
+def read_int(data: Mapping[str, Any], key: str, path: str) -> int:
+    value = read_required(data, key, path)
     # Some server events carry numeric ids as strings; the SDKs call int() on them too.
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError(f"{path}.{key}: expected an integer, got {_describe(value)}")
+        raise ProtocolError(f"{path}.{key}: expected an integer, got {describe_json_type(value)}")
     return value
 
 
-def _opt_int(data: Mapping[str, Any], key: str, path: str) -> int | None:
+def read_optional_int(data: Mapping[str, Any], key: str, path: str) -> int | None:
     if data.get(key) is None:
         return None
-    return _int(data, key, path)
+    return read_int(data, key, path)
 
 
-def _number(data: Mapping[str, Any], key: str, path: str) -> float:
-    value = _require(data, key, path)
+def read_number(data: Mapping[str, Any], key: str, path: str) -> float:
+    value = read_required(data, key, path)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"{path}.{key}: expected a number, got {_describe(value)}")
+        raise ProtocolError(f"{path}.{key}: expected a number, got {describe_json_type(value)}")
     return float(value)
 
 
-def _bool(data: Mapping[str, Any], key: str, path: str, default: bool | None = None) -> bool:
+def read_bool(data: Mapping[str, Any], key: str, path: str, default: bool | None = None) -> bool:
     if key not in data and default is not None:
         return default
-    value = _require(data, key, path)
+    value = read_required(data, key, path)
     if not isinstance(value, bool):
-        raise ProtocolError(f"{path}.{key}: expected true or false, got {_describe(value)}")
+        raise ProtocolError(
+            f"{path}.{key}: expected true or false, got {describe_json_type(value)}"
+        )
     return value
 
 
-def _obj(data: Mapping[str, Any], key: str, path: str) -> JsonDict:
-    value = _require(data, key, path)
+def read_object(data: Mapping[str, Any], key: str, path: str) -> JsonDict:
+    value = read_required(data, key, path)
     if not isinstance(value, dict):
-        raise ProtocolError(f"{path}.{key}: expected an object, got {_describe(value)}")
+        raise ProtocolError(f"{path}.{key}: expected an object, got {describe_json_type(value)}")
     return value
 
 
-def _opt_obj(data: Mapping[str, Any], key: str, path: str) -> JsonDict | None:
+def read_optional_object(data: Mapping[str, Any], key: str, path: str) -> JsonDict | None:
     if data.get(key) is None:
         return None
-    return _obj(data, key, path)
+    return read_object(data, key, path)
 
 
-def _b64(data: Mapping[str, Any], key: str, path: str) -> bytes:
-    text = _str(data, key, path)
+def read_base64(data: Mapping[str, Any], key: str, path: str) -> bytes:
+    text = read_str(data, key, path)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"{path}.{key}: not valid base64 ({exc})") from None
 
 
-def _describe(value: Any) -> str:
+def describe_json_type(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, bytes | bytearray) else repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}"
 
 
-def _b64encode(audio: bytes) -> str:
+def encode_base64(audio: bytes) -> str:
     return base64.b64encode(audio).decode("ascii")
 
 
-def _without_none(data: JsonDict) -> JsonDict:
+def without_none(data: JsonDict) -> JsonDict:
     return {key: value for key, value in data.items() if value is not None}

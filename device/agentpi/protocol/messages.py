@@ -24,7 +24,7 @@ from agentpi.protocol.client_messages import (
     UserAudioChunk,
     UserMessage,
 )
-from agentpi.protocol.fields import JsonDict, ProtocolError, _describe, _obj
+from agentpi.protocol.fields import JsonDict, ProtocolError, describe_json_type, read_object
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.protocol.server_events import (
     SERVER_EVENT_TYPES,
@@ -46,7 +46,7 @@ from agentpi.protocol.server_events import (
     UnknownEvent,
     UserTranscript,
     VadScore,
-    _WrappedEvent,
+    WrappedEvent,
 )
 
 __all__ = [
@@ -101,20 +101,20 @@ def _load_object(raw: str | bytes) -> JsonDict:
     except bounded_json.JsonRefused as exc:
         raise ProtocolError(f"frame refused: {exc}") from None
     if not isinstance(data, dict):
-        raise ProtocolError(f"frame: expected a JSON object, got {_describe(data)}")
+        raise ProtocolError(f"frame: expected a JSON object, got {describe_json_type(data)}")
     return data
 
 
 def _message_type(data: JsonDict) -> str:
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(f"type: expected a string, got {_describe(kind)}")
+        raise ProtocolError(f"type: expected a string, got {describe_json_type(kind)}")
     return kind
 
 
-def _event_body(data: JsonDict, cls: type[_WrappedEvent]) -> JsonDict:
+def _event_body(data: JsonDict, cls: type[WrappedEvent]) -> JsonDict:
     if cls.wrapper in data:
-        return _obj(data, cls.wrapper, cls.type)
+        return read_object(data, cls.wrapper, cls.type)
     # UNCONFIRMED shapes (client_error, agent_response_complete) arrive under other `*_event` keys
     # or flat; accept those instead of dropping a message the device needs.
     for key, value in data.items():

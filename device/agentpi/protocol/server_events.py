@@ -9,19 +9,19 @@ from agentpi.protocol.client_messages import ClientMessage, ContextualUpdate
 from agentpi.protocol.fields import (
     JsonDict,
     ProtocolError,
-    _b64,
-    _b64encode,
-    _bool,
-    _int,
-    _number,
-    _opt_int,
-    _opt_obj,
-    _opt_str,
-    _str,
-    _without_none,
+    encode_base64,
+    read_base64,
+    read_bool,
+    read_int,
+    read_number,
+    read_optional_int,
+    read_optional_object,
+    read_optional_str,
+    read_str,
+    without_none,
 )
 
-SERVER_EVENT_TYPES: dict[str, type[_WrappedEvent]] = {}
+SERVER_EVENT_TYPES: dict[str, type[WrappedEvent]] = {}
 """Every event whose body sits under a wrapper key, by its ``type`` (``@server_event``)."""
 
 _E = TypeVar("_E")
@@ -54,9 +54,9 @@ class ConversationInitiationMetadata:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> ConversationInitiationMetadata:
         return cls(
-            conversation_id=_str(body, "conversation_id", path),
-            agent_output_audio_format=_str(body, "agent_output_audio_format", path),
-            user_input_audio_format=_str(body, "user_input_audio_format", path),
+            conversation_id=read_str(body, "conversation_id", path),
+            agent_output_audio_format=read_str(body, "agent_output_audio_format", path),
+            user_input_audio_format=read_str(body, "user_input_audio_format", path),
         )
 
 
@@ -71,12 +71,12 @@ class _TextEvent:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none({self.text_key: self.text, "event_id": self.event_id})
+        body = without_none({self.text_key: self.text, "event_id": self.event_id})
         return {"type": self.type, self.wrapper: body}
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> Self:
-        return cls(_str(body, cls.text_key, path), _opt_int(body, "event_id", path))
+        return cls(read_str(body, cls.text_key, path), read_optional_int(body, "event_id", path))
 
 
 @server_event
@@ -113,7 +113,7 @@ class AgentResponseCorrection:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none(
+        body = without_none(
             {
                 "original_agent_response": self.original,
                 "corrected_agent_response": self.corrected,
@@ -125,9 +125,9 @@ class AgentResponseCorrection:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> AgentResponseCorrection:
         return cls(
-            original=_str(body, "original_agent_response", path),
-            corrected=_str(body, "corrected_agent_response", path),
-            event_id=_opt_int(body, "event_id", path),
+            original=read_str(body, "original_agent_response", path),
+            corrected=read_str(body, "corrected_agent_response", path),
+            event_id=read_optional_int(body, "event_id", path),
         )
 
 
@@ -141,7 +141,7 @@ class Audio:
     alignment: JsonDict | None = None
 
     def to_json(self) -> JsonDict:
-        body: JsonDict = {"audio_base_64": _b64encode(self.audio), "event_id": self.event_id}
+        body: JsonDict = {"audio_base_64": encode_base64(self.audio), "event_id": self.event_id}
         if self.alignment is not None:
             body["alignment"] = self.alignment
         return {"type": self.type, self.wrapper: body}
@@ -149,9 +149,9 @@ class Audio:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> Audio:
         return cls(
-            audio=_b64(body, "audio_base_64", path),
-            event_id=_int(body, "event_id", path),
-            alignment=_opt_obj(body, "alignment", path),
+            audio=read_base64(body, "audio_base_64", path),
+            event_id=read_int(body, "event_id", path),
+            alignment=read_optional_object(body, "alignment", path),
         )
 
 
@@ -164,12 +164,12 @@ class Interruption:
     reason: str | None = None  # UNCONFIRMED field, modelled by an open SDK PR
 
     def to_json(self) -> JsonDict:
-        body = _without_none({"event_id": self.event_id, "reason": self.reason})
+        body = without_none({"event_id": self.event_id, "reason": self.reason})
         return {"type": self.type, self.wrapper: body}
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> Interruption:
-        return cls(_int(body, "event_id", path), _opt_str(body, "reason", path))
+        return cls(read_int(body, "event_id", path), read_optional_str(body, "reason", path))
 
 
 @server_event
@@ -188,7 +188,7 @@ class Ping:
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> Ping:
-        return cls(_int(body, "event_id", path), _opt_int(body, "ping_ms", path))
+        return cls(read_int(body, "event_id", path), read_optional_int(body, "ping_ms", path))
 
 
 @server_event
@@ -202,7 +202,7 @@ class ClientToolCall:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none(
+        body = without_none(
             {
                 "tool_name": self.tool_name,
                 "tool_call_id": self.tool_call_id,
@@ -215,10 +215,10 @@ class ClientToolCall:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> ClientToolCall:
         return cls(
-            tool_name=_str(body, "tool_name", path),
-            tool_call_id=_str(body, "tool_call_id", path),
-            parameters=_opt_obj(body, "parameters", path) or {},
-            event_id=_opt_int(body, "event_id", path),
+            tool_name=read_str(body, "tool_name", path),
+            tool_call_id=read_str(body, "tool_call_id", path),
+            parameters=read_optional_object(body, "parameters", path) or {},
+            event_id=read_optional_int(body, "event_id", path),
         )
 
 
@@ -238,7 +238,7 @@ class VadScore:
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> VadScore:
-        return cls(_number(body, "vad_score", path))
+        return cls(read_number(body, "vad_score", path))
 
 
 @server_event
@@ -253,7 +253,7 @@ class InternalTentativeAgentResponse:
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> InternalTentativeAgentResponse:
-        return cls(_str(body, "tentative_agent_response", path))
+        return cls(read_str(body, "tentative_agent_response", path))
 
 
 @server_event
@@ -266,11 +266,11 @@ class AgentResponseComplete:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        return {"type": self.type, self.wrapper: _without_none({"event_id": self.event_id})}
+        return {"type": self.type, self.wrapper: without_none({"event_id": self.event_id})}
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> AgentResponseComplete:
-        return cls(_opt_int(body, "event_id", path))
+        return cls(read_optional_int(body, "event_id", path))
 
 
 @server_event
@@ -283,15 +283,19 @@ class AgentChatResponsePart:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none({"text": self.text, "type": self.part_type, "event_id": self.event_id})
+        body = without_none({"text": self.text, "type": self.part_type, "event_id": self.event_id})
         return {"type": self.type, self.wrapper: body}
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> AgentChatResponsePart:
-        part_type = _str(body, "type", path)
+        part_type = read_str(body, "type", path)
         if part_type not in ("start", "delta", "stop"):
             raise ProtocolError(f"{path}.type: expected start, delta or stop, got {part_type!r}")
-        return cls(_opt_str(body, "text", path) or "", part_type, _opt_int(body, "event_id", path))
+        return cls(
+            read_optional_str(body, "text", path) or "",
+            part_type,
+            read_optional_int(body, "event_id", path),
+        )
 
 
 @server_event
@@ -307,7 +311,7 @@ class AgentToolResponse:
     event_id: int | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none(
+        body = without_none(
             {
                 "tool_name": self.tool_name,
                 "tool_call_id": self.tool_call_id,
@@ -322,12 +326,12 @@ class AgentToolResponse:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> AgentToolResponse:
         return cls(
-            tool_name=_str(body, "tool_name", path),
-            tool_call_id=_str(body, "tool_call_id", path),
-            tool_type=_str(body, "tool_type", path),
-            is_error=_bool(body, "is_error", path),
-            is_called=_bool(body, "is_called", path, default=True),
-            event_id=_opt_int(body, "event_id", path),
+            tool_name=read_str(body, "tool_name", path),
+            tool_call_id=read_str(body, "tool_call_id", path),
+            tool_type=read_str(body, "tool_type", path),
+            is_error=read_bool(body, "is_error", path),
+            is_called=read_bool(body, "is_called", path, default=True),
+            event_id=read_optional_int(body, "event_id", path),
         )
 
 
@@ -344,7 +348,7 @@ class ErrorEvent:
     reason: str | None = None
 
     def to_json(self) -> JsonDict:
-        body = _without_none(
+        body = without_none(
             {
                 "code": self.code,
                 "message": self.message,
@@ -357,10 +361,11 @@ class ErrorEvent:
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> ErrorEvent:
         return cls(
-            message=_opt_str(body, "message", path) or "",
-            code=_opt_int(body, "code", path),
-            error_type=_opt_str(body, "error_type", path) or _opt_str(body, "error_name", path),
-            reason=_opt_str(body, "reason", path),
+            message=read_optional_str(body, "message", path) or "",
+            code=read_optional_int(body, "code", path),
+            error_type=read_optional_str(body, "error_type", path)
+            or read_optional_str(body, "error_name", path),
+            reason=read_optional_str(body, "reason", path),
         )
 
 
@@ -375,7 +380,7 @@ class UnknownEvent:
         return dict(self.raw)
 
 
-_WrappedEvent = (  # the events whose body sits under a wrapper key
+WrappedEvent = (  # the events whose body sits under a wrapper key
     ConversationInitiationMetadata
     | UserTranscript
     | TentativeUserTranscript
@@ -393,6 +398,6 @@ _WrappedEvent = (  # the events whose body sits under a wrapper key
     | ErrorEvent
 )
 
-ServerEvent = _WrappedEvent | ContextualUpdate | UnknownEvent
+ServerEvent = WrappedEvent | ContextualUpdate | UnknownEvent
 
 Message = ClientMessage | ServerEvent

@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from agentpi.config import ButtonConfig
-from agentpi.gpio import gpio_errors
+from agentpi.config.document import ButtonConfig
+from agentpi.system.gpio import gpio_errors
 
 
 class ButtonInput:

@@ -20,9 +20,9 @@ from typing import Any
 
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT
-from agentpi.config import Config
-from agentpi.net import host_of
+from agentpi.config.document import Config
 from agentpi.protocol.actions import ConversationEnded
+from agentpi.system.net import host_of
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
@@ -178,7 +178,7 @@ class WakeTrigger(TriggerSource):
             return
         # held from as far back as the phrase's end can be; the reader skips on once it is known
         self._phrase_end = concurrent.futures.Future()
-        earliest = max(self._mic.oldest, start - self._runner.listener.phrase_end_window)
+        earliest = max(self._mic.oldest, start - self._runner.phrase_end_window)
         trigger = Trigger("wake", detail, earliest, phrase_end=self._phrase_end)
         self._to_loop(trigger, self._generation)
 

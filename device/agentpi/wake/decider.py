@@ -10,15 +10,6 @@ frames are processed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
-MODEL_SUFFIXES = (".tflite", ".onnx")
-
-
-def model_label(model: str) -> str:
-    """The name a wake model's scores (and its detections) carry, and that ``[wake.agents]``
-    uses: its name, or a path's stem."""
-    return Path(model).stem if model.endswith(MODEL_SUFFIXES) else model
 
 
 @dataclass(frozen=True)
@@ -38,6 +29,7 @@ class WakeDecider:
     _quiet_until: float = float("-inf")
 
     def __post_init__(self) -> None:
+        # the rules' domain; a config's narrower ranges are wake.settings.WAKE_RANGES
         if not 0 < self.threshold < 1:
             raise ValueError(f"wake.threshold = {self.threshold}: use a score between 0 and 1")
         if self.patience < 1:

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from agentpi.audio.convert import Int16Array
-from agentpi.config import EngineChoice
 from agentpi.wake.features import StreamingScorer
 from agentpi.wake.interpreters import interpreter_factory
 from agentpi.wake.models import ModelError, ModelFiles
+from agentpi.wake.settings import EngineChoice
 
 
 class WakeEngine(Protocol):
@@ -72,11 +72,12 @@ class PyOpenWakeWordEngine:
             # copy in one process that aborts at random (seen in tests), so never both at once
             raise ModelError("tflite-runtime is already loaded in this process")
         from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
-        from pyopen_wakeword.openwakeword import _find_tensorflowlite_c
+
+        from agentpi.wake.tflite_c import library_path
 
         if files.framework != "tflite":
             raise ModelError("pyopen-wakeword runs .tflite models only; .onnx needs openwakeword")
-        library = _find_tensorflowlite_c()
+        library = str(library_path())
         self._features = OpenWakeWordFeatures(files.melspectrogram, files.embedding, library)
         self._models = {
             name: OpenWakeWord(name, tflite_model=path, libtensorflowlite_c_path=library)

@@ -76,6 +76,14 @@ def quiet_room(frames: int, seed: int = WARMUP_SEED) -> Int16Array:
     return room
 
 
+@dataclass(frozen=True)
+class FeatureState:
+    context: FloatArray
+    """The last samples of audio, which the next frame's spectrogram starts from."""
+    mels: FloatArray
+    embeddings: FloatArray
+
+
 class StreamingFeatures:
     def __init__(
         self,
@@ -97,10 +105,17 @@ class StreamingFeatures:
             self.embeddings = np.zeros((history, EMBEDDING_SIZE), dtype=np.float32)
             for frame in quiet_room(MEL_FILL_FRAMES + history).reshape(-1, FRAME):
                 self.push(frame)
-        self._start = (self._context, self._mels, self.embeddings)
+        self._start = self.snapshot()
 
     def reset(self) -> None:
-        self._context, self._mels, self.embeddings = self._start
+        self.restore(self._start)
+
+    def snapshot(self) -> FeatureState:
+        """References only: every frame makes new arrays, so keeping one costs nothing."""
+        return FeatureState(self._context, self._mels, self.embeddings)
+
+    def restore(self, state: FeatureState) -> None:
+        self._context, self._mels, self.embeddings = state.context, state.mels, state.embeddings
 
     def _melspectrogram(self, audio: FloatArray) -> FloatArray:
         if self._mel.input_shape != (1, len(audio)):
@@ -166,9 +181,7 @@ class WakeModel:
 
 @dataclass(frozen=True)
 class ScorerState:
-    context: FloatArray
-    mels: FloatArray
-    embeddings: FloatArray
+    features: FeatureState
     scored: tuple[int, ...]
 
 
@@ -206,16 +219,10 @@ class StreamingScorer:
     def snapshot(self) -> ScorerState:
         """The whole state, to ``restore`` later: references only, as every frame makes new
         arrays, so keeping one costs nothing."""
-        features = self._features
         scored = tuple(model.scored for model in self._models.values())
-        return ScorerState(features._context, features._mels, features.embeddings, scored)
+        return ScorerState(self._features.snapshot(), scored)
 
     def restore(self, state: ScorerState) -> None:
-        features = self._features
-        features._context, features._mels, features.embeddings = (
-            state.context,
-            state.mels,
-            state.embeddings,
-        )
+        self._features.restore(state.features)
         for model, scored in zip(self._models.values(), state.scored, strict=True):
             model.scored = scored

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 
 from agentpi.audio.convert import Int16Array
-from agentpi.config import WakeConfig
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
 from agentpi.wake.models import ModelFiles, resolve
 from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
+from agentpi.wake.settings import WakeConfig
 
 log = logging.getLogger(__name__)
 

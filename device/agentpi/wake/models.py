@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentpi.errors import AgentpiError
-from agentpi.wake.decider import MODEL_SUFFIXES, model_label
+from agentpi.wake.settings import MODEL_SUFFIXES, model_label
 
 MODELS_DIR_ENV = "AGENTPI_MODELS_DIR"
 SERVICE_MODELS_DIR = Path("/var/lib/agentpi/models")

@@ -54,6 +54,11 @@ class WakeRunner:
     def engine_name(self) -> str:
         return self.listener.engine_name
 
+    @property
+    def phrase_end_window(self) -> int:
+        """How far back (source samples) before a detection its phrase's end may be found."""
+        return self.listener.phrase_end_window
+
     def listen(self) -> None:
         """Start (or resume) listening from now on."""
         if self._thread is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urlsplit
 
-from agentpi.net import is_loopback
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
+from agentpi.system.net import is_loopback
 
 ConfigError = SettingsError
 

@@ -17,11 +17,11 @@ from agentpi.audio.backend import AudioDeviceError
 from agentpi.audio.convert import Int16Array
 from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
-from agentpi.clock import describe_clock
-from agentpi.config import Config, ConfigError, load_config
-from agentpi.credentials import read_api_key, read_mqtt_password
+from agentpi.config.document import Config, ConfigError, load_config
 from agentpi.errors import reason_of
-from agentpi.gpio import GpioError
+from agentpi.settings.credentials import read_api_key, read_mqtt_password
+from agentpi.system.clock import describe_clock
+from agentpi.system.gpio import GpioError
 from agentpi.wake.models import ModelError
 
 REACH_TIMEOUT_S = 5.0

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentpi.atomic_file import write_atomically
-from agentpi.config import ConfigError
-from agentpi.credentials import CREDENTIALS
+from agentpi.config.document import ConfigError
+from agentpi.settings.credentials import CREDENTIALS
+from agentpi.system.atomic_file import write_atomically
 
 SERVICE_USER = "agentpi"
 GROUPS = ("audio", "gpio", "spi")
 UNIT = "agentpi.service"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 UNIT_PATH = re.compile(r"/[A-Za-z0-9._+/-]+")

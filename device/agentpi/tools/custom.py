@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentpi.config import ConfigError
-from agentpi.file_trust import check_trusted_file
-from agentpi.tool_settings import CustomToolConfig, ToolsConfig
-from agentpi.tools import ToolError, ToolFunction, ToolRegistry
+from agentpi.settings.file_trust import check_trusted_file
+from agentpi.settings.typed import SettingsError
+from agentpi.tools.registry import ToolError, ToolFunction, ToolRegistry
+from agentpi.tools.settings import CustomToolConfig, ToolsConfig
 
 TOOL_ENVIRONMENT = (
     "PATH",
@@ -64,7 +64,7 @@ def _resolve_program(tool: CustomToolConfig, key: str) -> tuple[str, ...]:
     program = tool.command[0]
     found = shutil.which(program)
     if found is None:
-        raise ConfigError(
+        raise SettingsError(
             f"{key}.command: program {program!r} not found or not executable"
             + ("" if os.sep in program else " (give its full path)")
         )
@@ -162,17 +162,17 @@ def load_entry_point(spec: str, key: str) -> ToolFunction:
             if found is not None and found.origin:  # looked at before the module itself runs
                 check_trusted_file(Path(found.origin), f"{key}: the module")
             module = importlib.import_module(where)
-    except ConfigError:
+    except SettingsError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{key}: cannot load {where!r}: {exc}") from None
+        raise SettingsError(f"{key}: cannot load {where!r}: {exc}") from None
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
         if target is None:
-            raise ConfigError(f"{key}: {where!r} has no {attribute!r}")
+            raise SettingsError(f"{key}: {where!r} has no {attribute!r}")
     if not callable(target):
-        raise ConfigError(f"{key}: {attribute!r} in {where!r} is not a function")
+        raise SettingsError(f"{key}: {attribute!r} in {where!r} is not a function")
     function: ToolFunction = target
     return function
 

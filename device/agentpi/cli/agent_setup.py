@@ -9,8 +9,8 @@ import json
 
 from agentpi.agent.fit import describe_change, findings, setup_change
 from agentpi.agent.rest import read_agent, update_agent
-from agentpi.config import ConfigError, load_config
-from agentpi.credentials import read_api_key
+from agentpi.config.document import ConfigError, load_config
+from agentpi.settings.credentials import read_api_key
 
 
 def agent_setup(args: argparse.Namespace) -> int:

@@ -17,14 +17,14 @@ from typing import Any
 
 from agentpi import events as ev
 from agentpi.agent.client import AgentConnection, Closed
-from agentpi.agent_setup import initiation_data, start_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
 from agentpi.audio.formats import AudioFormat
 from agentpi.audio.gating import MicGate, PushToTalk
 from agentpi.audio.speech_vad import SpeechVad
-from agentpi.config import Config
+from agentpi.config.document import Config
+from agentpi.device.initiation import initiation_data, start_context
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
 from agentpi.protocol.messages import ClientToolCall, ProtocolError
@@ -32,7 +32,7 @@ from agentpi.protocol.session import ConversationSession
 from agentpi.protocol.timers import SessionSettings
 from agentpi.protocol.turns import TurnTimer
 from agentpi.states import DeviceState
-from agentpi.tools import ToolRegistry
+from agentpi.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class ConversationRun:
         """Before agent audio is queued: it reaches the speaker after what is queued already."""
         sink = self.context.sink
         if sink.playback_log is not None:
-            sink.playback_log.sound_counts = True  # the agent's voice always wakes the canceller
+            sink.playback_log.chime_over()
         queued_s = sink.buffered_samples / sink.sample_rate if sink.sample_rate else 0.0
         turn = self.turn_timer.agent_audio(time.monotonic() + queued_s)
         if turn is not None:

@@ -5,21 +5,21 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from agentpi.app import Device
 from agentpi.audio.backend import AudioSink, CaptureStream
 from agentpi.audio.capture import Microphone
 from agentpi.audio.cues import Cues
 from agentpi.audio.devices import open_source
-from agentpi.config import (
+from agentpi.config.document import (
     AudioConfig,
     Config,
 )
-from agentpi.credentials import read_api_key, read_endpoint_token
+from agentpi.device.app import Device
 from agentpi.events import EventBus
 from agentpi.leds.driver import LedController, open_leds
 from agentpi.leds.patterns import LedAnimator
 from agentpi.leds.settings import LedSettings
-from agentpi.service import SystemdNotifier
+from agentpi.settings.credentials import read_api_key, read_endpoint_token
+from agentpi.system.systemd_notify import SystemdNotifier
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener
 

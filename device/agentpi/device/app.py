@@ -15,26 +15,26 @@ from typing import Any
 from agentpi import __version__
 from agentpi import events as ev
 from agentpi.agent.client import AgentConnectError, AgentConnection, open_agent
-from agentpi.agent_setup import event_context
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.cues import Cues
 from agentpi.audio.gating import HalfDuplex, MicGate, OpenMic, PushToTalk, set_up_echo
 from agentpi.backoff import reconnect_delay
-from agentpi.config import Config, for_wake_word
-from agentpi.conversation import ConversationRun, RunContext
-from agentpi.credentials import Secret
-from agentpi.custom_tools import build_tools
-from agentpi.device_tools import MAX_VOLUME_PERCENT, register_device_tools
+from agentpi.config.document import Config, for_wake_word
+from agentpi.device.conversation import ConversationRun, RunContext
+from agentpi.device.initiation import event_context
+from agentpi.device.mic_recovery import MicRecovery
 from agentpi.events import DeviceEvent, EventBus
-from agentpi.identity import device_id
 from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
 from agentpi.protocol.turns import TurnTimer
-from agentpi.recovery import MicRecovery
-from agentpi.service import SystemdNotifier
+from agentpi.settings.credentials import Secret
 from agentpi.states import DeviceState, check_transition
-from agentpi.tools import ToolRegistry
+from agentpi.system.identity import device_id
+from agentpi.system.systemd_notify import SystemdNotifier
+from agentpi.tools.custom import build_tools
+from agentpi.tools.device import MAX_VOLUME_PERCENT, register_device_tools
+from agentpi.tools.registry import ToolRegistry
 from agentpi.triggers.button import ButtonInput
 from agentpi.triggers.sources import (
     ButtonTrigger,

@@ -8,12 +8,12 @@ beside their sections.)
 
 from __future__ import annotations
 
+from agentpi.wake.settings import WAKE_RANGES
+
 NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "agent.connect_timeout_s": (0.5, 120, "seconds"),
     "trigger.restart_pause_s": (0, 3600, "seconds"),
-    "wake.threshold": (0.01, 0.99, "score"),
-    "wake.patience": (1, 50, "frames"),
-    "wake.refractory_s": (0, 60, "seconds"),
+    **WAKE_RANGES,
     "audio.chunk_ms": (10, 250, "ms"),
     "audio.vad_threshold_dbfs": (-90, 0, "dBFS"),
     "audio.preroll_s": (0, 10, "seconds"),

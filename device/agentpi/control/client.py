@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agentpi import bounded_json
-from agentpi.control import SYSTEM_SOCKET, user_socket_path
+from agentpi.control.paths import SYSTEM_SOCKET, user_socket_path
 from agentpi.errors import AgentpiError
 
 SOCKET_ENV = "AGENTPI_CONTROL_SOCKET"

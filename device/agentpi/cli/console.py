@@ -16,7 +16,7 @@ from typing import TextIO
 from agentpi import events as ev
 from agentpi.events import DeviceEvent, dropped_line, event_line, shortened
 from agentpi.line_backlog import WaitingLines
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
 
 log = logging.getLogger("agentpi")
 

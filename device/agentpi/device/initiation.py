@@ -10,7 +10,7 @@ from typing import Any
 from agentpi import __version__
 from agentpi.agent.definition import put
 from agentpi.agent.fit import DEVICE_EVENTS
-from agentpi.config import ContextConfig, ConversationConfig
+from agentpi.config.document import ContextConfig, ConversationConfig
 from agentpi.events import EventRecord
 from agentpi.protocol.messages import ConversationInitiationClientData, JsonDict
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agentpi.settings import SettingsError, load_toml
+from agentpi.settings.typed import SettingsError, load_toml
 
 ConfigError = SettingsError
 
@@ -16,7 +16,7 @@ PROFILE_DIR_ENV = "AGENTPI_HARDWARE_DIR"
 
 def profile_dirs() -> list[Path]:
     dirs = [Path(os.environ[PROFILE_DIR_ENV])] if os.environ.get(PROFILE_DIR_ENV) else []
-    dirs.append(Path(__file__).resolve().parents[2] / "hardware" / "profiles")  # a checkout
+    dirs.append(Path(__file__).resolve().parents[3] / "hardware" / "profiles")  # a checkout
     dirs.append(Path("/usr/share/agentpi/hardware/profiles"))
     return dirs
 

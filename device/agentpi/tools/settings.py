@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
 
 ConfigError = SettingsError
 

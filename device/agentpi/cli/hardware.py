@@ -7,18 +7,15 @@ import math
 import time
 from pathlib import Path
 
-from agentpi.assembly import build_leds
-from agentpi.config import (
-    ConfigError,
-    WakeConfig,
-    load_config,
-)
+from agentpi.config.document import ConfigError, load_config
+from agentpi.config.profiles import with_profile
+from agentpi.device.assembly import build_leds
 from agentpi.leds.settings import LedSettings
-from agentpi.profiles import with_profile
-from agentpi.settings import build_dataclass, load_toml
+from agentpi.settings.typed import build_dataclass, load_toml
 from agentpi.states import DeviceState
 from agentpi.wake.listener import open_models
 from agentpi.wake.models import download, model_dirs, user_models_dir
+from agentpi.wake.settings import WakeConfig
 
 
 def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
@@ -26,7 +23,7 @@ def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
     return build_dataclass(LedSettings, data.get("leds", {}), "leds")
 
 
-def _cmd_leds(args: argparse.Namespace) -> int:
+def leds_command(args: argparse.Namespace) -> int:
     """Show each state's pattern for a while, with a made-up voice for vad and envelope."""
     settings = _led_settings(args.config, args.profile)
     if settings.type == "none":
@@ -51,7 +48,7 @@ def _cmd_leds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
+def models_command(args: argparse.Namespace) -> int:
     wake = load_config(args.config).wake if args.config else WakeConfig()
     if args.action == "download":
         target = Path(args.dir) if args.dir else user_models_dir()
@@ -69,7 +66,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devices(args: argparse.Namespace) -> int:
+def devices_command(args: argparse.Namespace) -> int:
     from agentpi.audio.portaudio import devices, supported_formats
 
     found = devices()

@@ -42,19 +42,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agentpi.config_ranges import NUMBER_RANGES
-from agentpi.credentials import API_KEY_CREDENTIAL
+from agentpi.config.profiles import with_profile
+from agentpi.config.ranges import NUMBER_RANGES
+from agentpi.config.urls import check_agent_url, check_endpoint_url
+from agentpi.control.settings import ControlConfig
 from agentpi.events import CONTEXT_SENT_EVENT
-from agentpi.file_trust import check_trusted_file
 from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
-from agentpi.profiles import with_profile
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.protocol.overrides import CONFIG_PATHS
-from agentpi.settings import SettingsError, build_dataclass, check_ranges, load_toml
-from agentpi.tool_settings import ToolsConfig, validate_tools
-from agentpi.urls import check_agent_url, check_endpoint_url
-from agentpi.wake.decider import WakeDecider, model_label
+from agentpi.settings.credentials import API_KEY_CREDENTIAL
+from agentpi.settings.file_trust import check_trusted_file
+from agentpi.settings.typed import SettingsError, build_dataclass, check_ranges, load_toml
+from agentpi.tools.settings import ToolsConfig, validate_tools
+from agentpi.wake.settings import WakeConfig, check_wake_agents
 
 ConfigError = SettingsError
 
@@ -76,7 +77,6 @@ class AgentConfig:
     systemd credential agentpi_endpoint_token."""
 
 
-EngineChoice = Literal["auto", "tflite", "tflite-runtime", "openwakeword", "pyopen-wakeword"]
 TriggerMode = Literal["wake", "button", "immediate", "control"]
 
 
@@ -94,35 +94,6 @@ class TriggerConfig:
     @property
     def modes(self) -> tuple[TriggerMode, ...]:
         return (self.mode,) if isinstance(self.mode, str) else self.mode
-
-
-@dataclass(frozen=True)
-class WakeAgentConfig:
-    """The agent one wake word opens; what is left unset comes from [agent] and
-    [conversation.overrides]."""
-
-    agent_id: str = ""
-    signed_url_endpoint: str = ""
-    first_message: str | None = None
-    language: str = ""
-    prompt: str = ""
-    voice_id: str = ""
-
-
-@dataclass(frozen=True)
-class WakeConfig:
-    models: tuple[str, ...] = ("hey_jarvis",)
-    """openWakeWord model names (hey_jarvis, alexa, hey_mycroft, ...) or .tflite/.onnx paths."""
-    threshold: float = 0.5
-    patience: int = 1
-    """Frames (80 ms each) in a row at or above the threshold before it fires."""
-    refractory_s: float = 2.0
-    """After a detection, no other for this long: one utterance, one trigger."""
-    engine: EngineChoice = "auto"
-    models_dir: str = ""
-    agents: dict[str, WakeAgentConfig] = field(default_factory=dict)
-    """Model name (or a path's file name without .tflite) -> the agent that phrase opens, e.g.
-    [wake.agents.alexa] agent_id = "..." for a second agent on the same listener."""
 
 
 @dataclass(frozen=True)
@@ -222,18 +193,6 @@ class ContextConfig:
 
 
 @dataclass(frozen=True)
-class ControlConfig:
-    """The local control socket (`agentpi say`, `status`, `events`)."""
-
-    enabled: bool = True
-    socket: str = ""
-    """Default: control.sock in the service's runtime directory (/run/agentpi), or in
-    $XDG_RUNTIME_DIR/agentpi when run by hand."""
-    group: str = ""
-    """Group that may use it (mode 0660); default: the service's own group."""
-
-
-@dataclass(frozen=True)
 class ButtonConfig:
     pin: int | None = None
     """GPIO (BCM) of the button, wired to ground (pull-up on)."""
@@ -316,17 +275,13 @@ def validate(config: Config) -> None:
         )
     if "wake" in modes and not config.wake.models:
         raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
-    _validate_wake_agents(config.wake)
+    check_wake_agents(config.wake)
     check_mqtt(config.mqtt)
     for label in config.wake.agents:
         try:
             validate(for_wake_word(config, label))
         except ConfigError as exc:
             raise ConfigError(f"wake.agents.{label}: {exc}") from None
-    try:
-        WakeDecider(config.wake.threshold, config.wake.patience, config.wake.refractory_s)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     _validate_conversation(config.conversation)
     _validate_context(config.context)
     validate_tools(config.tools)
@@ -357,15 +312,6 @@ def for_wake_word(config: Config, label: str) -> Config:
     conversation = dataclasses.replace(config.conversation, overrides=overrides)
     wake = dataclasses.replace(config.wake, agents={})  # one level deep
     return dataclasses.replace(config, agent=agent, conversation=conversation, wake=wake)
-
-
-def _validate_wake_agents(wake: WakeConfig) -> None:
-    labels = [model_label(model) for model in wake.models]
-    for label in wake.agents:
-        if label not in labels:
-            raise ConfigError(
-                f"wake.agents.{label}: not one of wake.models ({', '.join(labels) or 'none'})"
-            )
 
 
 def _validate_conversation(conversation: ConversationConfig) -> None:

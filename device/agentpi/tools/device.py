@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from agentpi.tools import ToolError, ToolRegistry
+from agentpi.tools.registry import ToolError, ToolRegistry
 
 MAX_VOLUME_PERCENT = 200.0
 

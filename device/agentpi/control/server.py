@@ -1,50 +1,35 @@
-"""The local control socket: a kiosk's own software, or a person at a shell, drives the device.
-
-One JSON object per line each way, on a UNIX socket only the owner and one group can open
-(mode 0660). Requests:
-
-    {"command": "status"}                      -> {"ok": true, "status": {...}}
-    {"command": "start"}                       -> start a conversation, as a button press would
-    {"command": "stop"}                        -> end the running one
-    {"command": "say", "text": "...", "start": true}
-                                               -> a user_message into the running conversation
-                                                  (or, with start, a new one that opens with it)
-    {"command": "context", "text": "..."}      -> a contextual_update into the running one
-    {"command": "events"}                      -> {"ok": true}, then every event line, as --events
-
-Every answer is {"ok": true, ...} or {"ok": false, "error": "what went wrong"}; a bad request
-never closes the connection, let alone the device.
-"""
+"""The local control socket: a kiosk's own software, or a person at a shell, drives the device
+through the requests of ``control.requests``, one JSON object per line each way, on a UNIX socket
+only the owner and one group can open (mode 0660)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
 import stat
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-from agentpi import bounded_json
-from agentpi.config import ConfigError, ControlConfig
-from agentpi.errors import AgentpiError
-from agentpi.events import DeviceEvent, EventBus, dropped_line, event_line, shortened_record
+from agentpi.control.paths import check_private_directory
+from agentpi.control.requests import (
+    MAX_REQUEST_BYTES,
+    ControlledDevice,
+    ControlRequestError,
+    carry_out,
+    encode_answer,
+    parse_request,
+)
+from agentpi.events import DeviceEvent, dropped_line, event_line, shortened_record
 from agentpi.line_backlog import WaitingLines
+from agentpi.settings.typed import SettingsError
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "control.sock"
 SOCKET_MODE = 0o660
-SYSTEM_SOCKET = Path("/run/agentpi") / SOCKET_NAME
-MAX_REQUEST_BYTES = 64 * 1024
-MAX_TEXT_CHARS = 4000
 MAX_CLIENTS = 16
 """Control-socket connections served at once (event followers included); more are refused."""
 REQUEST_IDLE_S = 10.0
@@ -57,136 +42,6 @@ they are counted as dropped. Their texts are shortened (``events.MAX_SHOWN_CHARS
 HANG_UP_S = 2.0
 """How long a client that is hung up on has to take what was written to it, before the
 connection is cut: one that never reads would otherwise hold the device's exit for ever."""
-COMMANDS = ("status", "start", "stop", "say", "context", "events")
-
-
-# --------------------------------------------------------------------------- requests
-
-
-class ControlRequestError(AgentpiError, ValueError):
-    """A request that cannot be carried out as sent; the message says why."""
-
-
-@dataclass(frozen=True)
-class ControlRequest:
-    command: str
-    text: str = ""
-    start: bool = False
-
-
-def parse_request(line: bytes) -> ControlRequest:
-    try:
-        data = bounded_json.loads(line, MAX_REQUEST_BYTES)
-    except bounded_json.JsonRefused as exc:
-        raise ControlRequestError(f"not a JSON object: {exc}") from None
-    if not isinstance(data, dict):
-        raise ControlRequestError("not a JSON object")
-    command = data.get("command")
-    if command not in COMMANDS:
-        raise ControlRequestError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
-    text = data.get("text", "")
-    if command in ("say", "context"):
-        if not isinstance(text, str) or not text.strip():
-            raise ControlRequestError(f'{command} needs "text": a non-empty string')
-        if len(text) > MAX_TEXT_CHARS:
-            raise ControlRequestError(
-                f"text is {len(text)} characters; at most {MAX_TEXT_CHARS} at a time"
-            )
-        if not text.isascii() and not _encodable(text):
-            # JSON may spell a lone surrogate ("\ud800"); no UTF-8 frame can carry it
-            raise ControlRequestError("text is not valid Unicode (a lone surrogate)")
-    start = data.get("start", False)
-    if not isinstance(start, bool):
-        raise ControlRequestError('"start" must be true or false')
-    return ControlRequest(command, text.strip() if isinstance(text, str) else "", start)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class ControlledDevice(Protocol):
-    events: EventBus
-
-    def status(self) -> dict[str, Any]: ...
-
-    def start_conversation(self, user_message: str | None = None) -> str | None: ...
-
-    def stop_conversation(self) -> str | None: ...
-
-    def send_user_message(self, text: str) -> str | None: ...
-
-    def send_contextual_update(self, text: str) -> str | None: ...
-
-
-def carry_out(request: ControlRequest, device: ControlledDevice) -> dict[str, Any]:
-    """Everything but ``events`` (which turns the connection into a stream)."""
-    command = request.command
-    if command == "status":
-        return {"ok": True, "status": device.status()}
-    error: str | None
-    if command == "start":
-        error = device.start_conversation()
-    elif command == "stop":
-        error = device.stop_conversation()
-    elif command == "context":
-        error = device.send_contextual_update(request.text)
-    else:
-        error = device.send_user_message(request.text)
-        if error is not None and request.start and device.status()["in_conversation"] is False:
-            error = device.start_conversation(user_message=request.text)
-            if error is None:
-                return {"ok": True, "started": True}
-    return {"ok": True} if error is None else {"ok": False, "error": error}
-
-
-def _answer(reply: dict[str, Any]) -> bytes:
-    return (json.dumps(reply, ensure_ascii=False, default=str) + "\n").encode()
-
-
-# --------------------------------------------------------------------------- the socket
-
-
-def socket_path(control: ControlConfig, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the device listens: the configured path, else its runtime directory."""
-    env = os.environ if environ is None else environ
-    if control.socket:
-        return Path(control.socket)
-    if env.get("RUNTIME_DIRECTORY"):  # systemd's RuntimeDirectory=agentpi
-        return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / SOCKET_NAME
-    return user_socket_path(env)
-
-
-def user_socket_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "agentpi" / SOCKET_NAME
-    if os.geteuid() == 0:
-        return SYSTEM_SOCKET
-    return Path(f"/tmp/agentpi-{os.geteuid()}") / SOCKET_NAME
-
-
-def check_private_directory(directory: Path) -> None:
-    """The socket's directory must be a real directory that no one else could have made or may
-    write in: another local user who created /tmp/agentpi-<uid> first (mode 0777) could swap in
-    a socket of their own and read what `agentpi say` sends."""
-    info = directory.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"control socket directory {directory}: not a directory (a symlink?)")
-    if info.st_uid not in (os.geteuid(), 0):
-        raise ConfigError(
-            f"control socket directory {directory} belongs to uid {info.st_uid}, not to this "
-            f"user: remove it (sudo rm -r {directory}) or set [control] socket"
-        )
-    if info.st_mode & 0o022:
-        raise ConfigError(
-            f"control socket directory {directory} is writable by others "
-            f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 700 {directory}"
-        )
 
 
 class ControlServer:
@@ -213,7 +68,7 @@ class ControlServer:
                 self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
             )
         except OSError as exc:
-            raise ConfigError(f"control socket {self.path}: {exc.strerror or exc}") from None
+            raise SettingsError(f"control socket {self.path}: {exc.strerror or exc}") from None
         finally:
             os.umask(old_umask)
         os.chmod(self.path, SOCKET_MODE)
@@ -222,7 +77,7 @@ class ControlServer:
                 os.chown(self.path, -1, gid)
             except OSError as exc:
                 await self.close()
-                raise ConfigError(
+                raise SettingsError(
                     f"control.group = {self.group!r}: cannot give the socket to it "
                     f"({exc.strerror}); the service must be a member of that group"
                 ) from None
@@ -233,7 +88,7 @@ class ControlServer:
             # private unless it is the service's runtime directory, which systemd made for us
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(
+            raise SettingsError(
                 f"control socket {self.path}: cannot create {directory}: {exc.strerror}"
             ) from None
         check_private_directory(directory)
@@ -242,14 +97,14 @@ class ControlServer:
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(mode):
-            raise ConfigError(f"control socket {self.path}: something else is already there")
+            raise SettingsError(f"control socket {self.path}: something else is already there")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(str(self.path))
             except OSError:
                 self.path.unlink()  # left behind by a device that did not stop cleanly
                 return
-        raise ConfigError(f"control socket {self.path}: another agentpi is already running there")
+        raise SettingsError(f"control socket {self.path}: another agentpi is already running there")
 
     async def close(self) -> None:
         if self._server is not None:
@@ -274,7 +129,7 @@ class ControlServer:
         try:
             if len(self._connections) > MAX_CLIENTS:
                 busy = f"too many clients at once (at most {MAX_CLIENTS}); try again"
-                writer.write(_answer({"ok": False, "error": busy}))
+                writer.write(encode_answer({"ok": False, "error": busy}))
                 await writer.drain()
                 return
             await self._converse(reader, writer)
@@ -290,11 +145,11 @@ class ControlServer:
                 line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_IDLE_S)
             except TimeoutError:
                 idle = f"no complete request within {REQUEST_IDLE_S:g} s; hanging up"
-                writer.write(_answer({"ok": False, "error": idle}))
+                writer.write(encode_answer({"ok": False, "error": idle}))
                 await writer.drain()
                 return
             except asyncio.LimitOverrunError:
-                writer.write(_answer({"ok": False, "error": "request too long"}))
+                writer.write(encode_answer({"ok": False, "error": "request too long"}))
                 await writer.drain()
                 return
             except asyncio.IncompleteReadError as exc:
@@ -306,13 +161,13 @@ class ControlServer:
             try:
                 request = parse_request(line)
             except ControlRequestError as exc:
-                writer.write(_answer({"ok": False, "error": str(exc)}))
+                writer.write(encode_answer({"ok": False, "error": str(exc)}))
                 await writer.drain()
                 continue
             if request.command == "events":
                 await self._stream_events(reader, writer)
                 return
-            writer.write(_answer(carry_out(request, self.device)))
+            writer.write(encode_answer(carry_out(request, self.device)))
             await writer.drain()
 
     async def _stream_events(
@@ -340,7 +195,7 @@ class ControlServer:
         self.device.events.subscribe(listener)
         hung_up = asyncio.ensure_future(_until_eof(reader))  # the subscriber is gone
         try:
-            writer.write(_answer({"ok": True}))
+            writer.write(encode_answer({"ok": True}))
             await writer.drain()
             while not hung_up.done():
                 if not lines:
@@ -384,4 +239,4 @@ def _group_id(name: str) -> int:
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
-        raise ConfigError(f"control.group = {name!r}: no such group on this machine") from None
+        raise SettingsError(f"control.group = {name!r}: no such group on this machine") from None

@@ -14,7 +14,7 @@ import os
 import uuid
 from pathlib import Path
 
-from agentpi.atomic_file import write_atomically
+from agentpi.system.atomic_file import write_atomically
 
 APP_KEY = b"agentpi device id v1"
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))

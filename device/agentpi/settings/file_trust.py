@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from agentpi.settings import SettingsError
+from agentpi.settings.typed import SettingsError
 
 
 def check_trusted_file(path: Path, what: str) -> None:

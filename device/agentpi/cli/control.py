@@ -1,0 +1,64 @@
+"""``agentpi say | context | status | events | start | stop``: the running device, driven over
+its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from agentpi.control.client import ControlClientError, event_lines, find_socket, request
+
+
+def add_control_commands(add_command: Callable[..., argparse.ArgumentParser]) -> None:
+    """Commands that talk to the running device over its control socket."""
+    helps = {
+        "say": "type to the agent: a user message (starts a conversation if none runs)",
+        "context": "tell the agent something in the background (a contextual update)",
+        "status": "what the running device is doing",
+        "events": "follow the running device's event lines (as run --events)",
+        "start": "start a conversation now, as a button press would",
+        "stop": "end the running conversation",
+    }
+    for name, text in helps.items():
+        command = add_command(name, help=text)
+        if name in ("say", "context"):
+            command.add_argument("text", help="what to send")
+        if name == "say":
+            command.add_argument(
+                "--no-start", action="store_true", help="only into a running conversation"
+            )
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="the raw status object")
+        command.add_argument("--socket", help="the device's control socket (default: found)")
+        command.set_defaults(handler=control_command)
+
+
+def control_command(args: argparse.Namespace) -> int:
+    path = find_socket(args.socket)
+    if args.command == "events":
+        for line in event_lines(path):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        return 0
+    payload: dict[str, object] = {"command": args.command}
+    if args.command in ("say", "context"):
+        payload["text"] = args.text
+    if args.command == "say":
+        payload["start"] = not args.no_start
+    reply = request(path, payload)
+    if not reply.get("ok"):
+        raise ControlClientError(str(reply.get("error", "the device said no")))
+    if args.command == "status":
+        status = reply["status"]
+        if args.json:
+            print(json.dumps(status))
+        else:
+            for key, value in status.items():
+                if isinstance(value, dict):
+                    value = ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+                print(f"{key:16} {value}")
+    elif reply.get("started"):
+        print("started a conversation with it")
+    return 0

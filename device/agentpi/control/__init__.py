@@ -1,0 +1,1 @@
+"""The control surface: requests, the local socket that serves them, and its client."""

@@ -1,0 +1,1 @@
+"""The running device: the trigger loop, one conversation, its parts and their assembly."""

@@ -1,0 +1,1 @@
+"""The boot service: installing it, and checking what it needs (doctor)."""

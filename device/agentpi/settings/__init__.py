@@ -1,0 +1,1 @@
+"""Reading settings: TOML into typed dataclasses, credentials, files the service trusts."""

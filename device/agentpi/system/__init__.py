@@ -1,0 +1,1 @@
+"""The machine under the device: files, clock, heap, network, GPIO, systemd, identity."""

@@ -1,0 +1,1 @@
+"""Client tools the agent can call: the registry, the device's own, the owner's."""
