@@ -45,7 +45,7 @@ async def main(config_path: Path, room: Path, question: Path, record: Path) -> i
     tell("ready")
     while (command := await commands.next()) != "exit":
         if command == "start":
-            refused = device.start_conversation()
+            refused = device.controls.start_conversation()
             if refused is not None:
                 tell(f"refused: {refused}")
         elif command == "speak":

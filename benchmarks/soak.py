@@ -170,7 +170,7 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
         mqtt = MqttConfig(
             enabled=True, url=f"mqtt://127.0.0.1:{broker.port}", username=USER, discovery=False
         )
-        link = MqttLink(device, mqtt, Secret(PASSWORD), "soak")
+        link = MqttLink(device.controls, mqtt, Secret(PASSWORD), "soak")
         tasks.append(asyncio.create_task(link.run()))
     soaked = asyncio.ensure_future(done.wait())
     await asyncio.wait({soaked, tasks[0]}, return_when=asyncio.FIRST_COMPLETED)

@@ -87,7 +87,7 @@ def test_a_kiosk_drives_a_whole_conversation_through_the_socket(
     seen: dict[str, Any] = {}
 
     async def kiosk(device: Device) -> None:
-        server = ControlServer(device, path, group.gr_name)
+        server = ControlServer(device.controls, path, group.gr_name)
         await server.start()
         try:
             info = path.stat()

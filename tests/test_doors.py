@@ -225,7 +225,7 @@ def test_stop_ends_a_conversation_still_fetching_its_url(
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         asked.append(time.monotonic())
-        answers.append(device.stop_conversation())
+        answers.append(device.controls.stop_conversation())
 
     seen: list[str] = []
     port = server.server_address[1]

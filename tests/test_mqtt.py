@@ -24,7 +24,7 @@ from agentpi.backoff import RECONNECT_MAX_S
 from agentpi.config.document import TriggerConfig
 from agentpi.device.app import Device
 from agentpi.events import DeviceEvent, EventBus, MqttTakenOver, VolumeChanged
-from agentpi.mqtt.client import SHORT_SESSIONS_SUSPECTED, MqttLink, taken_over
+from agentpi.mqtt.client import SHORT_SESSIONS_SUSPECTED, MqttDevice, MqttLink, taken_over
 from agentpi.mqtt.doctor import check_broker
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol.client_messages import UserMessage
@@ -105,7 +105,7 @@ async def subscribed(broker: Broker, *topics: str) -> AsyncIterator[tuple[Listen
             task.cancel()
 
 
-def start_link(device: Any, config: MqttConfig) -> tuple[MqttLink, asyncio.Future[None]]:
+def start_link(device: MqttDevice, config: MqttConfig) -> tuple[MqttLink, asyncio.Future[None]]:
     link = MqttLink(device, config, Secret(PASSWORD), "test")
     return link, asyncio.ensure_future(link.run())
 
@@ -121,7 +121,7 @@ def test_home_assistant_sees_the_device_and_starts_a_conversation(
     async def during(device: Device) -> None:
         base = f"agentpi/{device.device_id}"
         async with subscribed(broker, "homeassistant/#", f"{base}/#") as (heard, client):
-            _, running = start_link(device, mqtt_config(broker))
+            _, running = start_link(device.controls, mqtt_config(broker))
             try:
                 await heard.until(lambda: heard.last(f"{base}/availability") == "online")
                 configs = await heard.until(
@@ -177,7 +177,7 @@ def test_bad_commands_are_answered_with_an_error_and_nothing_else(
     async def during(device: Device) -> None:
         base = f"agentpi/{device.device_id}"
         async with subscribed(broker, f"{base}/reply", f"{base}/state") as (heard, client):
-            link, running = start_link(device, mqtt_config(broker, tls=False))
+            link, running = start_link(device.controls, mqtt_config(broker, tls=False))
             await link.connected.wait()
             bad = [
                 ("command", b"{not json"),
@@ -320,7 +320,7 @@ def test_a_broker_restart_mid_conversation_does_not_disturb_it(
 
     async def during(device: Device) -> None:
         base = f"agentpi/{device.device_id}"
-        link, running = start_link(device, mqtt_config(broker))
+        link, running = start_link(device.controls, mqtt_config(broker))
         try:
             await asyncio.wait_for(link.connected.wait(), 15)
             async with subscribed(broker, f"{base}/reply") as (heard, client):
@@ -328,7 +328,7 @@ def test_a_broker_restart_mid_conversation_does_not_disturb_it(
                 await heard.until(lambda: heard.all(f"{base}/reply"))
             await asyncio.sleep(1.0)  # the conversation is under way
             broker.kill()
-            seen["in_conversation"] = device.status()["in_conversation"]
+            seen["in_conversation"] = device.controls.status()["in_conversation"]
             await asyncio.sleep(1.0)
             broker.start()
             async with subscribed(broker, f"{base}/#") as (heard, _):
@@ -424,7 +424,7 @@ def test_a_broker_down_at_boot_is_joined_when_it_comes(broker: Broker) -> None:
 def test_say_starts_a_conversation_and_stop_ends_it(tmp_path: Path, broker: Broker) -> None:
     async def during(device: Device) -> None:
         base = f"agentpi/{device.device_id}"
-        link, running = start_link(device, mqtt_config(broker, tls=False))
+        link, running = start_link(device.controls, mqtt_config(broker, tls=False))
         try:
             await asyncio.wait_for(link.connected.wait(), 15)
             async with subscribed(broker, f"{base}/reply", f"{base}/state") as (heard, client):

@@ -186,10 +186,10 @@ def test_the_control_socket_is_backed_off_too_after_a_failed_conversation(
 
     async def start_twice(device: Device) -> None:
         await asyncio.wait_for(device.ready.wait(), 20)
-        answers.append(device.start_conversation())
+        answers.append(device.controls.start_conversation())
         while not ended or device.state.value != "idle":
             await asyncio.sleep(0.02)
-        answers.append(device.start_conversation())
+        answers.append(device.controls.start_conversation())
         device.shutdown("test over")
 
     run_conversation(
@@ -209,8 +209,8 @@ def test_the_control_socket_is_backed_off_too_after_a_failed_conversation(
 def test_a_clean_conversation_nobody_spoke_in_resets_the_back_off() -> None:
     """A kiosk nobody talks to: greeted, silent, hung up. One network cut before it must not
     double its pause for the rest of the year."""
+    from agentpi.device.retry import failures_after
     from agentpi.protocol.actions import ConversationEnded
-    from agentpi.triggers.sources import failures_after
 
     cut = ConversationEnded(None, "connection lost", "network", "connection lost")
     clean = ConversationEnded(1000, "user silent", "client", None)

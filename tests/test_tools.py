@@ -188,12 +188,12 @@ def test_set_volume_changes_how_loud_the_agent_is_and_says_so(tmp_path: Path) ->
     [result] = run.record.tool_results.values()
     assert (result.result, result.is_error) == ("Volume set to 40 %.", False)
     assert run.of_kind("volume")[0]["percent"] == 40.0
-    assert run.device is not None and run.device.volume_gain == pytest.approx(0.4)
+    assert run.device is not None and run.device.volume.gain == pytest.approx(0.4)
 
     bad = run_conversation(tmp_path / "bad", tool_turn("set_volume", {"percent": 900}))
     [refused] = bad.record.tool_results.values()
     assert refused.is_error and "from 0 to 200, got 900" in refused.result
-    assert bad.device is not None and bad.device.volume_gain == 1.0
+    assert bad.device is not None and bad.device.volume.gain == 1.0
 
 
 def test_device_status_reports_the_conversation(tmp_path: Path) -> None:

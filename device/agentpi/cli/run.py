@@ -88,7 +88,7 @@ async def run_device(config: Config, events: EventBus, once: bool) -> int:
 
 def serve_control(device: Device, config: ControlConfig, stack: contextlib.AsyncExitStack) -> None:
     """The control socket, from when the device is ready until ``stack`` closes."""
-    control = ControlServer(device, socket_path(config), config.group)
+    control = ControlServer(device.controls, socket_path(config), config.group)
     control.prepare()
 
     async def serve_once_ready() -> None:
@@ -111,7 +111,7 @@ def open_mqtt_link(device: Device, config: MqttConfig) -> MqttLink:
         raise ConfigError(
             f'[mqtt] needs the mqtt extra ({exc.name}): pip install "agentpi[mqtt]"'
         ) from None
-    return MqttLink(device, config, read_mqtt_password(), __version__)
+    return MqttLink(device.controls, config, read_mqtt_password(), __version__)
 
 
 def on_signals(callback: Callable[[int], None]) -> None:

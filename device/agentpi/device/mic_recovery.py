@@ -27,10 +27,12 @@ class MicRecovery:
         no_conversation: asyncio.Event,
         show_error: Callable[[], Awaitable[None]],
         restored: Callable[[], None],
+        ok: asyncio.Event,
     ) -> None:
         self.mic = mic
         self.events = events
-        self.ok = asyncio.Event()
+        self.ok = ok
+        """Set while the microphone works; cleared here when it fails, set again when back."""
         self._no_conversation = no_conversation
         self._show_error = show_error
         self._restored = restored

@@ -16,12 +16,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agentpi.audio.capture import MicReader, Microphone
-from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT
 from agentpi.config.document import Config
-from agentpi.protocol.actions import ConversationEnded
 from agentpi.system.net import host_of
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
@@ -29,27 +27,6 @@ from agentpi.wake.listener import WakeListener
 from agentpi.wake.runner import WakeRunner
 
 log = logging.getLogger(__name__)
-
-REFUSED_AT_START = 1008
-"""The AsyncAPI's close code for contract errors: bad fields, an override the agent does not
-allow. No retry fixes those; a person does."""
-
-
-def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
-    """Failed conversations in a row, once one more has ended: none after a conversation anyone
-    spoke in or that ended cleanly (a kiosk nobody talks to greets and hangs up: that is the link
-    working, and one network cut must not double its pause for good); one more after a server
-    that failed before anyone spoke; at once the count of the longest wait after a refusal at
-    start."""
-    if user_turns:
-        return 0
-    if ended.code == REFUSED_AT_START:
-        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
-    if ended.error is None:
-        return 0
-    if ended.reason != "device failure":
-        return failures + 1
-    return failures
 
 
 @dataclass(frozen=True)
@@ -68,21 +45,28 @@ class Trigger:
     """Where the wake phrase ended (a microphone sample at or after ``start``), found on the wake
     thread while the conversation connects: the audio sent begins there."""
 
+    async def skip_wake_phrase(self, reader: MicReader, wait_s: float) -> None:
+        """Start the upload where the wake phrase ended (the wake thread finds it while the
+        socket opens; if it takes too long, the whole search window goes, phrase tail and all)."""
+        if self.phrase_end is None:
+            return
+        try:
+            sample = await asyncio.wait_for(asyncio.wrap_future(self.phrase_end), wait_s)
+        except TimeoutError:
+            log.warning("the end of the wake phrase was not found in time; sending from earlier")
+            return
+        reader.skip_to(sample)
+
 
 Fire = Callable[[Trigger | None], None]
 
 
-async def skip_wake_phrase(
-    phrase_end: concurrent.futures.Future[int], reader: MicReader, wait_s: float
-) -> None:
-    """Start the upload where the wake phrase ended (the wake thread finds it while the socket
-    opens; if it takes too long, the whole search window goes, phrase tail and all)."""
-    try:
-        sample = await asyncio.wait_for(asyncio.wrap_future(phrase_end), wait_s)
-    except TimeoutError:
-        log.warning("the end of the wake phrase was not found in time; sending from earlier")
-        return
-    reader.skip_to(sample)
+class ButtonListener(Protocol):
+    """What a running conversation does with the button (toggle: end; hold: push-to-talk)."""
+
+    def button_pressed(self) -> None: ...
+
+    def button_released(self) -> None: ...
 
 
 class TriggerSource:
@@ -100,6 +84,9 @@ class TriggerSource:
 
     def disarm(self) -> None:
         """A conversation is starting (from this source or another): fire no more."""
+
+    def in_conversation(self, conversation: ButtonListener | None) -> None:
+        """A conversation runs (the source's input goes to it), or no longer (None)."""
 
     def conversation_over(self, delay_s: float) -> None:
         """A conversation ended; the next automatic one may start ``delay_s`` from now."""
@@ -203,15 +190,13 @@ class WakeTrigger(TriggerSource):
 
 
 class ButtonTrigger(TriggerSource):
-    """A press while idle starts a conversation; during one, presses go to ``in_conversation``
+    """A press while idle starts a conversation; during one, presses go to the conversation
     (toggle: end it; hold: push-to-talk)."""
 
     def __init__(self, button: ButtonInput, config: Config) -> None:
         self.button = button
         self._label = f"the button (GPIO {config.button.pin}, {config.trigger.button_mode})"
-        self.on_press: Callable[[], None] | None = None
-        self.on_release: Callable[[], None] | None = None
-        """Set by the device while a conversation runs."""
+        self._conversation: ButtonListener | None = None
         self._armed = False
         self._fire: Fire | None = None
 
@@ -231,16 +216,19 @@ class ButtonTrigger(TriggerSource):
     def close(self) -> None:
         self.button.close()
 
+    def in_conversation(self, conversation: ButtonListener | None) -> None:
+        self._conversation = conversation
+
     def _pressed(self) -> None:
-        if self.on_press is not None:
-            self.on_press()
+        if self._conversation is not None:
+            self._conversation.button_pressed()
         elif self._armed and self._fire is not None:
             self._fire(Trigger("button"))
         # connecting or showing an error: a press there would only queue a stale conversation
 
     def _released(self) -> None:
-        if self.on_release is not None:
-            self.on_release()
+        if self._conversation is not None:
+            self._conversation.button_released()
 
 
 ROUTE_CHECK_S = 1.0

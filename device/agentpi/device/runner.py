@@ -1,0 +1,182 @@
+"""One conversation at a time, from its trigger to idle again: the cue, the connect (which a
+stop cancels), the run, and what it leaves behind (the summary, the failures in a row)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from agentpi import events as ev
+from agentpi.agent.client import AgentConnectError, AgentConnection, open_agent
+from agentpi.audio.backend import AudioSink
+from agentpi.audio.capture import MicReader, Microphone
+from agentpi.audio.gating import MicGate, OpenMic
+from agentpi.config.document import Config, for_wake_word
+from agentpi.device.conversation import ConversationRun, RunContext
+from agentpi.device.display import StateDisplay
+from agentpi.device.initiation import event_context
+from agentpi.device.retry import RetryPolicy
+from agentpi.device.trigger_loop import TriggerLoop
+from agentpi.device.volume import Volume
+from agentpi.events import DeviceEvent, EventBus
+from agentpi.protocol.actions import ConversationEnded
+from agentpi.protocol.session import NORMAL_CLOSE
+from agentpi.protocol.turns import TurnTimer
+from agentpi.settings.credentials import Secret
+from agentpi.states import DeviceState
+from agentpi.tools.registry import ToolRegistry
+from agentpi.triggers.sources import Trigger
+
+PHRASE_END_WAIT_S = 2.0
+"""How long the first audio waits for the wake thread's answer (tens of ms, usually)."""
+
+
+class ConversationRunner:
+    def __init__(
+        self,
+        config: Config,
+        device_id: str,
+        mic: Microphone,
+        sink: AudioSink,
+        events: EventBus,
+        tools: ToolRegistry,
+        display: StateDisplay,
+        retry: RetryPolicy,
+        volume: Volume,
+        triggers: TriggerLoop,
+        api_key: Secret | None,
+        endpoint_token: Secret | None,
+    ) -> None:
+        self.config = config
+        self.device_id = device_id
+        self.mic = mic
+        self.sink = sink
+        self.events = events
+        self.tools = tools
+        self.display = display
+        self.retry = retry
+        self.volume = volume
+        self.triggers = triggers
+        self.api_key = api_key
+        self.endpoint_token = endpoint_token
+        self.choose_gate: Callable[[], MicGate] = OpenMic
+        """How the microphone is heard in the next conversation (the device sets it up once the
+        sound devices are open: the echo set-up, push-to-talk)."""
+        self.mic_ok = asyncio.Event()
+        """Set while the microphone works (the device's recovery owns it)."""
+        self.run: ConversationRun | None = None
+        self.no_run = asyncio.Event()
+        self.no_run.set()
+        self.conversations = 0
+        self.last_turns: TurnTimer | None = None
+        """The last conversation's turn latencies (for status)."""
+        self.stopping: str | None = None
+        self._connecting: asyncio.Future[AgentConnection] | None = None
+        if config.context.on_event:
+            events.subscribe(self._context_for_event)
+
+    async def converse(self, trigger: Trigger | None = None) -> ConversationEnded:
+        """One whole conversation, from the trigger to idle again."""
+        trigger = trigger or Trigger("immediate")
+        self.conversations += 1
+        # from the trigger on (or where the wake word ended): held while the socket opens
+        reader = self.mic.reader(trigger.start)
+        try:
+            return await self._converse(trigger, reader)
+        finally:
+            reader.close()
+
+    def stop(self, reason: str) -> None:
+        """End the conversation with a close frame (or its connect at once); start no other."""
+        self.stopping = reason
+        if self.run is not None:
+            self.run.request_end(reason)
+        self.cancel_connect(reason)
+
+    def cancel_connect(self, reason: str) -> bool:
+        """A conversation still connecting (a signed-URL fetch, the handshake) ends now."""
+        return self._connecting is not None and self._connecting.cancel(reason)
+
+    async def _converse(self, trigger: Trigger, reader: MicReader) -> ConversationEnded:
+        if trigger.source == "wake":
+            self.display.show(DeviceState.WAKE_DETECTED)
+            await self.display.cue("wake")
+        self.display.show(DeviceState.CONNECTING)
+        started = time.monotonic()
+        config = self.config
+        if trigger.source == "wake" and "model" in trigger.detail:
+            config = for_wake_word(config, trigger.detail["model"])
+        connection = await self._connect(config)
+        if isinstance(connection, ConversationEnded):
+            return connection
+        self.events.publish(ev.Connected())
+        if self.stopping is not None:  # stopped while the socket opened: say goodbye at once
+            await connection.close(NORMAL_CLOSE, self.stopping)
+            return ConversationEnded(NORMAL_CLOSE, self.stopping, "client")
+        await trigger.skip_wake_phrase(reader, PHRASE_END_WAIT_S)
+        run = ConversationRun(
+            self._run_context(config), connection, reader, trigger.user_message, trigger.at
+        )
+        self.run = run
+        self.no_run.clear()
+        self.triggers.in_conversation(run)
+        try:
+            ended = await run.run()
+        finally:
+            self.run = None
+            self.no_run.set()
+            self.triggers.in_conversation(None)
+        self.events.publish(
+            run.summary(ended, time.monotonic() - started, trigger.detail.get("agent_id"))
+        )
+        self.last_turns = run.turn_timer
+        self.retry.conversation_ended(run.session.user_turns, ended)
+        if self.stopping is not None:
+            return ended  # no cue, no hold: a stop must be quick
+        if ended.error:
+            if self.mic_ok.is_set():
+                await self.display.show_error()
+        else:
+            await self.display.cue("end")
+        return ended
+
+    async def _connect(self, config: Config) -> AgentConnection | ConversationEnded:
+        """The open connection, or how the conversation ended before it had one."""
+        opening = open_agent(config.agent, self.api_key, self.endpoint_token, self.events.publish)
+        self._connecting = asyncio.ensure_future(opening)
+        try:
+            return await self._connecting
+        except asyncio.CancelledError as stopped:  # by `stop` or a signal, with its reason
+            if asyncio.current_task().cancelling() or not stopped.args:  # type: ignore[union-attr]
+                raise
+            return ConversationEnded(None, str(stopped.args[0]), "client")
+        except AgentConnectError as exc:
+            self.retry.connect_failed()
+            self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self.retry.failures))
+            await self.display.show_error(offline=exc.offline)
+            return ConversationEnded(None, "connect failed", "client", str(exc))
+        finally:
+            self._connecting = None
+
+    def _run_context(self, config: Config) -> RunContext:
+        return RunContext(
+            config=config,
+            device_id=self.device_id,
+            events=self.events,
+            mic=self.mic,
+            sink=self.sink,
+            tools=self.tools,
+            gate=self.choose_gate(),
+            show=self.display.show,
+            volume_gain=lambda: self.volume.gain,
+            mic_ok=self.mic_ok.is_set,
+        )
+
+    def _context_for_event(self, event: DeviceEvent) -> None:
+        run = self.run
+        if run is None:
+            return
+        text = event_context(self.config.context, event.record())
+        if text:
+            run.from_device(text, typed=False)
