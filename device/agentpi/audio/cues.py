@@ -18,10 +18,15 @@ from agentpi.audio.vad import rms_dbfs
 
 CUE_NAMES = ("wake", "end", "error")
 RECENT_S = 0.16
+"""Speech in this much of the latest microphone audio means the user is talking already."""
 WATCH_AFTER_S = 0.1
+"""The watch for the user's voice lasts the cue and this much more (the room's echo of it)."""
 ECHO_CHUNKS = 2
+"""The first chunks while the cue plays: their level is the cue's own echo."""
 OVER_ECHO_DB = 6.0
-"""The room's echo of the cue's last samples."""
+"""How much louder than the cue's own echo a chunk must be to be the user speaking."""
+CHUNK_BEFORE_OPEN = 640
+"""Samples read at a time (40 ms at 16 kHz) from a microphone that has not said its chunk yet."""
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "cues"
 
 
@@ -99,7 +104,9 @@ class Cues:
         try:
             async with asyncio.timeout(self.duration_s(name) + WATCH_AFTER_S):
                 for index in itertools.count():
-                    level = rms_dbfs(await reader.read(reader.mic.chunk_samples or 640))
+                    level = rms_dbfs(
+                        await reader.read(reader.mic.chunk_samples or CHUNK_BEFORE_OPEN)
+                    )
                     if index < ECHO_CHUNKS:
                         echo_dbfs = max(echo_dbfs, level)
                     elif level >= max(threshold_dbfs, echo_dbfs + OVER_ECHO_DB):

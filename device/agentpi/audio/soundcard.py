@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agentpi.audio.backend import AudioDeviceError, Deliver, Failed
+from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError, Deliver, Failed
 from agentpi.audio.convert import Int16Array, to_mono_int16
 from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.portaudio import (
@@ -84,7 +84,9 @@ class StallWatch:
 class SoundCardSource:
     """A capture stream on a sound card (a CaptureStream)."""
 
-    def __init__(self, spec: str, chunk_ms: int = 40, preferred_rate: int = 16000) -> None:
+    def __init__(
+        self, spec: str, chunk_ms: int = DEFAULT_CHUNK_MS, preferred_rate: int = 16000
+    ) -> None:
         self.spec = spec
         self.device = find_device(spec, "input")
         self._rate, self.channels = choose_format(self.device, "input", preferred_rate)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agentpi.audio.backend import DEFAULT_CHUNK_MS
 from agentpi.config.profiles import with_profile
 from agentpi.config.ranges import NUMBER_RANGES
 from agentpi.config.urls import check_agent_url, check_endpoint_url
@@ -51,6 +52,7 @@ from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.protocol.languages import AGENT_LANGUAGES
 from agentpi.protocol.overrides import CONFIG_PATHS
+from agentpi.protocol.timers import ConversationLimits
 from agentpi.settings.credentials import API_KEY_CREDENTIAL
 from agentpi.settings.file_trust import check_trusted_file
 from agentpi.settings.typed import SettingsError, build_dataclass, check_ranges, load_toml
@@ -102,7 +104,7 @@ class AudioConfig:
     """A sound card by index, exact name or part of its name ("USB PnP"), or "default";
     "file:PATH" plays a WAV in as the microphone (tests, the demo)."""
     output: str = "default"
-    chunk_ms: int = 40
+    chunk_ms: int = DEFAULT_CHUNK_MS
     """Microphone chunk: one user_audio_chunk per chunk (see the README for why 40)."""
     vad_threshold_dbfs: float = -40.0
     preroll_s: float = 1.5
@@ -154,15 +156,7 @@ DynamicValue = str | int | float | bool
 
 
 @dataclass(frozen=True)
-class ConversationConfig:
-    silence_close_s: float = 4.0
-    metadata_timeout_s: float = 10.0
-    idle_close_s: float = 30.0
-    max_duration_s: float = 1800.0
-    """No conversation lasts longer, whatever the server does."""
-    max_after_complete_s: float = 120.0
-    """After the agent's turn is complete, end if the server is still sending this much later
-    and the user has not taken a turn."""
+class ConversationConfig(ConversationLimits):
     user_id: str = ""
     """Who the agent's history files this device's conversations under (default: a stable id
     derived from this machine, the same across reboots and reinstalls)."""

@@ -28,7 +28,7 @@ from agentpi.device.initiation import initiation_data, start_context
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
 from agentpi.protocol.messages import ClientToolCall, ProtocolError
-from agentpi.protocol.session import ConversationSession
+from agentpi.protocol.session import NORMAL_CLOSE, ConversationSession
 from agentpi.protocol.timers import SessionSettings
 from agentpi.protocol.turns import TurnTimer
 from agentpi.states import DeviceState
@@ -41,6 +41,8 @@ TICK_S = 0.05
 chunk (the mic loop is awake then anyway)."""
 FALLBACK_TICK_S = 0.25
 """While chunks flow, the timer only wakes this often, in case the microphone stalls."""
+GOODBYE_S = 2.0
+"""How long a close frame after a device failure may take: the link may be what failed."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,7 @@ class ConversationRun:
         self.turn_timer = TurnTimer(triggered_at)
         conv = context.config.conversation
         self.session = ConversationSession(
-            SessionSettings(
-                silence_close_s=conv.silence_close_s,
-                metadata_timeout_s=conv.metadata_timeout_s,
-                idle_close_s=conv.idle_close_s,
-                max_duration_s=conv.max_duration_s,
-                max_after_complete_s=conv.max_after_complete_s,
-                init=initiation_data(conv, context.device_id),
-            )
+            SessionSettings.within(conv, initiation_data(conv, context.device_id))
         )
         self.ended: asyncio.Future[act.ConversationEnded] = (
             asyncio.get_running_loop().create_future()
@@ -125,7 +120,9 @@ class ConversationRun:
             if self.failed:
                 # said goodbye here, not in a task: the tasks were all just cancelled
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.connection.close(1000, "device failure"), 2.0)
+                    await asyncio.wait_for(
+                        self.connection.close(NORMAL_CLOSE, "device failure"), GOODBYE_S
+                    )
             await self.context.sink.stop()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

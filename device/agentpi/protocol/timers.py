@@ -8,36 +8,51 @@ nothing at all has happened for ``idle_close_s``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from agentpi.protocol import messages as m
 from agentpi.protocol.overrides import refusal_advice
 
 
 @dataclass(frozen=True)
-class SessionSettings:
+class ConversationLimits:
+    """When a conversation ends by itself: the config's [conversation] keys and the session's
+    rules share these, defaults included."""
+
     silence_close_s: float = 4.0
     """User silence after the agent's completed turn that ends the conversation."""
-    user_activity_interval_s: float = 1.0
     metadata_timeout_s: float = 10.0
     """How long to wait for ``conversation_initiation_metadata`` after the socket opened."""
-    response_audio_idle_s: float = 1.0
-    """Fallback for servers without ``agent_response_complete``: an ``agent_response`` whose audio
-    has stopped arriving for this long, and has played out, counts as a complete turn."""
     idle_close_s: float = 30.0
     """Close when neither side has done anything for this long (an agent that never answers)."""
-    error_close_grace_s: float = 2.0
-    """After a server ``error``, how long to wait for the server's own close before closing."""
-    latency_report_interval_s: float = 1.0
-    """At most one ``latency`` event this often (each ping still gets its pong at once)."""
     max_duration_s: float = 1800.0
     """No conversation lasts longer than this, whatever the server sends."""
     max_after_complete_s: float = 120.0
     """After ``agent_response_complete``, a server that keeps the turn going this long (more
     audio, more text) while the user says nothing is ended."""
+
+
+@dataclass(frozen=True)
+class SessionSettings(ConversationLimits):
+    user_activity_interval_s: float = 1.0
+    response_audio_idle_s: float = 1.0
+    """Fallback for servers without ``agent_response_complete``: an ``agent_response`` whose audio
+    has stopped arriving for this long, and has played out, counts as a complete turn."""
+    error_close_grace_s: float = 2.0
+    """After a server ``error``, how long to wait for the server's own close before closing."""
+    latency_report_interval_s: float = 1.0
+    """At most one ``latency`` event this often (each ping still gets its pong at once)."""
     init: m.ConversationInitiationClientData = field(
         default_factory=m.ConversationInitiationClientData
     )
+
+    @classmethod
+    def within(
+        cls, limits: ConversationLimits, init: m.ConversationInitiationClientData
+    ) -> SessionSettings:
+        """The session's settings for a conversation under ``limits`` (the config's)."""
+        shared = {item.name: getattr(limits, item.name) for item in fields(ConversationLimits)}
+        return cls(**shared, init=init)
 
 
 @dataclass

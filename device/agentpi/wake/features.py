@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
+from agentpi.wake.framer import MODEL_RATE
 from agentpi.wake.models import ModelError, ModelFiles
 
 FloatArray = npt.NDArray[np.float32]
@@ -41,7 +42,7 @@ EMBEDDING_WINDOW = 76
 EMBEDDING_STEP = 8
 EMBEDDING_SIZE = 96
 SILENT_SCORES = 5
-WARMUP_SAMPLES = 4 * 16000
+WARMUP_SAMPLES = 4 * MODEL_RATE
 WARMUP_SEED = 0
 MEL_FILL_FRAMES = 10
 """80 ms frames that fill the 76 mel rows (5 rows from the first frame, 8 from each after)."""

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
 from agentpi.wake.features import quiet_room
-from agentpi.wake.framer import FRAME_SAMPLES
+from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE
 
 SEARCH_FRAMES = 10
 """Frames before the firing one that may hold the phrase's end (800 ms)."""
@@ -128,7 +128,7 @@ class PhraseEndFinder:
     @property
     def reach(self) -> int:
         """The furthest back (16 kHz samples before the firing frame's end) ``find`` answers."""
-        return SEARCH_FRAMES * FRAME_SAMPLES + round(MARGIN_S * 16000)
+        return SEARCH_FRAMES * FRAME_SAMPLES + round(MARGIN_S * MODEL_RATE)
 
     def clear(self) -> None:
         self._frames.clear()
@@ -185,7 +185,7 @@ class PhraseEndFinder:
                         end, end_logit = boundary.at, boundary_logit
         finally:
             self.engine.restore(kept)
-        start = max(0, end - round(MARGIN_S * 16000))
+        start = max(0, end - round(MARGIN_S * MODEL_RATE))
         return len(audio) - start
 
     def _score(self, cut: int, model: str, enough: float = 1.0) -> float:
@@ -226,7 +226,7 @@ def _levels(audio: Int16Array) -> npt.NDArray[np.float64]:
 def _treble_shares(audio: Int16Array) -> npt.NDArray[np.float64]:
     """Per window, the share of its energy above ``FRICATIVE_HZ``, in dB."""
     power = np.abs(np.fft.rfft(_windows(audio) * np.hanning(WINDOW), axis=1)) ** 2
-    treble = power[:, np.fft.rfftfreq(WINDOW, 1 / 16000) >= FRICATIVE_HZ].sum(axis=1)
+    treble = power[:, np.fft.rfftfreq(WINDOW, 1 / MODEL_RATE) >= FRICATIVE_HZ].sum(axis=1)
     shares: npt.NDArray[np.float64] = 10 * np.log10(
         np.maximum(treble, 1e-12) / np.maximum(power.sum(axis=1), 1e-12)
     )
@@ -282,7 +282,7 @@ class Sound(NamedTuple):
     def fricative_end_before(self, cut: int) -> int | None:
         """The earliest fricative's end up to ``LOOK_BACK_S`` before ``cut`` (a sample index)."""
         window = min(cut // WINDOW, len(self.levels) - 1)
-        look_back = round(LOOK_BACK_S * 16000) // WINDOW
+        look_back = round(LOOK_BACK_S * MODEL_RATE) // WINDOW
         before = [end for end in self.fricative_ends if window - look_back <= end < window]
         return before[0] * WINDOW if before else None
 
