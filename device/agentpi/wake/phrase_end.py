@@ -1,34 +1,20 @@
 """Where the wake phrase ended, found after the detector fired.
 
 The detector fires 10-500 ms after the phrase ends (more for fast speakers), by which time the
-question may have begun; starting the upload at the firing frame loses its first words, and
-starting a fixed time earlier sends a variable piece of the wake phrase. Two things the listener
-already has tell where the phrase ended:
+question may have begun: starting the upload at the firing frame loses its first words, and
+starting a fixed time earlier sends a variable piece of the wake phrase. ``PhraseEndFinder.find``
+answers in three steps, from what the listener already has:
 
-- the model itself: the phrase cut at a point and followed by quiet room scores like the
-  detection only once the phrase is (nearly) complete there. "Like the detection" is measured
-  against the best of the detection and cuts every 80 ms through the window, so that a detection
-  that fired on a low score (early, or late with the question begun) does not accept a cut
-  halfway through the phrase. The 20 ms cuts are tried only near the first 80 ms one that is
-  complete (each cut costs 4-5 inferences; a Pi Zero 2 W is several times slower than a PC);
-- the sound from the earliest such cut on: the phrase ends at the first pause (the level at the
-  room's floor), at the end of a fricative (a stretch whose energy is mostly above 3.5 kHz, like
-  the "s" of "jarvis": a vowel or a "w" straight after it is as loud, so the level alone shows
-  no edge there; a jump in level inside the stretch is a "t" or a second "s" beginning) or at
-  the dip before a rise (the next syllable starting straight away). Some voices complete the
-  phrase for the model a syllable early ("hey jarv"), so a dip may be inside the phrase: the walk
-  goes on past dips to the next pause or fricative's end. A fricative's end is taken over the
-  dips before it; a later dip or pause only when its cut scores clearly higher
-  (``LATER_LOGIT``): the model heard more of the phrase there. Audio that ends inside a
-  fricative means the phrase goes on past the firing point;
-- on some voices the model scores the phrase complete only once the next word has begun: a
-  fricative's end up to ``LOOK_BACK_S`` before the earliest complete cut is the phrase's end,
-  if the model heard some of the phrase by then (``HEARD_SOME``; the "h" of "hey" is a
-  fricative too).
+1. the model: the earliest cut of the audio that, followed by quiet room, scores like the
+   detection (the phrase is complete there);
+2. the sound just before that cut: a fricative's end (the "s" of "jarvis") the model had heard
+   some of the phrase by, for the voices the model finds complete only once the next word began;
+3. else the sound after it: the walk to the first pause or fricative's end, over the dips on the
+   way, taking a later one only where the model heard clearly more of the phrase.
 
-The answer leans early by ``MARGIN_S``: a little of the wake phrase's tail costs nothing, a lost
-syllable of the question costs the answer. ``benchmarks/phrase_end.py`` measures it on speech
-the tuning never saw.
+The answer leans early by ``MARGIN_S``. The constants were chosen with ``benchmarks/phrase_end.py``
+(its docstring says on what speech, and the figure to trust: speech the tuning never saw); where a
+constant has a reason beyond that, it says so.
 """
 
 from __future__ import annotations
@@ -45,11 +31,13 @@ from agentpi.wake.features import quiet_room
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE
 
 SEARCH_FRAMES = 10
-"""Frames before the firing one that may hold the phrase's end (800 ms)."""
+"""Frames before the firing one that may hold the phrase's end (800 ms): the detector fires up
+to about 500 ms after it, with room to spare."""
 LEVEL_FRAMES = 25
-"""Frames whose energy gives the room's floor (2 s)."""
+"""Frames whose energy gives the room's floor (2 s: the phrase, and quiet before it)."""
 GRID = 320
-"""20 ms: the spacing of the cuts tried."""
+"""20 ms: the spacing of the cuts tried; each cut costs 4-5 inferences (a Pi Zero 2 W is several
+times slower than a PC), and the sound's edge is found to 10 ms after it anyway."""
 QUIET_FRAMES = 4
 """Frames of quiet room after a cut: a complete phrase scores within 320 ms of its end."""
 COMPLETE_SHARE = 0.85
@@ -57,15 +45,20 @@ COMPLETE_SHARE = 0.85
 cuts every ``BEST_STEP`` from the firing point back (where the whole phrase is in; the cuts
 right at the firing point may hold the question's start and score lower)."""
 BEST_STEP = 4 * GRID
+"""The coarse cuts (80 ms, one model frame) that set the bar and say where to try the fine ones."""
 FINE_STEPS_BACK = 2
 """The 20 ms cuts are tried from this many coarse steps before the first coarse cut that
-completes."""
+completes: half the inferences of trying them all, and a lone early peak further back (the model
+on half the phrase) is not taken."""
 LATER_LOGIT = 2.5
-"""How much higher (log-odds) the cut at a later dip or pause must score to be the phrase's end."""
+"""How much higher (log-odds) the cut at a later dip or pause must score to be the phrase's end:
+some voices complete the phrase for the model a syllable early ("hey jarv")."""
 MAX_DIPS = 3
 """Dips the walk passes before it gives up on a pause or a fricative's end."""
 WINDOW = 160
+"""10 ms at 16 kHz: the resolution the sound's edges are found to."""
 FLOOR_PERCENTILE = 10
+"""The room's floor: this percentile of the window levels over ``LEVEL_FRAMES``."""
 PAUSE_DB = 4.0
 """A 10 ms window within this of the floor is a pause."""
 RISE_DB = 6.0
@@ -73,7 +66,10 @@ RISE_DB = 6.0
 DECAY_DB = 3.0
 """...once the level fell this far below the loudest of the ``BEFORE_WINDOWS`` before the cut."""
 BEFORE_WINDOWS = 2
+"""The windows just before the cut whose loudest level a dip is measured from."""
 FRICATIVE_HZ = 3500.0
+"""Above this lies most of the energy of "s", "sh", "f" and little of a vowel's (whose main
+formants lie lower)."""
 FRICATIVE_SHARE_DB = -3.0
 """A window with at least half its energy above ``FRICATIVE_HZ``..."""
 FRICATIVE_ABOVE_DB = 6.0
@@ -82,15 +78,19 @@ FRICATIVE_WINDOWS = 3
 """...in a stretch of at least this many (30 ms; a stop's burst is shorter)."""
 BURST_DB = 3.0
 """A rise this far above the stretch's quietest window, held for ``BURST_WINDOWS``, is the next
-sound beginning in it."""
+sound beginning in it (a "t", or a second "s")."""
 BURST_WINDOWS = 2
+"""20 ms: one loud window is only the noise of a hiss's level; a burst holds."""
 LOOK_BACK_S = 0.2
+"""How far before the earliest complete cut a fricative's end may be the phrase's."""
 HEARD_SOME = 0.05
 """A fricative's end before the earliest complete cut counts only where the model scores the
 phrase cut there at least this. The "h" of "hey" is a fricative too, and cut there the phrase
 scores about 0.00; cut after the "s" of "jarvis" it scores 0.15 or more, even on the voices
 whose phrase the model only finds complete once the next word has begun."""
 MARGIN_S = 0.01
+"""The answer leans early by this: a little of the wake phrase costs nothing, a lost syllable
+of the question costs the answer."""
 
 
 class Boundary(NamedTuple):
@@ -141,52 +141,64 @@ class PhraseEndFinder:
             return None
         audio = np.concatenate(self._frames)
         searched = len(self._states) * FRAME_SAMPLES
-        base = len(audio) - searched
+        base = len(audio) - searched  # the searched frames' start in ``audio``
         kept = self.engine.snapshot()
         try:
-            scored = {c: self._score(c, model) for c in range(searched - GRID, -1, -BEST_STEP)}
-            complete_at = COMPLETE_SHARE * max([score, *scored.values()])
-
-            def complete(cut: int) -> bool:
-                known = scored.get(cut)
-                return (self._score(cut, model, complete_at) if known is None else known) >= (
-                    complete_at
-                )
-
-            # the fine cuts only near the first coarse one that completes: half the inferences,
-            # and a lone early peak (the model on half the phrase) further back is not taken
-            coarse = min((c for c, value in scored.items() if value >= complete_at), default=None)
-            first = 0 if coarse is None else max(0, coarse - FINE_STEPS_BACK * BEST_STEP + GRID)
-            cut = next((c for c in range(first, searched, GRID) if complete(c)), None)
+            cut = self._first_complete_cut(model, score, searched)
             if cut is None:
                 return None
             sound = Sound.of(audio)
-            before = sound.fricative_end_before(base + cut)
-            if (
-                before is not None
-                and before >= base
-                and self._score(before - base, model, HEARD_SOME) >= HEARD_SOME
-            ):
-                end = before
-            else:
-                nearest, *later = sound.boundaries(base + cut)
-                end = nearest.at
-                end_logit: float | None = None  # scored only if a dip or pause follows
-                # only the last boundary can be a fricative's end: the walk stops there, so
-                # every boundary scored lies within the searched frames
-                for boundary in later:
-                    if boundary.fricative_end:
-                        end = boundary.at
-                        continue
-                    if end_logit is None:
-                        end_logit = _logit(self._score(end - base, model))
-                    boundary_logit = _logit(self._score(boundary.at - base, model))
-                    if boundary_logit > end_logit + LATER_LOGIT:
-                        end, end_logit = boundary.at, boundary_logit
+            end = self._fricative_end_heard_before(sound, base, cut, model)
+            if end is None:
+                end = self._walk(sound.boundaries(base + cut), base, model)
         finally:
             self.engine.restore(kept)
         start = max(0, end - round(MARGIN_S * MODEL_RATE))
         return len(audio) - start
+
+    def _first_complete_cut(self, model: str, score: float, searched: int) -> int | None:
+        """Step 1: the earliest 20 ms cut (in the searched frames) that scores as complete. The
+        coarse cuts set the bar with the detection's score; the fine ones are tried only near
+        the first coarse cut that reaches it."""
+        scored = {c: self._score(c, model) for c in range(searched - GRID, -1, -BEST_STEP)}
+        complete_at = COMPLETE_SHARE * max([score, *scored.values()])
+        coarse = min((c for c, value in scored.items() if value >= complete_at), default=None)
+        first = 0 if coarse is None else max(0, coarse - FINE_STEPS_BACK * BEST_STEP + GRID)
+        for cut in range(first, searched, GRID):
+            known = scored.get(cut)
+            value = self._score(cut, model, complete_at) if known is None else known
+            if value >= complete_at:
+                return cut
+        return None
+
+    def _fricative_end_heard_before(
+        self, sound: Sound, base: int, cut: int, model: str
+    ) -> int | None:
+        """Step 2: a fricative's end shortly before the complete cut, where the model had heard
+        some of the phrase (``HEARD_SOME``)."""
+        before = sound.fricative_end_before(base + cut)
+        if before is None or before < base:
+            return None
+        return before if self._score(before - base, model, HEARD_SOME) >= HEARD_SOME else None
+
+    def _walk(self, boundaries: list[Boundary], base: int, model: str) -> int:
+        """Step 3: the nearest boundary after the cut, or a later one where the model heard
+        clearly more of the phrase (``LATER_LOGIT``); a fricative's end is taken over the dips
+        before it. Only the last boundary can be a fricative's end (the walk stops there), so
+        every boundary scored lies within the searched frames."""
+        nearest, *later = boundaries
+        end = nearest.at
+        end_logit: float | None = None  # scored only if a dip or pause follows
+        for boundary in later:
+            if boundary.fricative_end:
+                end = boundary.at
+                continue
+            if end_logit is None:
+                end_logit = _logit(self._score(end - base, model))
+            boundary_logit = _logit(self._score(boundary.at - base, model))
+            if boundary_logit > end_logit + LATER_LOGIT:
+                end, end_logit = boundary.at, boundary_logit
+        return end
 
     def _score(self, cut: int, model: str, enough: float = 1.0) -> float:
         """The best score of ``model`` on the audio up to ``cut`` (within the searched frames)
