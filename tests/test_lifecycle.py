@@ -45,10 +45,29 @@ def test_every_server_message_type_has_a_rule() -> None:
     assert wrapped | {"contextual_update", "unknown"} == set(SERVER_EVENTS)
 
 
-def test_errors_are_one_family() -> None:
+def test_every_error_agentpi_defines_is_one_the_command_line_prints_in_one_line() -> None:
+    """The command line prints an ``AgentpiError`` as one line; any other exception that
+    escaped would be a traceback. So every exception class in the package is one (the protocol
+    core's two branches included), also those caught where they arise."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import agentpi
+
+    defined = [
+        value
+        for info in pkgutil.walk_packages(agentpi.__path__, "agentpi.")
+        if not info.name.endswith("__main__")
+        for value in vars(importlib.import_module(info.name)).values()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == info.name
+    ]
+    assert len(defined) >= 15 and m.ProtocolError in defined
+    assert [error for error in defined if not issubclass(error, AgentpiError)] == []
     assert issubclass(m.ProtocolError, RemoteProtocolError)
-    assert issubclass(RemoteProtocolError, AgentpiError)
-    assert issubclass(LocalProtocolError, AgentpiError)
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
 
 
 def test_a_button_press_while_connecting_then_metadata_does_not_raise() -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agentpi.errors import AgentpiError
+
 MAX_DEPTH = 64
 """Deeper than any message of the protocol, the agent API or a command (they nest 2-8 deep)."""
 
 
-class JsonRefused(ValueError):
+class JsonRefused(AgentpiError, ValueError):
     """Input that is not JSON within the bounds; the message says which bound."""
 
 

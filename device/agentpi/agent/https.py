@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import h11
 
 from agentpi import __version__, bounded_json
+from agentpi.errors import AgentpiError
 from agentpi.system.clock import certificate_refusal
 from agentpi.system.net import DEFAULT_PORTS
 
@@ -35,12 +36,12 @@ def http_url(base_url: str, path: str, query: str = "") -> str:
     return urlunsplit((scheme, parts.netloc, parts.path + path, query, ""))
 
 
-class Unreachable(OSError):
+class Unreachable(AgentpiError, OSError):
     """Nothing answered: no such host, refused, TLS failed, or the connection went before the
     answer was whole; the message says which."""
 
 
-class AnswerRefused(ValueError):
+class AnswerRefused(AgentpiError, ValueError):
     """An answer too large, too slow, not HTTP or not JSON within bounds; the message says which."""
 
 

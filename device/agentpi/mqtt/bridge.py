@@ -32,6 +32,7 @@ from agentpi.control.requests import (
     ControlRequestError,
     parse_request,
 )
+from agentpi.errors import AgentpiError
 from agentpi.events import EventRecord
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.tools.device import MAX_VOLUME_PERCENT
@@ -75,8 +76,8 @@ class Command:
     wake_on: bool | None = None
 
 
-class MqttCommandError(ValueError):
-    pass
+class MqttCommandError(AgentpiError, ValueError):
+    """A command from the broker that cannot be carried out; the reply says why."""
 
 
 class MqttBridge:
