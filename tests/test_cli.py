@@ -209,8 +209,8 @@ def test_there_is_no_way_to_pass_the_key_in_argv() -> None:
 
 
 def test_the_documented_config_and_the_installed_template_both_load(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    documented = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    reference = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    documented = reference.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
     config = load_config(write_config(tmp_path, documented))
     assert config.tools.custom["open_door"].command[0] == "/usr/local/bin/open-door"
     assert config.context.on_event["button"].startswith("The visitor")

@@ -257,7 +257,8 @@ def test_the_unit_loads_every_credential_and_install_makes_each_file(tmp_path: P
         for line in unit.splitlines()
         if line.startswith("LoadCredential=")
     )
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    root_dir = Path(__file__).parents[1]
+    readme = "\n".join(p.read_text() for p in [root_dir / "README.md", *root_dir.glob("docs/*.md")])
     assert set(loaded) == {spec.credential for spec in CREDENTIALS}
     for spec in CREDENTIALS:
         assert loaded[spec.credential] == f"/etc/agentpi/{spec.file}"
