@@ -12,11 +12,13 @@ from gpiozero.pins.mock import MockFactory
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSource
 from agentpi.config.document import ButtonConfig, Config, TriggerConfig
+from agentpi.control.settings import ControlConfig
 from agentpi.device.display import StateDisplay
 from agentpi.device.retry import RetryPolicy
 from agentpi.device.trigger_loop import TRIGGER_QUEUE, TriggerLoop
 from agentpi.device.volume import MAX_GAIN, Volume
 from agentpi.events import EventBus, EventRecord, as_records
+from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol.actions import ConversationEnded
 from agentpi.states import DeviceState, InvalidTransition
 from agentpi.system.systemd_notify import SystemdNotifier
@@ -43,7 +45,8 @@ def test_the_retry_pause_doubles_with_failures_and_a_clean_conversation_resets_i
     for _ in range(3):
         retry.conversation_ended(0, CUT)
         pauses.append(retry.next_pause())
-    assert [round(p / 2.0) for p in pauses] == [1, 2, 4]  # +-25 % jitter
+    for doublings, pause in enumerate(pauses):  # 2, 4, 8 s, each +-25 % (jitter)
+        assert 0.75 <= pause / (2.0 * 2**doublings) <= 1.25
     assert [e["failures"] for e in seen if e["event"] == "retry"] == [1, 2, 3]
     refusal = retry.refusal()
     assert refusal is not None and refusal.startswith("the last 3 conversation(s) failed")
@@ -125,3 +128,24 @@ def test_the_trigger_loop_bounds_its_queue_routes_the_button_and_stops(tmp_path:
     assert [t.source for t in taken if t is not None] == ["control"] * TRIGGER_QUEUE
     assert presses == ["pressed", "released"]
     assert after_stop is None
+
+
+@pytest.mark.parametrize(
+    ("socket", "mqtt", "said"),
+    [
+        (True, False, ["the control socket (agentpi start / say)"]),
+        (False, True, ["MQTT (start / say)"]),
+        (False, False, []),
+    ],
+)
+def test_the_ready_line_names_only_the_doors_that_are_open(
+    tmp_path: Path, socket: bool, mqtt: bool, said: list[str]
+) -> None:
+    """It said "the control socket" with [control] enabled = false, too."""
+    config = Config(
+        trigger=TriggerConfig(mode="control"),
+        control=ControlConfig(enabled=socket),
+        mqtt=MqttConfig(enabled=mqtt, url="mqtts://broker.lan"),
+    )
+    mic = Microphone.of(FileSource(save(tmp_path / "mic.wav", silence(0.2))))
+    assert TriggerLoop(config, mic).describe() == said

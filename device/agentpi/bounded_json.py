@@ -37,6 +37,14 @@ def loads(raw: str | bytes, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+def load_object(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """The JSON object in ``raw`` (commands, answers: never a bare value), or ``JsonRefused``."""
+    value = loads(raw, max_bytes)
+    if not isinstance(value, dict):
+        raise JsonRefused(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def _openings(raw: str | bytes) -> int:
     """How many arrays and objects could open in ``raw`` (counted in C: the common case, a
     frame with a few brackets, never walks the value)."""

@@ -98,9 +98,6 @@ MAX_REPLY_BYTES = 4 * 1024 * 1024
 def _object(line: bytes) -> dict[str, Any]:
     """One JSON object from the device, or a one-line error: not whatever the socket holds."""
     try:
-        reply = bounded_json.loads(line, MAX_REPLY_BYTES)
+        return bounded_json.load_object(line, MAX_REPLY_BYTES)
     except bounded_json.JsonRefused as exc:
-        raise ControlClientError(f"the device answered something that is not JSON: {exc}") from None
-    if not isinstance(reply, dict):
-        raise ControlClientError("the device answered something that is not a JSON object")
-    return reply
+        raise ControlClientError(f"the device answered what is not a JSON object: {exc}") from None

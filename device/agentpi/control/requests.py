@@ -44,11 +44,9 @@ class ControlRequest:
 
 def parse_request(line: bytes) -> ControlRequest:
     try:
-        data = bounded_json.loads(line, MAX_REQUEST_BYTES)
+        data = bounded_json.load_object(line, MAX_REQUEST_BYTES)
     except bounded_json.JsonRefused as exc:
         raise ControlRequestError(f"not a JSON object: {exc}") from None
-    if not isinstance(data, dict):
-        raise ControlRequestError("not a JSON object")
     command = data.get("command")
     if command not in COMMANDS:
         raise ControlRequestError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")

@@ -37,7 +37,7 @@ class TriggerLoop:
             raise ValueError('trigger "wake" needs a WakeListener')
         if "button" in modes and button is None:
             raise ValueError('trigger "button" needs a ButtonInput')
-        self.control = ControlTrigger()
+        self.control = ControlTrigger(config.control.enabled, config.mqtt.enabled)
         self.wake = WakeTrigger(wake, mic, config) if wake is not None else None
         self.button = ButtonTrigger(button, config) if button is not None else None
         self.immediate = ImmediateTrigger(config.agent.url) if "immediate" in modes else None
@@ -54,7 +54,7 @@ class TriggerLoop:
 
     def describe(self) -> list[str]:
         """What the user can do to start a conversation (the ready line)."""
-        return [source.describe() for source in self.sources]
+        return [label for source in self.sources if (label := source.describe())]
 
     def fire(self, trigger: Trigger | None) -> None:
         if self._stopped:

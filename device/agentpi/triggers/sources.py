@@ -309,16 +309,20 @@ class ImmediateTrigger(TriggerSource):
 
 
 class ControlTrigger(TriggerSource):
-    """`agentpi start` / `agentpi say` over the control socket (the device checks it may)."""
+    """`agentpi start` / `agentpi say` over the control socket, or their MQTT commands (the
+    device checks it may)."""
 
-    def __init__(self) -> None:
+    def __init__(self, socket: bool = True, mqtt: bool = False) -> None:
         self._fire: Fire | None = None
+        doors = ["the control socket (agentpi start / say)"] if socket else []
+        self._label = " or ".join([*doors, *(["MQTT (start / say)"] if mqtt else [])])
 
     def start(self, loop: asyncio.AbstractEventLoop, fire: Fire) -> None:
         self._fire = fire
 
     def describe(self) -> str:
-        return "the control socket (agentpi start / say)"
+        """Empty when neither the socket nor MQTT is on: nothing can ask then."""
+        return self._label
 
     def request(self, user_message: str | None = None) -> None:
         if self._fire is not None:
