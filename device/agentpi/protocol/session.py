@@ -36,9 +36,10 @@ from agentpi.protocol.actions import (
     SetState,
     StartAudio,
 )
+from agentpi.protocol.endings import end_error
 from agentpi.protocol.phases import RULES, Handling, Phase, Turn, device_state
 from agentpi.protocol.reports import report
-from agentpi.protocol.timers import SessionSettings, TurnTimes, end_error
+from agentpi.protocol.timers import SessionSettings, TurnTimes
 from agentpi.protocol.vad_relay import VadRelay
 from agentpi.states import DeviceState
 
