@@ -141,3 +141,24 @@ def test_set_up_refuses_a_32_bit_system_in_one_line() -> None:
         "agentpi needs a 64-bit system (x86_64 or aarch64); this one is armv7l. On a Raspberry "
         "Pi 3, 4, 5 or Zero 2 W, flash Raspberry Pi OS (64-bit)."
     ]
+
+
+def test_every_package_and_top_module_sits_in_a_layer() -> None:
+    """A package missing from the layers contract could import anything (mqtt once was)."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())
+    [packages] = [
+        contract
+        for contract in pyproject["tool"]["importlinter"]["contracts"]
+        if contract["name"].startswith("packages:")
+    ]
+    layered = {
+        name.strip() for layer in packages["layers"] for name in layer.replace(":", "|").split("|")
+    }
+    top = {
+        f"agentpi.{path.stem if path.is_file() else path.name}"
+        for path in PACKAGE.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
+    assert top - layered == set()
