@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -666,3 +667,47 @@ def test_a_broker_that_goes_away_after_a_long_session_is_retried_with_back_off(
             running.cancel()
 
     assert asyncio.run(scenario()) >= 3
+
+
+class NeverLetsGo:
+    """aiomqtt's client as it behaves on a socket the event loop lost: connected and quiet,
+    and its ``__aexit__`` waits for a DISCONNECT that never goes out (aiomqtt waits without a
+    timeout)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.messages = self._nothing()
+
+    async def __aenter__(self) -> NeverLetsGo:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def _nothing(self) -> Any:
+        await asyncio.get_running_loop().create_future()
+        yield
+
+
+def test_a_link_whose_goodbye_never_goes_out_still_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It held the device's exit for good at the end of the 2,000-conversation soak."""
+    monkeypatch.setattr(aiomqtt, "Client", NeverLetsGo)
+
+    async def scenario() -> float:
+        config = MqttConfig(enabled=True, url=f"mqtt://127.0.0.1:{free_port()}")
+        link = MqttLink(StandIn("stuck"), config, None, "test")
+        running = asyncio.ensure_future(link.run())
+        await asyncio.wait_for(link.connected.wait(), 10)
+        running.cancel()
+        asked = time.monotonic()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(running, mqtt_client.GOODBYE_S + 5)
+        return time.monotonic() - asked
+
+    took = asyncio.run(scenario())
+    assert took < mqtt_client.GOODBYE_S + 1
