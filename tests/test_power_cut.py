@@ -80,5 +80,5 @@ def test_every_file_the_device_writes_goes_through_the_atomic_writer() -> None:
         for line in path.read_text().splitlines()
         if writes.search(line) and path.name != "atomic_file.py"
     ]
-    appended_or_discarded = ["console.py", "console.py", "audio/portaudio.py"]
+    appended_or_discarded = ["cli/console.py", "cli/console.py", "audio/portaudio.py"]
     assert sorted(found) == sorted(appended_or_discarded), found
