@@ -44,6 +44,7 @@ from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.mqtt.client import MqttLink
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.settings.credentials import Secret
+from agentpi.system.loop_errors import report_loop_errors_in_one_line
 
 CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "2000"))
 BROKER_RESTART_EVERY = 100
@@ -101,6 +102,7 @@ Mark = tuple[int, int, float]
 
 
 async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mark, Counter[str]]:
+    report_loop_errors_in_one_line(asyncio.get_running_loop())  # as `agentpi run` does
     network = FlakyNetwork(url)
     config = Config(
         agent=AgentConfig(agent_id="soak", url=network.url),
