@@ -27,11 +27,11 @@ from agentpi.config.document import (
     ConversationConfig,
     TriggerConfig,
 )
-from agentpi.device.app import Device
+from agentpi.device.app import Device, Peripherals
 from agentpi.device.assembly import bundled
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.leds.driver import LedController
-from agentpi.settings.credentials import Secret
+from agentpi.settings.credentials import AgentCredentials, Secret
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import WakeListener
 
@@ -164,13 +164,14 @@ def run_conversation(
                 config,
                 mic,
                 sink,
-                cues=sounds,
-                endpoint_token=Secret(endpoint_token) if endpoint_token else None,
                 events=bus,
-                api_key=Secret(api_key) if api_key else None,
-                leds=leds(sink) if leds else None,
-                wake=wake,
-                button=button,
+                peripherals=Peripherals(
+                    leds=leds(sink) if leds else None, wake=wake, button=button, cues=sounds
+                ),
+                credentials=AgentCredentials(
+                    Secret(api_key) if api_key else None,
+                    Secret(endpoint_token) if endpoint_token else None,
+                ),
             )
             side = asyncio.ensure_future(during(device)) if during is not None else None
             try:

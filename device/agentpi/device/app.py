@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 from agentpi import events as ev
 from agentpi.audio.backend import AudioSink
@@ -29,7 +30,7 @@ from agentpi.device.volume import Volume
 from agentpi.events import EventBus
 from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
-from agentpi.settings.credentials import Secret
+from agentpi.settings.credentials import NO_CREDENTIALS, AgentCredentials
 from agentpi.states import DeviceState
 from agentpi.system.identity import device_id
 from agentpi.system.systemd_notify import SystemdNotifier
@@ -41,6 +42,17 @@ from agentpi.triggers.sources import Trigger
 from agentpi.wake.listener import WakeListener
 
 
+@dataclass(frozen=True)
+class Peripherals:
+    """What the device drives besides its sound card, each optional; the triggers the config
+    names need theirs (a wake listener, a button)."""
+
+    leds: LedController | None = None
+    wake: WakeListener | None = None
+    button: ButtonInput | None = None
+    cues: Cues | None = None
+
+
 class Device:
     def __init__(
         self,
@@ -48,29 +60,25 @@ class Device:
         mic: Microphone,
         sink: AudioSink,
         events: EventBus | None = None,
-        api_key: Secret | None = None,
+        peripherals: Peripherals = Peripherals(),
+        credentials: AgentCredentials = NO_CREDENTIALS,
         tools: ToolRegistry | None = None,
-        leds: LedController | None = None,
-        wake: WakeListener | None = None,
-        button: ButtonInput | None = None,
-        cues: Cues | None = None,
         notifier: SystemdNotifier | None = None,
-        endpoint_token: Secret | None = None,
     ) -> None:
         self.config = config
         self.mic = mic
         self.sink = sink
         self.events = events or EventBus()
         self.device_id = device_id()
-        self.leds = leds
-        if leds is not None:
-            leds.attach(self.events)
+        self.leds = peripherals.leds
+        if self.leds is not None:
+            self.leds.attach(self.events)
         self.notifier = notifier or SystemdNotifier({})
         self.ready = asyncio.Event()
         """Set once the microphone is open and the models are loaded: requests are taken."""
-        self.triggers = TriggerLoop(config, mic, wake, button)
+        self.triggers = TriggerLoop(config, mic, peripherals.wake, peripherals.button)
         self.display = StateDisplay(
-            self.events, self.notifier, cues, sink, mic, config.audio.vad_threshold_dbfs
+            self.events, self.notifier, peripherals.cues, sink, mic, config.audio.vad_threshold_dbfs
         )
         self.retry = RetryPolicy(self.events, config.trigger.restart_pause_s)
         self.volume = Volume(config.audio.volume, self.events)
@@ -86,8 +94,7 @@ class Device:
             self.retry,
             self.volume,
             self.triggers,
-            api_key,
-            endpoint_token,
+            credentials,
         )
         self.mic_recovery = MicRecovery(
             mic,

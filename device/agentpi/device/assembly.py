@@ -13,12 +13,17 @@ from agentpi.config.document import (
     AudioConfig,
     Config,
 )
-from agentpi.device.app import Device
+from agentpi.device.app import Device, Peripherals
 from agentpi.events import EventBus
 from agentpi.leds.driver import LedController, open_leds
 from agentpi.leds.patterns import LedAnimator
 from agentpi.leds.settings import LedSettings
-from agentpi.settings.credentials import read_api_key, read_endpoint_token
+from agentpi.settings.credentials import (
+    NO_CREDENTIALS,
+    AgentCredentials,
+    read_api_key,
+    read_endpoint_token,
+)
 from agentpi.system.systemd_notify import SystemdNotifier
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener
@@ -71,13 +76,16 @@ def assemble_device(
         mic,
         sink,
         events=events,
-        api_key=read_api_key() if with_credentials else None,
-        leds=build_leds(config.leds, sink),
-        wake=open_listener(config.wake, mic.sample_rate) if "wake" in modes else None,
-        button=ButtonInput(config.button) if "button" in modes else None,
-        cues=open_cues(config.audio),
+        peripherals=Peripherals(
+            leds=build_leds(config.leds, sink),
+            wake=open_listener(config.wake, mic.sample_rate) if "wake" in modes else None,
+            button=ButtonInput(config.button) if "button" in modes else None,
+            cues=open_cues(config.audio),
+        ),
+        credentials=AgentCredentials(read_api_key(), read_endpoint_token())
+        if with_credentials
+        else NO_CREDENTIALS,
         notifier=SystemdNotifier(),
-        endpoint_token=read_endpoint_token() if with_credentials else None,
     )
 
 

@@ -23,7 +23,7 @@ from agentpi.events import DeviceEvent, EventBus
 from agentpi.protocol.actions import ConversationEnded
 from agentpi.protocol.session import NORMAL_CLOSE
 from agentpi.protocol.turns import TurnTimer
-from agentpi.settings.credentials import Secret
+from agentpi.settings.credentials import AgentCredentials
 from agentpi.states import DeviceState
 from agentpi.tools.registry import ToolRegistry
 from agentpi.triggers.sources import Trigger
@@ -45,8 +45,7 @@ class ConversationRunner:
         retry: RetryPolicy,
         volume: Volume,
         triggers: TriggerLoop,
-        api_key: Secret | None,
-        endpoint_token: Secret | None,
+        credentials: AgentCredentials,
     ) -> None:
         self.config = config
         self.device_id = device_id
@@ -58,8 +57,7 @@ class ConversationRunner:
         self.retry = retry
         self.volume = volume
         self.triggers = triggers
-        self.api_key = api_key
-        self.endpoint_token = endpoint_token
+        self.credentials = credentials
         self.choose_gate: Callable[[], MicGate] = OpenMic
         """How the microphone is heard in the next conversation (the device sets it up once the
         sound devices are open: the echo set-up, push-to-talk)."""
@@ -143,7 +141,10 @@ class ConversationRunner:
 
     async def _connect(self, config: Config) -> AgentConnection | ConversationEnded:
         """The open connection, or how the conversation ended before it had one."""
-        opening = open_agent(config.agent, self.api_key, self.endpoint_token, self.events.publish)
+        credentials = self.credentials
+        opening = open_agent(
+            config.agent, credentials.api_key, credentials.endpoint_token, self.events.publish
+        )
         self._connecting = asyncio.ensure_future(opening)
         try:
             return await self._connecting

@@ -55,6 +55,18 @@ class Secret:
     __str__ = __repr__
 
 
+@dataclass(frozen=True)
+class AgentCredentials:
+    """What the device shows the platform: the API key (a signed URL for a private agent), or
+    its token for the owner's signed-URL endpoint; neither for a public agent."""
+
+    api_key: Secret | None = None
+    endpoint_token: Secret | None = None
+
+
+NO_CREDENTIALS = AgentCredentials()
+
+
 def read_api_key(environ: dict[str, str] | None = None) -> Secret | None:
     """``ELEVENLABS_API_KEY``, else the systemd credential; None when neither is set."""
     return _read_secret(API_KEY_ENV, API_KEY_CREDENTIAL, environ)
