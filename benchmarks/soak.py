@@ -41,14 +41,16 @@ from agentpi.config.document import (
 )
 from agentpi.device.app import Device
 from agentpi.events import EventBus, EventRecord, as_records
-from agentpi.mqtt.client import MqttLink
+from agentpi.mqtt.client import MqttLink, stopped
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.settings.credentials import Secret
 from agentpi.system.loop_errors import report_loop_errors_in_one_line
 
 CONVERSATIONS = int(os.environ.get("SOAK_CONVERSATIONS", "2000"))
-BROKER_RESTART_EVERY = 100
-NETWORK_CUT_EVERY = 150
+BROKER_RESTART_EVERY = int(os.environ.get("SOAK_BROKER_RESTART_EVERY", "100"))
+STOP_S = 10.0
+"""How long the device and its MQTT link may take to stop once the soak is over."""
+NETWORK_CUT_EVERY = int(os.environ.get("SOAK_NETWORK_CUT_EVERY", "150"))
 WARM_UP = 10
 SCRIPT = """
 [simulator]
@@ -101,7 +103,8 @@ def footprint() -> tuple[int, int, float]:
 Mark = tuple[int, int, float]
 
 
-async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mark, Counter[str]]:
+async def soak(url: str, folder: Path, broker: Broker | None) -> Counter[str]:
+    started = time.monotonic()
     report_loop_errors_in_one_line(asyncio.get_running_loop())  # as `agentpi run` does
     network = FlakyNetwork(url)
     config = Config(
@@ -149,7 +152,8 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
         nonlocal ended
         if os.environ.get("SOAK_TRACE"):
             print(event, flush=True)
-        if event["event"] == "conversation_started" and ended % NETWORK_CUT_EVERY == 75:
+        cut_now = ended % NETWORK_CUT_EVERY == NETWORK_CUT_EVERY // 2
+        if event["event"] == "conversation_started" and cut_now:
             network.reset()  # mid-conversation, as a router reboot does it
         if event["event"] != "conversation_ended":
             return
@@ -157,7 +161,7 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
         reasons[event["reason"] or "(no reason)"] += 1
         if ended % 100 == 0:
             print(f"{ended} conversations; RSS {footprint()[2]:.1f} MB", flush=True)
-        if broker is not None and ended % BROKER_RESTART_EVERY == 50:
+        if broker is not None and ended % BROKER_RESTART_EVERY == BROKER_RESTART_EVERY // 2:
             chore(restart_broker())
         if ended in (WARM_UP, CONVERSATIONS):
             chore(mark())
@@ -179,11 +183,36 @@ async def soak(url: str, folder: Path, broker: Broker | None) -> tuple[Mark, Mar
     if tasks[0].done():  # the device stopped before the soak was over: say how
         outcome = tasks[0].exception() or tasks[0].result()
         raise SystemExit(f"the device stopped after {ended} conversations: {outcome!r}")
-    for task in tasks:
+    report(marks[0], marks[1], reasons, time.monotonic() - started, broker is not None)
+    for task in [tasks[0], *chores]:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if len(tasks) > 1:  # the MQTT link, stopped as `agentpi run` stops it
+        chores.add(asyncio.ensure_future(stopped(tasks[1])))
+    _, stuck = await asyncio.wait([*tasks, *chores], timeout=STOP_S)
+    if stuck:  # say where, rather than hang
+        for task in stuck:
+            task.print_stack(limit=12)
+        raise SystemExit(f"{len(stuck)} of the soak's tasks did not stop within {STOP_S} s")
     network.close()
-    return marks[0], marks[1], reasons
+    return reasons
+
+
+def report(before: Mark, after: Mark, reasons: Counter[str], took: float, mqtt: bool) -> None:
+    print(
+        f"{CONVERSATIONS} conversations in {took / 60:.1f} min, one process; the network cut "
+        f"every {NETWORK_CUT_EVERY}, "
+        + (f"the MQTT broker restarted every {BROKER_RESTART_EVERY}" if mqtt else "no MQTT")
+        + f"; after {WARM_UP} -> after {CONVERSATIONS}:"
+    )
+    print(f"{'figure':28} {'after warm-up':>14} {'at the end':>12} {'growth':>8}")
+    for label, a, b in zip(
+        ("open file descriptors", "threads", "RSS MB"), before, after, strict=True
+    ):
+        print(f"{label:28} {a:14.1f} {b:12.1f} {b - a:+8.1f}")
+    print(f"{'RSS ratio end / warm-up':28} {after[2] / before[2]:35.3f}  (goal: growth < 5 MB)")
+    print("how they ended:")
+    for reason, count in reasons.most_common():
+        print(f"  {count:5d}  {reason}", flush=True)
 
 
 def main() -> None:
@@ -200,32 +229,18 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        started = time.monotonic()
         try:
             assert simulator.stdout is not None
             url = simulator.stdout.readline().split()[-1]
-            before, after, reasons = asyncio.run(soak(url, folder, broker))
+            reasons = asyncio.run(soak(url, folder, broker))
         finally:
             simulator.terminate()
-            simulator.wait(10)
+            try:
+                simulator.wait(30)  # it closes each open conversation first
+            except subprocess.TimeoutExpired:
+                simulator.kill()
             if broker is not None:
                 broker.kill()
-    took = time.monotonic() - started
-    print(
-        f"{CONVERSATIONS} conversations in {took / 60:.1f} min, one process; the network cut "
-        f"every {NETWORK_CUT_EVERY}, "
-        + (f"the MQTT broker restarted every {BROKER_RESTART_EVERY}" if broker else "no MQTT")
-        + f"; after {WARM_UP} -> after {CONVERSATIONS}:"
-    )
-    print(f"{'figure':28} {'after warm-up':>14} {'at the end':>12} {'growth':>8}")
-    for label, a, b in zip(
-        ("open file descriptors", "threads", "RSS MB"), before, after, strict=True
-    ):
-        print(f"{label:28} {a:14.1f} {b:12.1f} {b - a:+8.1f}")
-    print(f"{'RSS ratio end / warm-up':28} {after[2] / before[2]:35.3f}  (goal: growth < 5 MB)")
-    print("how they ended:")
-    for reason, count in reasons.most_common():
-        print(f"  {count:5d}  {reason}")
     if "(no reason)" in reasons:
         raise SystemExit("a conversation ended without a reason")
 

@@ -711,3 +711,22 @@ def test_a_link_whose_goodbye_never_goes_out_still_stops(monkeypatch: pytest.Mon
 
     took = asyncio.run(scenario())
     assert took < mqtt_client.GOODBYE_S + 1
+
+
+def test_a_task_that_swallowed_a_cancellation_is_still_stopped() -> None:
+    """Python 3.11's asyncio.wait_for (inside aiomqtt) can swallow a cancellation that comes as
+    what it waits for is done: the link's sender then went on for good, and the link with it
+    (a 40-conversation soak reproduced it at its end)."""
+
+    async def swallows_one() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)
+
+    async def scenario() -> bool:
+        task = asyncio.ensure_future(swallows_one())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(mqtt_client.stopped(task, patience_s=0.1), 5)
+        return task.cancelled()
+
+    assert asyncio.run(scenario())

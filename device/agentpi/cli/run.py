@@ -80,7 +80,10 @@ async def run_device(config: Config, events: EventBus, once: bool) -> int:
     device = assemble_device(config, events, mic, sink)
     async with contextlib.AsyncExitStack() as stack:
         if config.mqtt.enabled:
-            stack.callback(asyncio.ensure_future(open_mqtt_link(device, config.mqtt).run()).cancel)
+            link = open_mqtt_link(device, config.mqtt)  # one line if the extra is missing
+            from agentpi.mqtt.client import stopped
+
+            stack.push_async_callback(stopped, asyncio.ensure_future(link.run()))
         if config.control.enabled:
             serve_control(device, config.control, stack)
         return await until_signalled(device, once)

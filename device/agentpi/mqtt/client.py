@@ -183,9 +183,7 @@ class MqttLink:
                     except Exception:  # whatever a payload does, the link goes on serving
                         log.exception("MQTT: command on %s failed", message.topic)
             finally:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await sender
+                await stopped(sender)
 
     def _subscribe_options(self) -> dict[str, Any]:
         """MQTT 5: the broker sends no retained message on subscribing (retain handling 2);
@@ -268,6 +266,18 @@ def login_options(config: MqttConfig, password: Secret | None) -> dict[str, Any]
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.MaximumPacketSize = MAX_PACKET_BYTES
     return {**options, "protocol": aiomqtt.ProtocolVersion.V5, "properties": properties}
+
+
+async def stopped(task: asyncio.Future[Any], patience_s: float = GOODBYE_S) -> None:
+    """Cancel ``task`` until it has ended. Once is not enough: Python 3.11's asyncio.wait_for,
+    which aiomqtt waits with, can swallow a cancellation that comes just as what it waits for
+    is done (the task then went on for good, and so did the link, at the end of soaks). Never
+    raises what ``task`` raised, nor swallows a cancellation of the caller's."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=patience_s)
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio does not log it as never looked at
 
 
 @contextlib.asynccontextmanager
