@@ -215,16 +215,14 @@ class Microphone:
             reader.expect(0)
 
     def take_or_wake_later(
-        self, reader: MicReader, max_samples: int, waiter: asyncio.Future[None]
-    ) -> Int16Array:
-        """Audio from the cursor on; when there is none yet, ``waiter`` is resolved on the
-        event loop once some has come (or the input fails)."""
+        self, reader: MicReader, max_samples: int, loop: asyncio.AbstractEventLoop
+    ) -> Int16Array | asyncio.Future[None]:
+        """Audio from the cursor on; when there is none yet, a future on ``loop`` resolved
+        once some has come (or the input fails)."""
         with self._lock:
             reader.check()
             chunk = self._take(reader, max_samples)
-            if not len(chunk):
-                reader.wake_later(waiter)
-            return chunk
+            return chunk if len(chunk) else reader.wake_later(loop)
 
     def forget(self, reader: MicReader) -> None:
         with self._lock:
@@ -306,9 +304,11 @@ class MicReader:
         if min_samples:
             self._ready.clear()
 
-    def wake_later(self, waiter: asyncio.Future[None]) -> None:
-        """The microphone's lock held: a coroutine waits on ``waiter``."""
-        self._waiter, self._loop = waiter, waiter.get_loop()
+    def wake_later(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """The microphone's lock held: a coroutine on ``loop`` waits for what comes next."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter, self._loop = waiter, loop
+        return waiter
 
     def skip_to(self, sample: int) -> None:
         """Move on to ``sample`` (never back): the audio before it is not read."""
@@ -330,13 +330,14 @@ class MicReader:
 
     async def read(self, max_samples: int) -> Int16Array:
         """The next audio from the cursor on (1..``max_samples`` samples), waiting if need be."""
+        loop = asyncio.get_running_loop()
         while True:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            chunk = self.mic.take_or_wake_later(self, max_samples, waiter)
-            if len(chunk):
-                return chunk
+            # a future only when there is nothing to read yet: not one per chunk
+            taken = self.mic.take_or_wake_later(self, max_samples, loop)
+            if not isinstance(taken, asyncio.Future):
+                return taken
             try:
-                await waiter
+                await taken
             finally:
                 self._waiter = None
 
