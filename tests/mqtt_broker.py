@@ -15,6 +15,9 @@ USER = "device"
 PASSWORD = "s3cret-for-tests"
 
 
+PORT_ATTEMPTS = 5
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -93,11 +96,15 @@ class Broker:
             capture_output=True,
         )
         passwords.chmod(0o600)
-        (folder / "mosquitto.conf").write_text(
+        self.started = False
+        self._write_config()
+
+    def _write_config(self) -> None:
+        (self.folder / "mosquitto.conf").write_text(
             "user root\n"
             "persistence false\n"
             "allow_anonymous false\n"
-            f"password_file {passwords}\n"
+            f"password_file {self.folder / 'passwords'}\n"
             "max_packet_size 1048576\n"
             f"listener {self.port} 127.0.0.1\n"
             f"listener {self.tls_port} 127.0.0.1\n"
@@ -111,20 +118,38 @@ class Broker:
         return self.certificates / "ca.crt"
 
     def start(self) -> None:
+        """Start the broker. The first time, ports another test took between ``free_port``
+        and the broker's bind are picked again (up to ``PORT_ATTEMPTS`` times); a restart keeps
+        its ports, as clients come back to them."""
+        for _ in range(1 if self.started else PORT_ATTEMPTS):
+            if self._started_on_its_ports():
+                self.started = True
+                return
+            log = (self.folder / "mosquitto.log").read_text()
+            if "Address already in use" not in log:
+                break
+            self.port, self.tls_port = free_port(), free_port()
+            self._write_config()
+        raise RuntimeError(
+            f"mosquitto did not start: {(self.folder / 'mosquitto.log').read_text()}"
+        )
+
+    def _started_on_its_ports(self) -> bool:
+        (self.folder / "mosquitto.log").write_bytes(b"")
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115 (the broker keeps it)
         self.process = subprocess.Popen(
             ["mosquitto", "-c", str(self.folder / "mosquitto.conf")], stdout=log, stderr=log
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(
-            f"mosquitto did not start: {(self.folder / 'mosquitto.log').read_text()}"
-        )
+        # "running" is logged once every listener is bound: a connect alone could reach
+        # whoever else holds the port
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if " running" in (self.folder / "mosquitto.log").read_text():
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return True
+            time.sleep(0.05)
+        self.kill()
+        return False
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -730,3 +731,19 @@ def test_a_task_that_swallowed_a_cancellation_is_still_stopped() -> None:
         return task.cancelled()
 
     assert asyncio.run(scenario())
+
+
+def test_the_test_broker_moves_off_a_port_another_test_took(tmp_path: Path) -> None:
+    """Parallel tests race for free ports: one took the broker's between ``free_port`` and the
+    broker's bind ("Address already in use", a failed `make test`)."""
+    broker = Broker(tmp_path / "broker")
+    taken = broker.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        broker.start()
+        try:
+            assert broker.port != taken and broker.process is not None
+            assert broker.process.poll() is None
+        finally:
+            broker.kill()
