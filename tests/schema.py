@@ -32,10 +32,33 @@ def _openapi_nullable(node: Any) -> Any:
     return node
 
 
+def _all_of_as_meant(node: Any) -> Any:
+    """The definition's MCP states are ``allOf`` a base and a state part, each with
+    ``additionalProperties: false``: read literally, no frame satisfies both (each forbids the
+    other's fields). Validate them as meant: the parts' required fields together (other fields
+    pass)."""
+    if isinstance(node, dict):
+        node = {key: _all_of_as_meant(value) for key, value in node.items()}
+        if "allOf" in node:
+            for part in node["allOf"]:
+                if isinstance(part, dict):
+                    part.pop("additionalProperties", None)
+        return node
+    if isinstance(node, list):
+        return [_all_of_as_meant(item) for item in node]
+    return node
+
+
 @cache
 def _contract() -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     doc = yaml.safe_load(ASYNCAPI.read_text())
-    components = _openapi_nullable(copy.deepcopy(doc["components"]))
+    components = _all_of_as_meant(_openapi_nullable(copy.deepcopy(doc["components"])))
+    for schema in components["schemas"].values():
+        for part in schema.get("allOf", ()):
+            if "$ref" in part:  # a base that an allOf extends, as MCPToolCallBase
+                components["schemas"][part["$ref"].rsplit("/", 1)[1]].pop(
+                    "additionalProperties", None
+                )
     by_direction: dict[str, dict[str, str]] = {"client": {}, "server": {}}
     for direction, operation in (("client", "subscribe"), ("server", "publish")):
         for ref in doc["channels"]["AgentMessages"][operation]["message"]["oneOf"]:

@@ -11,6 +11,7 @@ from gpiozero.pins.mock import MockFactory
 
 from agentpi.audio.capture import Microphone
 from agentpi.audio.file import FileSource
+from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT
 from agentpi.config.document import ButtonConfig, Config, TriggerConfig
 from agentpi.control.settings import ControlConfig
 from agentpi.device.display import StateDisplay
@@ -20,6 +21,7 @@ from agentpi.device.volume import MAX_GAIN, Volume
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.protocol.actions import ConversationEnded
+from agentpi.protocol.failures import connect_failure
 from agentpi.states import DeviceState, InvalidTransition
 from agentpi.system.systemd_notify import SystemdNotifier
 from agentpi.triggers.button import ButtonInput
@@ -56,9 +58,11 @@ def test_the_retry_pause_doubles_with_failures_and_a_clean_conversation_resets_i
 
 def test_a_failed_connect_counts_as_a_failure() -> None:
     retry = RetryPolicy(EventBus(), pause_s=0.0)
-    retry.connect_failed()
-    retry.connect_failed()
+    retry.connect_failed(connect_failure(None, offline=True))
+    retry.connect_failed(connect_failure(502, offline=False))
     assert retry.failures == 2 and retry.next_pause() >= 1.5
+    retry.connect_failed(connect_failure(401, offline=False))  # a refused key: the longest wait
+    assert retry.failures == FAILURES_FOR_LONGEST_WAIT
 
 
 def test_volume_changes_in_percent_of_the_configured_one_within_bounds() -> None:

@@ -118,6 +118,57 @@ TODAY = [
     ),
     (ev.UserMessageSent("open"), '{"event": "user_message", "text": "open"}'),
     (ev.ContextualUpdateSent("ctx"), '{"event": "contextual_update_sent", "text": "ctx"}'),
+    (
+        ev.ContextualUpdateSent("21 C", "on_event.temperature"),
+        '{"event": "contextual_update_sent", "text": "21 C", "context_id": "on_event.temperature"}',
+    ),
+    (
+        ev.AgentReasoning("so", "delta"),
+        '{"event": "agent_reasoning", "text": "so", "part": "delta"}',
+    ),
+    (
+        ev.RichContentShown("row-1", "item_card"),
+        '{"event": "rich_content", "rich_content_id": "row-1", "component": "item_card"}',
+    ),
+    (
+        ev.AgentToolRequest("lookup", "t2", "webhook"),
+        '{"event": "agent_tool_request", "tool_name": "lookup", "tool_call_id": "t2", '
+        '"tool_type": "webhook"}',
+    ),
+    (
+        ev.AgentToolResult("lookup", "t2", False, False, True, 4096),
+        '{"event": "agent_tool_result", "tool_name": "lookup", "tool_call_id": "t2", '
+        '"is_error": false, "is_blocked": false, "truncated": true, "result_chars": 4096}',
+    ),
+    (
+        ev.McpToolCall("turn_on", "m1", "awaiting_approval", "svc", approval_timeout_s=300),
+        '{"event": "mcp_tool_call", "tool_name": "turn_on", "tool_call_id": "m1", '
+        '"state": "awaiting_approval", "service_id": "svc", "approval_timeout_s": 300}',
+    ),
+    (
+        ev.McpApproval("turn_on", "m1", True, "button"),
+        '{"event": "mcp_approval", "tool_name": "turn_on", "tool_call_id": "m1", '
+        '"approved": true, "by": "button"}',
+    ),
+    (
+        ev.McpConnectionStatus([{"integration_id": "home", "is_connected": True}]),
+        '{"event": "mcp_connection_status", "integrations": '
+        '[{"integration_id": "home", "is_connected": true}]}',
+    ),
+    (
+        ev.ContextUsage("llm", 3100, 100000, 3.1),
+        '{"event": "context_usage", "model": "llm", "context_tokens": 3100, '
+        '"context_limit_tokens": 100000, "percent": 3.1}',
+    ),
+    (
+        ev.AsrInitiationMetadata({"model": "scribe"}),
+        '{"event": "asr_initiation_metadata", "metadata": {"model": "scribe"}}',
+    ),
+    (ev.GuardrailTriggered(), '{"event": "guardrail_triggered"}'),
+    (ev.TurnProbability(0.42), '{"event": "turn_probability", "probability": 0.42}'),
+    (ev.AgentTyping(True), '{"event": "agent_typing", "is_typing": true}'),
+    (ev.ExternalAgent(True), '{"event": "external_agent", "connected": true}'),
+    (ev.FeedbackSent("like", 6), '{"event": "feedback", "score": "like", "event_id": 6}'),
     (ev.ContextualUpdateReceived("ctx"), '{"event": "contextual_update", "text": "ctx"}'),
     (
         ev.Ignored("mystery_event", "listening"),

@@ -25,14 +25,23 @@ from agentpi import events as ev
 from agentpi.errors import AgentpiError, LocalProtocolError, RemoteProtocolError
 from agentpi.protocol import actions as act
 from agentpi.protocol import messages as m
-from agentpi.protocol.phases import INPUTS, RULES, SERVER_EVENTS, Handling, Phase
-from agentpi.protocol.session import ConversationSession, event_name
-from agentpi.protocol.timers import SessionSettings
+from agentpi.protocol.phases import (
+    INPUTS,
+    RULES,
+    SERVER_EVENT_CLASSES,
+    DeviceInput,
+    Handling,
+    Input,
+    Phase,
+)
+from agentpi.protocol.session import ConversationSession
+from agentpi.protocol.timers import ApprovalPolicy, SessionSettings
 from agentpi.states import DeviceState, check_transition
 
 LONG = os.environ.get("AGENTPI_LONG_FUZZ") == "1"
 FORMATS = ["pcm_16000", "pcm_8000", "ulaw_8000", "pcm_48000", "mp3_44100", ""]
 TOOL_IDS = ["t1", "t2", "t3"]
+MCP_IDS = ["m1", "m2", "m3", "m4", "m5", "m6"]
 
 
 def test_every_phase_names_every_input() -> None:
@@ -41,8 +50,19 @@ def test_every_phase_names_every_input() -> None:
 
 
 def test_every_server_message_type_has_a_rule() -> None:
-    wrapped = {cls.type for cls in m.SERVER_EVENT_TYPES.values()}
-    assert wrapped | {"contextual_update", "unknown"} == set(SERVER_EVENTS)
+    registered = set(m.SERVER_EVENT_TYPES.values())
+    assert registered | {m.ContextualUpdate, m.UnknownEvent} == set(SERVER_EVENT_CLASSES)
+    assert len(registered) >= 27  # the 2026 definition's server events
+
+
+def test_the_alphabet_below_draws_every_server_event_class() -> None:
+    """Each strategy builds one class (``st.builds(cls, ...)`` or ``st.just(instance)``)."""
+    built = set()
+    for strategy in event_strategies():
+        wrapped = getattr(strategy, "wrapped_strategy", strategy)
+        target = getattr(wrapped, "target", None)
+        built.add(target if target is not None else type(wrapped.value))
+    assert built == set(SERVER_EVENT_CLASSES)
 
 
 def test_every_error_agentpi_defines_is_one_the_command_line_prints_in_one_line() -> None:
@@ -88,10 +108,10 @@ def test_a_button_press_while_connecting_then_metadata_does_not_raise() -> None:
     assert session.conversation_id == "conv_7"  # the summary still names the conversation
 
 
-def server_events() -> st.SearchStrategy[m.ServerEvent]:
+def event_strategies() -> list[st.SearchStrategy[m.ServerEvent]]:
     ids = st.integers(min_value=0, max_value=12)
     text = st.text(max_size=8)
-    return st.one_of(
+    return [
         st.builds(
             m.ConversationInitiationMetadata,
             st.sampled_from(["conv_1", "conv_2"]),
@@ -127,15 +147,63 @@ def server_events() -> st.SearchStrategy[m.ServerEvent]:
         st.builds(
             m.ErrorEvent, text, st.one_of(st.none(), st.just(1011)), st.just("llm_error"), st.none()
         ),
-        st.builds(m.UnknownEvent, st.sampled_from(["context_usage", "mcp_tool_call"]), st.just({})),
-    )
+        st.builds(m.UnknownEvent, st.sampled_from(["hologram", "smell"]), st.just({})),
+        st.builds(m.AgentReasoningResponsePart, text, st.sampled_from(["start", "delta"])),
+        st.builds(m.RichContent, st.just("row"), st.just("item_card")),
+        st.builds(m.AgentToolRequest, st.just("lookup"), st.sampled_from(TOOL_IDS), st.just("mcp")),
+        st.builds(
+            m.AgentToolResponseFullPayload,
+            st.just("lookup"),
+            st.sampled_from(TOOL_IDS),
+            st.just("webhook"),
+            st.booleans(),
+            text,
+        ),
+        st.builds(
+            m.McpToolCall,
+            st.just("svc"),
+            st.sampled_from(MCP_IDS),
+            st.sampled_from(["turn_on", "read_state", "delete_all"]),
+            st.sampled_from(["loading", "awaiting_approval", "awaiting_approval", "success"]),
+            st.just("2026-12-04T08:00:00Z"),
+            approval_timeout_secs=st.one_of(st.none(), st.integers(-5, 60)),
+        ),
+        st.builds(
+            m.McpToolCall,
+            st.just("svc"),
+            st.sampled_from(MCP_IDS),
+            st.just("turn_on"),
+            st.just("failure"),
+            st.just(""),
+            error_message=text,
+        ),
+        st.builds(m.McpConnectionStatus, st.just((m.McpIntegration("home", "mcp_server", True),))),
+        st.builds(
+            m.ContextUsage, st.just("llm"), st.integers(0, 10**6), st.integers(-1, 10**6), ids
+        ),
+        st.builds(m.AsrInitiationMetadata, st.just({})),
+        st.just(m.GuardrailTriggered()),
+        st.builds(m.InternalTurnProbability, st.floats(0, 1)),
+        st.builds(m.AgentTyping, st.booleans(), st.one_of(st.none(), st.integers(0, 5000))),
+        st.just(m.ExternalAgentConnected()),
+        st.just(m.ExternalAgentDisconnected()),
+    ]
+
+
+def server_events() -> st.SearchStrategy[m.ServerEvent]:
+    return st.one_of(event_strategies())
 
 
 class SessionLife(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.session = ConversationSession(
-            SessionSettings(silence_close_s=2.0, metadata_timeout_s=5.0, idle_close_s=20.0)
+            SessionSettings(
+                silence_close_s=2.0,
+                metadata_timeout_s=5.0,
+                idle_close_s=20.0,
+                approvals=ApprovalPolicy(approve=("read_*",), deny=("delete_*",)),
+            )
         )
         self.now = 0.0
         self.shown = DeviceState.CONNECTING
@@ -147,6 +215,8 @@ class SessionLife(RuleBasedStateMachine):
         self.cut_off: int | None = None
         self.agent_vad = False
         self.pending_tools: set[str] = set()
+        self.asked: set[str] = set()
+        self.answered: set[str] = set()
         self.steps = 0
         self.end_from_step = 0
 
@@ -166,14 +236,17 @@ class SessionLife(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- the call and its checks
 
-    def call(self, name: str, do: object, *args: object) -> list[act.Action]:
+    def call(self, key: Input, do: object, *args: object) -> list[act.Action]:
         self.steps += 1
-        handling = RULES[self.session.phase][name]
-        if handling is Handling.MISUSE:
+        before = self.session.phase
+        rule = RULES[before][key]
+        if rule.handling is Handling.MISUSE:
             with pytest.raises(LocalProtocolError):
                 do(*args)  # type: ignore[operator]
             return []
         actions: list[act.Action] = do(*args)  # type: ignore[operator]
+        after = self.session.phase
+        assert after is before or after in rule.goes_to, f"{key}: {before} -> {after}"
         for action in actions:
             self.check(action)
         return actions
@@ -185,6 +258,8 @@ class SessionLife(RuleBasedStateMachine):
                 assert isinstance(action.message, m.ConversationInitiationClientData)
             if self.close_requested:
                 assert isinstance(action.message, m.Pong), f"{action.message} after the close"
+            if isinstance(action.message, m.McpToolApprovalResult):
+                self.answered.add(action.message.tool_call_id)
             self.sent.append(action.message)
         elif isinstance(action, act.SetState):
             check_transition(self.shown, action.state)
@@ -202,6 +277,9 @@ class SessionLife(RuleBasedStateMachine):
             self.ended.append(action)
         elif isinstance(action, act.RunTool):
             self.pending_tools.add(action.call.tool_call_id)
+        elif isinstance(action, act.AskApproval):
+            assert action.call.tool_call_id not in self.asked - self.answered
+            self.asked.add(action.call.tool_call_id)
         elif isinstance(action, act.Notify) and isinstance(action.event, ev.VadScore):
             # the device's own score only until the agent's first: never the two mixed
             assert action.event.source == "agent" or not self.agent_vad
@@ -212,8 +290,8 @@ class SessionLife(RuleBasedStateMachine):
 
     @rule(event=server_events())
     def server_sends(self, event: m.ServerEvent) -> None:
-        acting = RULES[self.session.phase][event_name(event)] is Handling.ACT
-        actions = self.call(event_name(event), self.session.receive, event, self.now)
+        acting = RULES[self.session.phase][type(event)].handling is Handling.ACT
+        actions = self.call(type(event), self.session.receive, event, self.now)
         if isinstance(event, m.Ping) and acting:
             assert act.Send(m.Pong(event.event_id)) in actions, "a ping went unanswered"
         if isinstance(event, m.Interruption) and act.FlushPlayback() in actions:
@@ -226,7 +304,7 @@ class SessionLife(RuleBasedStateMachine):
         try:
             m.decode_server(frame)
         except m.ProtocolError as exc:
-            self.call("invalid_frame", self.session.receive_invalid, exc, self.now)
+            self.call(DeviceInput.INVALID_FRAME, self.session.receive_invalid, exc, self.now)
 
     @precondition(lambda self: self.steps >= self.end_from_step)
     @rule(
@@ -236,7 +314,7 @@ class SessionLife(RuleBasedStateMachine):
     )
     def socket_closes(self, code: int | None, reason: str, by_device: bool = False) -> None:
         self.call(
-            "connection_closed",
+            DeviceInput.CONNECTION_CLOSED,
             self.session.connection_closed,
             code,
             reason,
@@ -249,44 +327,73 @@ class SessionLife(RuleBasedStateMachine):
 
     @rule()
     def socket_opens(self) -> None:
-        self.call("connection_opened", self.session.connection_opened, self.now)
+        self.call(DeviceInput.CONNECTION_OPENED, self.session.connection_opened, self.now)
 
     @rule(speaking=st.booleans(), score=st.none() | st.floats(0, 1))
     def mic_chunk(self, speaking: bool, score: float | None) -> None:
         chunk = b"\x00\x00" * 4
-        self.call("mic_audio", self.session.mic_audio, chunk, speaking, self.now, score)
+        self.call(DeviceInput.MIC_AUDIO, self.session.mic_audio, chunk, speaking, self.now, score)
 
     @rule()
     def speaker_drained(self) -> None:
-        self.call("playback_drained", self.session.playback_drained, self.now)
+        self.call(DeviceInput.PLAYBACK_DRAINED, self.session.playback_drained, self.now)
 
     @rule(tool_call_id=st.sampled_from(TOOL_IDS), is_error=st.booleans())
     def tool_finishes(self, tool_call_id: str, is_error: bool) -> None:
         self.call(
-            "tool_finished", self.session.tool_finished, tool_call_id, "ok", is_error, self.now
+            DeviceInput.TOOL_FINISHED,
+            self.session.tool_finished,
+            tool_call_id,
+            "ok",
+            is_error,
+            self.now,
         )
+
+    @rule(
+        approved=st.booleans(),
+        tool_call_id=st.one_of(st.none(), st.sampled_from(MCP_IDS)),
+    )
+    def user_answers_approval(self, approved: bool, tool_call_id: str | None) -> None:
+        self.call(
+            DeviceInput.APPROVAL_ANSWERED,
+            self.session.answer_approval,
+            approved,
+            self.now,
+            "button",
+            tool_call_id,
+        )
+
+    @rule(score=st.sampled_from(["like", "dislike", None]))
+    def user_rates(self, score: str | None) -> None:
+        self.call(DeviceInput.FEEDBACK, self.session.feedback, score, self.now)
 
     @rule(text=st.text(max_size=5))
     def device_says(self, text: str) -> None:
-        self.call("user_message", self.session.user_message, text, self.now)
+        self.call(DeviceInput.USER_MESSAGE, self.session.user_message, text, self.now)
 
-    @rule(text=st.text(max_size=5))
-    def device_informs(self, text: str) -> None:
-        self.call("contextual_update_from_device", self.session.contextual_update, text, self.now)
+    @rule(text=st.text(max_size=5), context_id=st.one_of(st.none(), st.just("clock")))
+    def device_informs(self, text: str, context_id: str | None) -> None:
+        self.call(
+            DeviceInput.CONTEXTUAL_UPDATE,
+            self.session.contextual_update,
+            text,
+            self.now,
+            context_id,
+        )
 
     @rule()
     def device_ends_after_turn(self) -> None:
-        self.call("end_after_turn", self.session.end_after_turn, self.now)
+        self.call(DeviceInput.END_AFTER_TURN, self.session.end_after_turn, self.now)
 
     @precondition(lambda self: self.steps >= self.end_from_step)
     @rule()
     def device_ends(self) -> None:
-        self.call("request_end", self.session.request_end, "button pressed", self.now)
+        self.call(DeviceInput.REQUEST_END, self.session.request_end, "button pressed", self.now)
 
     @rule(gap=st.one_of(st.floats(0, 0.5), st.floats(0, 30)))
     def time_passes(self, gap: float) -> None:
         self.now += gap
-        self.call("tick", self.session.tick, self.now)
+        self.call(DeviceInput.TICK, self.session.tick, self.now)
 
     @precondition(lambda self: self.close_requested and not self.socket_closed)
     @rule()
@@ -300,6 +407,15 @@ class SessionLife(RuleBasedStateMachine):
         assert len(self.ended) <= 1
         assert (len(self.ended) == 1) == self.socket_closed
         assert self.session.ended == self.socket_closed
+
+    @invariant()
+    def approvals_waiting_are_bounded_and_shown(self) -> None:
+        waiting = self.asked - self.answered
+        assert len(waiting) <= 4  # MAX_APPROVALS_WAITING
+        if self.session.phase is Phase.OPEN:
+            assert (self.session.state is DeviceState.AWAITING_APPROVAL) == bool(
+                self.session.approvals_waiting
+            )
 
     @invariant()
     def shows_what_it_reported(self) -> None:

@@ -31,6 +31,17 @@ CLIENT_MESSAGES: list[m.ClientMessage] = [
     m.MultimodalMessage(file_id="file_2"),
     m.Feedback(7, "like"),
     m.Feedback(8, None),
+    m.McpToolApprovalResult("mcp_1", True),
+    m.McpToolApprovalResult("mcp_2", False),
+    m.ConversationInitiationClientData(
+        conversation_config_override={
+            "tts": {"speed": 1.1, "stability": 0.5, "similarity_boost": 0.8},
+            "asr": {"keywords": ["kitchen", "hey jarvis"]},
+            "agent": {"prompt": {"llm": "gemini-2.0-flash"}},
+            "conversation": {"text_only": False, "client_events": ["audio", "vad_score"]},
+        },
+        tool_mock_config={"mocking_strategy": "none"},
+    ),
 ]
 
 SERVER_EVENTS: list[m.ServerEvent] = [
@@ -56,6 +67,40 @@ SERVER_EVENTS: list[m.ServerEvent] = [
     m.AgentToolResponse("end_call", "t1", "system", False, True, 9),
     m.ErrorEvent("Missing variable", 1008, "missing_dynamic_variable"),
     m.ContextualUpdate("server echo"),
+    m.AgentReasoningResponsePart("First, the", "delta", "r-7"),
+    m.RichContent("row-1", "item_card", {"title": "Lamp"}, 10),
+    m.AgentToolRequest("lookup", "t2", "webhook", 11),
+    m.AgentToolResponseFullPayload("lookup", "t2", "webhook", False, '{"ok": true}', event_id=11),
+    m.McpToolCall(
+        "svc",
+        "mcp_1",
+        "turn_on",
+        "awaiting_approval",
+        "2026-12-04T08:00:00Z",
+        {"entity": "light.kitchen"},
+        "Turns a light on",
+        approval_timeout_secs=300,
+    ),
+    m.McpToolCall("svc", "mcp_1", "turn_on", "loading", "2026-12-04T08:00:01Z"),
+    m.McpToolCall(
+        "svc",
+        "mcp_1",
+        "turn_on",
+        "success",
+        "2026-12-04T08:00:02Z",
+        result=({"type": "text", "text": "done"},),
+    ),
+    m.McpToolCall(
+        "svc", "mcp_1", "turn_on", "failure", "2026-12-04T08:00:02Z", error_message="no light"
+    ),
+    m.McpConnectionStatus((m.McpIntegration("home", "mcp_server", True, 12),)),
+    m.ContextUsage("gemini-2.0-flash", 3100, 1_000_000, 12),
+    m.AsrInitiationMetadata({"model": "scribe"}),
+    m.GuardrailTriggered(),
+    m.InternalTurnProbability(0.42),
+    m.AgentTyping(True, 1500),
+    m.ExternalAgentConnected(),
+    m.ExternalAgentDisconnected(),
 ]
 
 
@@ -73,6 +118,21 @@ def test_server_event_round_trips_and_matches_contract(event: m.ServerEvent) -> 
     validate_frame(frame, "server")
 
 
+def test_every_type_of_the_definition_is_a_class_and_is_tested_here() -> None:
+    """Fails when the definition holds a type the code does not name (a new platform event)."""
+    named_server = set(m.SERVER_EVENT_TYPES)
+    named_client = set(m.CLIENT_MESSAGE_TYPES) | {"user_audio_chunk"}
+    assert contract_types("server") - named_server == set()
+    assert contract_types("client") - named_client == set()
+    assert len(contract_types("server") | contract_types("client")) == 37
+    tested_server = {json.loads(m.encode(ev))["type"] for ev in SERVER_EVENTS}
+    tested_client = {
+        json.loads(m.encode(msg)).get("type", "user_audio_chunk") for msg in CLIENT_MESSAGES
+    }
+    assert contract_types("server") <= tested_server
+    assert contract_types("client") <= tested_client
+
+
 def test_every_required_type_is_modelled() -> None:
     client_types = {
         json.loads(m.encode(msg)).get("type", "user_audio_chunk") for msg in CLIENT_MESSAGES
@@ -88,6 +148,7 @@ def test_every_required_type_is_modelled() -> None:
         "user_activity",
         "multimodal_message",
         "feedback",
+        "mcp_tool_approval_result",
     }
     assert server_types >= {
         "conversation_initiation_metadata",
@@ -128,10 +189,16 @@ def test_contract_rejects_a_broken_frame() -> None:
 
 
 def test_unknown_server_type_keeps_the_raw_dict() -> None:
-    event = m.decode_server('{"type": "context_usage", "context_usage_event": {"event_id": 9}}')
+    event = m.decode_server('{"type": "hologram", "hologram_event": {"event_id": 9}}')
     assert isinstance(event, m.UnknownEvent)
-    assert event.type == "context_usage"
-    assert event.raw["context_usage_event"] == {"event_id": 9}
+    assert event.type == "hologram"
+    assert event.raw["hologram_event"] == {"event_id": 9}
+
+
+def test_events_without_a_body_decode_with_or_without_their_wrapper() -> None:
+    assert m.decode_server('{"type": "guardrail_triggered"}') == m.GuardrailTriggered()
+    bare = m.decode_server('{"type": "external_agent_connected"}')
+    assert bare == m.ExternalAgentConnected()
 
 
 @pytest.mark.parametrize(
@@ -156,6 +223,20 @@ def test_unknown_server_type_keeps_the_raw_dict() -> None:
         (
             '{"type": "client_tool_call", "client_tool_call": {"tool_name": "x"}}',
             "client_tool_call.client_tool_call.tool_call_id",
+        ),
+        (
+            '{"type": "mcp_tool_call", "mcp_tool_call": {"service_id": "s", "tool_call_id": "t",'
+            ' "tool_name": "n", "parameters": {}, "timestamp": "", "state": "asleep"}}',
+            "mcp_tool_call.state",
+        ),
+        (
+            '{"type": "internal_turn_probability", '
+            '"turn_probability_internal_event": {"turn_probability": 2}}',
+            "turn_probability",
+        ),
+        (
+            '{"type": "mcp_connection_status", "mcp_connection_status": {"integrations": [1]}}',
+            "mcp_connection_status.mcp_connection_status.integrations",
         ),
         (
             '{"type": "conversation_initiation_metadata", '

@@ -161,7 +161,7 @@ def test_home_assistant_sees_the_device_and_starts_a_conversation(
         assert not missing and retained, (topic, missing)
         assert config["device"]["identifiers"]
     components = sorted(topic.split("/")[1] for topic, _, _ in seen["configs"])
-    assert components == ["button", "button", "number", "sensor", "sensor", "switch", "text"]
+    assert components == ["button"] * 4 + ["number", "sensor", "sensor", "switch", "text"]
     assert {"listening", "idle"} <= set(seen["states"])
     assert "conversation_ended" in seen["events"] and seen["reply"] == ['{"ok": true}']
     status = seen["status"]

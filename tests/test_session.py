@@ -354,7 +354,8 @@ def test_server_error_then_close_keeps_the_reason() -> None:
     assert FlushPlayback() in actions
     end = session.connection_closed(1002, "llm_timeout", 1.1)
     ended = [a for a in end if isinstance(a, ConversationEnded)]
-    assert ended == [ConversationEnded(1002, "llm_timeout", "server", "llm_timeout: LLM timed out")]
+    error = "llm_timeout: LLM timed out"
+    assert ended == [ConversationEnded(1002, "llm_timeout", "server", error, "llm_timeout")]
     assert states(end) == [DeviceState.ERROR]
 
 

@@ -177,6 +177,8 @@ class ConnectFailed(DeviceEvent, kind="connect_failed"):
     message: str
     offline: bool
     failures: int
+    failure: str = "connect"
+    """Its row of the failure table: auth, quota, offline, connect."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,9 @@ class Disconnected(DeviceEvent, kind="disconnected"):
 
 @dataclass(frozen=True)
 class ConversationEnded(DeviceEvent, kind="conversation_ended"):
-    omit_if_none = frozenset({"greeting_ms", "turn_ms_median", "turn_ms_worst", "agent_id"})
+    omit_if_none = frozenset(
+        {"greeting_ms", "turn_ms_median", "turn_ms_worst", "agent_id", "failure"}
+    )
 
     conversation_id: str | None
     reason: str
@@ -219,6 +223,8 @@ class ConversationEnded(DeviceEvent, kind="conversation_ended"):
     turn_ms_worst: int | None = None
     agent_id: str | None = None
     """Set when a wake word chose the agent ([wake.agents])."""
+    failure: str | None = None
+    """When it ended in error: its row of the failure table (service, settings, network, ...)."""
 
 
 @dataclass(frozen=True)
@@ -346,7 +352,10 @@ class UserMessageSent(DeviceEvent, kind="user_message"):
 
 @dataclass(frozen=True)
 class ContextualUpdateSent(DeviceEvent, kind="contextual_update_sent"):
+    omit_if_none = frozenset({"context_id"})
     text: str
+    context_id: str | None = None
+    """The agent keeps only the latest update of an id."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +364,117 @@ class ContextualUpdateReceived(DeviceEvent, kind="contextual_update"):
 
 
 CONTEXT_SENT_EVENT = ContextualUpdateSent.kind
+
+
+@dataclass(frozen=True)
+class AgentReasoning(DeviceEvent, kind="agent_reasoning"):
+    """A part of the agent's reasoning as it streams (``part``: start, delta, stop)."""
+
+    text: str
+    part: str
+
+
+@dataclass(frozen=True)
+class RichContentShown(DeviceEvent, kind="rich_content"):
+    """A component the agent would draw on a screen; a speaker names it only."""
+
+    rich_content_id: str
+    component: str
+
+
+# --------------------------------------------------------------------------- tools at work
+
+
+@dataclass(frozen=True)
+class AgentToolRequest(DeviceEvent, kind="agent_tool_request"):
+    tool_name: str
+    tool_call_id: str
+    tool_type: str
+
+
+@dataclass(frozen=True)
+class AgentToolResult(DeviceEvent, kind="agent_tool_result"):
+    """A tool's full result reached the agent (its size only: it may be big and private)."""
+
+    tool_name: str
+    tool_call_id: str
+    is_error: bool
+    is_blocked: bool
+    truncated: bool
+    result_chars: int
+
+
+@dataclass(frozen=True)
+class McpToolCall(DeviceEvent, kind="mcp_tool_call"):
+    omit_if_none = frozenset({"error_message", "approval_timeout_s"})
+    tool_name: str
+    tool_call_id: str
+    state: str
+    service_id: str
+    error_message: str | None = None
+    approval_timeout_s: int | None = None
+
+
+@dataclass(frozen=True)
+class McpApproval(DeviceEvent, kind="mcp_approval"):
+    """The device's answer to an MCP tool's approval request, and who gave it: button, control,
+    mqtt, config (the approve / deny lists), no answer (the time ran out), too many waiting."""
+
+    tool_name: str
+    tool_call_id: str
+    approved: bool
+    by: str
+
+
+@dataclass(frozen=True)
+class McpConnectionStatus(DeviceEvent, kind="mcp_connection_status"):
+    integrations: list[dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- the agent's state
+
+
+@dataclass(frozen=True)
+class ContextUsage(DeviceEvent, kind="context_usage"):
+    model: str
+    context_tokens: int
+    context_limit_tokens: int
+    percent: float | None
+
+
+@dataclass(frozen=True)
+class AsrInitiationMetadata(DeviceEvent, kind="asr_initiation_metadata"):
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GuardrailTriggered(DeviceEvent, kind="guardrail_triggered"):
+    """A guardrail of the agent stopped its answer."""
+
+
+@dataclass(frozen=True)
+class TurnProbability(DeviceEvent, kind="turn_probability"):
+    probability: float
+
+
+@dataclass(frozen=True)
+class AgentTyping(DeviceEvent, kind="agent_typing"):
+    omit_if_none = frozenset({"duration_ms"})
+    is_typing: bool
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ExternalAgent(DeviceEvent, kind="external_agent"):
+    """A person took the conversation over from the AI agent (``connected``) or gave it back."""
+
+    connected: bool
+
+
+@dataclass(frozen=True)
+class FeedbackSent(DeviceEvent, kind="feedback"):
+    score: str | None
+    event_id: int
 
 
 # --------------------------------------------------------------------------- the bus

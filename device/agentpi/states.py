@@ -19,6 +19,10 @@ class DeviceState(StrEnum):
     USER_SPEAKING = "user_speaking"
     THINKING = "thinking"
     SPEAKING = "speaking"
+    WORKING = "working"
+    """A tool the agent called is running (from its request to its response)."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """An MCP tool waits for the user's yes (a short press) or no (a long press)."""
     ENDING = "ending"
     ERROR = "error"
     OFFLINE = "offline"
@@ -29,6 +33,8 @@ _IN_CONVERSATION = {
     DeviceState.USER_SPEAKING,
     DeviceState.THINKING,
     DeviceState.SPEAKING,
+    DeviceState.WORKING,
+    DeviceState.AWAITING_APPROVAL,
 }
 
 ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
@@ -49,11 +55,12 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
     ),
     **{
         state: frozenset(
-            (_IN_CONVERSATION - {state}) | {DeviceState.ENDING, DeviceState.ERROR, DeviceState.IDLE}
+            (_IN_CONVERSATION - {state})
+            | {DeviceState.ENDING, DeviceState.ERROR, DeviceState.OFFLINE, DeviceState.IDLE}
         )
         for state in _IN_CONVERSATION
     },
-    DeviceState.ENDING: frozenset({DeviceState.IDLE, DeviceState.ERROR}),
+    DeviceState.ENDING: frozenset({DeviceState.IDLE, DeviceState.ERROR, DeviceState.OFFLINE}),
     DeviceState.ERROR: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.OFFLINE}),
     DeviceState.OFFLINE: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.ERROR}),
 }

@@ -44,9 +44,11 @@ class AgentConnectError(AgentpiError):
     """The agent could not be reached; the message is safe to log (no credentials).
     ``offline``: the network or the host is unreachable (not a refusal by the server)."""
 
-    def __init__(self, message: str, offline: bool = False) -> None:
+    def __init__(self, message: str, offline: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.offline = offline
+        self.status = status
+        """The HTTP status the handshake (or the signed-URL request) was refused with."""
 
 
 def conversation_url(base_url: str, agent_id: str) -> str:
@@ -91,7 +93,8 @@ async def _fetch_signed_url(
         if 300 <= answer.status < 400:
             advice = " (a redirect, not followed: the credential would go with it)"
         raise AgentConnectError(
-            f"signed URL request to {redact_url(endpoint)} failed: HTTP {answer.status}{advice}"
+            f"signed URL request to {redact_url(endpoint)} failed: HTTP {answer.status}{advice}",
+            status=answer.status,
         )
     signed = body.get("signed_url") if isinstance(body, dict) else None
     if not isinstance(signed, str) or not _usable_socket_url(signed):
@@ -163,8 +166,9 @@ class AgentConnection:
                 compression="deflate" if deflate else None,
             )
         except InvalidStatus as exc:
+            status = exc.response.status_code
             raise AgentConnectError(
-                f"{redact_url(url)} refused the conversation: HTTP {exc.response.status_code}"
+                f"{redact_url(url)} refused the conversation: HTTP {status}", status=status
             ) from None
         except ssl.SSLCertVerificationError as exc:
             # a clock not yet set is like no network: the offline cue, and it tries again

@@ -40,6 +40,9 @@ ADVISED_EVENTS = {
     "agent_response_correction": "what the user really heard of an interrupted reply",
     "agent_tool_response": "the end_call tool: the device hangs up after the goodbye",
     "agent_response_complete": "the exact end of the agent's turn (else 1 s without audio)",
+    "agent_tool_request": "the lights show a tool at work (working) until its response",
+    "mcp_tool_call": "an MCP tool that asks for approval is answered on the device (else it "
+    "waits out its approval timeout and is declined)",
 }
 VAD_SCORE_USE = "the LEDs follow the agent's own VAD (else the device's)"
 

@@ -15,19 +15,29 @@ audio_pace = 1.0            # this turn's audio streams in real time (default: [
 transcript = "what's the weather"
 response = "Sunny."
 tool_call = { name = "get_time", parameters = {} }
+server_tool = { name = "lookup", duration_s = 1.0 }          # a webhook: request, response
+mcp_call = { name = "turn_on", approval = true }             # asks the user, then runs
+events = [{ type = "guardrail_triggered" }]                  # any server events, wire shape
 error = { code = 1011, error_type = "unknown", message = "boom" }
 malformed = ["{not json"]
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentpi.agent.definition import AgentDefinition, default_document, merged
-from agentpi.protocol.messages import ConversationInitiationClientData
+from agentpi.protocol.messages import (
+    ConversationInitiationClientData,
+    ProtocolError,
+    ServerEvent,
+    UnknownEvent,
+    decode_server,
+)
 from agentpi.settings.typed import SettingsError, build_dataclass, load_toml
 
 CLOSE_CODES = (1000, 1002, 1008, 1011)
@@ -38,6 +48,31 @@ class ToolCallScript:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServerToolScript:
+    """A tool the platform runs (a webhook, a system tool): the client sees its request and its
+    response, ``duration_s`` apart."""
+
+    name: str
+    tool_type: str = "webhook"
+    duration_s: float = 0.5
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class McpCallScript:
+    """An MCP tool call; with ``approval`` it waits for the client's mcp_tool_approval_result
+    (up to ``approval_timeout_s``), as a tool set to ask does."""
+
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    approval: bool = True
+    approval_timeout_s: int = 300
+    duration_s: float = 0.2
+    fails: bool = False
+    service_id: str = "sim_mcp"
 
 
 @dataclass(frozen=True)
@@ -70,6 +105,11 @@ class TurnScript:
     delay_s: float = 0.2
     """Thinking time before the reply (a slow agent)."""
     tool_call: ToolCallScript | None = None
+    server_tool: ServerToolScript | None = None
+    mcp_call: McpCallScript | None = None
+    events: tuple[dict[str, Any], ...] = ()
+    """Server events, in their wire shape, sent before the reply (those the agent's
+    client_events leave out are withheld, as the platform does)."""
     interrupt_after_s: float | None = None
     malformed: tuple[str, ...] = ()
     """Raw frames sent before the reply."""
@@ -87,6 +127,16 @@ class TurnScript:
     def __post_init__(self) -> None:
         if self.audio_pace is not None and self.audio_pace < 0:
             raise SettingsError(f"audio_pace: {self.audio_pace} is below 0")
+        for index, event in enumerate(self.events):
+            try:
+                decoded = decode_server(json.dumps(event))
+            except ProtocolError as exc:
+                raise SettingsError(f"events[{index}]: {exc}") from None
+            if isinstance(decoded, UnknownEvent):
+                raise SettingsError(f"events[{index}]: {decoded.type!r} is not a server event")
+
+    def scripted_events(self) -> list[ServerEvent]:
+        return [decode_server(json.dumps(event)) for event in self.events]
 
 
 @dataclass(frozen=True)

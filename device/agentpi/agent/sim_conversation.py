@@ -11,12 +11,21 @@ import asyncio
 import contextlib
 import secrets
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agentpi.agent.definition import CLIENT_EVENTS, AgentDefinition, refused_override
-from agentpi.agent.script import SimulatorScript, TurnScript, fill_variables, greeting
+from agentpi.agent.script import (
+    McpCallScript,
+    ServerToolScript,
+    SimulatorScript,
+    TurnScript,
+    fill_variables,
+    greeting,
+)
 from agentpi.agent.sim_records import AgentTurnRecord, ConversationRecord
 from agentpi.agent.sim_timers import agent_timers
 from agentpi.agent.voice import synthesize_speech
@@ -27,15 +36,20 @@ from agentpi.protocol.messages import (
     AgentResponse,
     AgentResponseComplete,
     AgentResponseCorrection,
+    AgentToolRequest,
     AgentToolResponse,
     Audio,
     ClientMessage,
     ClientToolCall,
     ClientToolResult,
+    ContextualUpdate,
     ConversationInitiationClientData,
     ConversationInitiationMetadata,
     ErrorEvent,
+    Feedback,
     Interruption,
+    McpToolApprovalResult,
+    McpToolCall,
     Ping,
     Pong,
     ProtocolError,
@@ -92,6 +106,7 @@ class SimulatedConversation:
         self.pending_pings: dict[int, float] = {}
         self.last_rtt_ms: int | None = None
         self.tool_waiters: dict[str, asyncio.Future[ClientToolResult]] = {}
+        self.approval_waiters: dict[str, asyncio.Future[bool]] = {}
         self.closing = False
         self.init_seen = asyncio.Event()
 
@@ -235,6 +250,19 @@ class SimulatedConversation:
             self.user_took_the_floor(now)
             self.barge_in(now)
             self.queue_user_turn(message.text or "", now)
+        elif isinstance(message, McpToolApprovalResult):
+            self.record.approvals.append((now, message))
+            answer = self.approval_waiters.pop(message.tool_call_id, None)
+            if answer is None:
+                self.record.note(f"approval for unknown or answered call {message.tool_call_id}")
+            elif not answer.done():
+                answer.set_result(message.is_approved)
+        elif isinstance(message, ContextualUpdate):
+            self.record.keep_context(message)
+        elif isinstance(message, Feedback):
+            rated = {turn.event_id for turn in self.record.turns}
+            if message.event_id not in rated:
+                self.record.note(f"feedback on {message.event_id}, which is no agent turn")
 
     # ------------------------------------------------------------------ listening
 
@@ -321,6 +349,8 @@ class SimulatedConversation:
             await asyncio.sleep(script.delay_s)
         for frame in script.malformed:
             await self.send_raw(frame)
+        for event in script.scripted_events():
+            await self.send(event)
         if script.error is not None:
             err = script.error
             await self.fail(err.code, err.error_type, err.message)
@@ -332,6 +362,10 @@ class SimulatedConversation:
         result_text = ""
         if script.tool_call is not None:
             result_text = await self.call_tool(script, event_id)
+        if script.server_tool is not None:
+            result_text = await self.run_server_tool(script.server_tool, event_id)
+        if script.mcp_call is not None:
+            result_text = await self.call_mcp(script.mcp_call, event_id)
         text = script.response or (f"You said: {transcript}" if transcript else "I am listening.")
         text, missing = self.fill_variables(text.replace("{result}", result_text))
         if missing:
@@ -370,6 +404,54 @@ class SimulatedConversation:
             self.record.note(f"no client_tool_result for {call_id}")
             return "(the tool did not answer)"
         return result.result
+
+    async def run_server_tool(self, tool: ServerToolScript, event_id: int) -> str:
+        call_id = f"tool_{event_id}_{secrets.token_hex(3)}"
+        await self.send(AgentToolRequest(tool.name, call_id, tool.tool_type, event_id))
+        await asyncio.sleep(tool.duration_s)
+        await self.send(
+            AgentToolResponse(tool.name, call_id, tool.tool_type, tool.is_error, True, event_id)
+        )
+        return "failed" if tool.is_error else "done"
+
+    async def call_mcp(self, call: McpCallScript, event_id: int) -> str:
+        """The platform's MCP flow: the request, the approval it waits for (declined when
+        none comes in time), then loading and its outcome, and the tool response."""
+        call_id = f"mcp_{event_id}_{secrets.token_hex(3)}"
+        await self.send(AgentToolRequest(call.name, call_id, "mcp", event_id))
+
+        def state(name: str, **extra: Any) -> McpToolCall:
+            stamp = datetime.now(UTC).isoformat()
+            base = (call.service_id, call_id, call.name, name, stamp, dict(call.parameters))
+            return McpToolCall(*base, **extra)
+
+        outcome = "done"
+        if call.approval:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self.approval_waiters[call_id] = answer
+            await self.send(
+                state("awaiting_approval", approval_timeout_secs=call.approval_timeout_s)
+            )
+            try:
+                approved = await asyncio.wait_for(answer, call.approval_timeout_s)
+            except TimeoutError:
+                self.approval_waiters.pop(call_id, None)
+                self.record.note(f"no approval for {call_id} in {call.approval_timeout_s} s")
+                approved, outcome = False, "no answer"
+            if not approved:
+                outcome = "declined" if outcome == "done" else outcome
+                await self.send(state("failure", error_message=f"the user {outcome}"))
+                await self.send(AgentToolResponse(call.name, call_id, "mcp", True, False, event_id))
+                return outcome
+        await self.send(state("loading"))
+        await asyncio.sleep(call.duration_s)
+        if call.fails:
+            await self.send(state("failure", error_message="the tool failed"))
+            outcome = "failed"
+        else:
+            await self.send(state("success", result=({"type": "text", "text": "ok"},)))
+        await self.send(AgentToolResponse(call.name, call_id, "mcp", call.fails, True, event_id))
+        return outcome
 
     async def speak(self, text: str, event_id: int, script: TurnScript) -> None:
         settings = self.settings

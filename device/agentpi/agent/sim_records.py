@@ -11,7 +11,9 @@ from typing import Any
 from agentpi.protocol.messages import (
     ClientMessage,
     ClientToolResult,
+    ContextualUpdate,
     ConversationInitiationClientData,
+    McpToolApprovalResult,
 )
 
 log = logging.getLogger("agentpi.agent.simulator")
@@ -49,6 +51,11 @@ class ConversationRecord:
     notes: list[tuple[float, str]] = field(default_factory=list)
     """Protocol observations: speech start/end, missing pongs, violations."""
     tool_results: dict[str, ClientToolResult] = field(default_factory=dict)
+    approvals: list[tuple[float, McpToolApprovalResult]] = field(default_factory=list)
+    """Every mcp_tool_approval_result, with when it came."""
+    context: dict[str, str] = field(default_factory=dict)
+    """The background the agent keeps: an update with a context_id replaces the last of that
+    id (the platform keeps the latest), one without is kept beside the others."""
     withheld: dict[str, int] = field(default_factory=dict)
     """Server messages not sent, by type, because the agent's client_events leave them out."""
     pings_sent: int = 0
@@ -63,6 +70,11 @@ class ConversationRecord:
     def note(self, text: str) -> None:
         self.notes.append((time.monotonic(), text))
         log.info("[%s] %s", self.conversation_id, text)
+
+    def keep_context(self, update: ContextualUpdate) -> None:
+        key = update.context_id if update.context_id is not None else f"#{len(self.context)}"
+        self.context.pop(key, None)  # the latest goes last, as the agent reads it
+        self.context[key] = update.text
 
     def of_type(self, cls: type[Any]) -> list[Any]:
         return [message for _, message in self.messages if isinstance(message, cls)]

@@ -11,6 +11,8 @@ import contextlib
 import itertools
 from pathlib import Path
 
+import numpy as np
+
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import Int16Array, apply_gain, read_wav
@@ -28,6 +30,25 @@ OVER_ECHO_DB = 6.0
 CHUNK_BEFORE_OPEN = 640
 """Samples read at a time (40 ms at 16 kHz) from a microphone that has not said its chunk yet."""
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "cues"
+
+
+QUESTION_TONES_HZ = (660.0, 880.0)
+QUESTION_TONE_S = 0.09
+
+
+def question_tones(sample_rate: int) -> Int16Array:
+    """Two short rising tones: the device asks something (an MCP tool waits for a yes or a
+    no). Made at the speaker's rate, so it goes into a conversation's playback as it is."""
+    count = round(QUESTION_TONE_S * sample_rate)
+    fade = np.minimum(
+        1.0, np.minimum(np.arange(count), np.arange(count)[::-1]) / (0.01 * sample_rate)
+    )
+    t = np.arange(count) / sample_rate
+    gap = np.zeros(round(0.03 * sample_rate))
+    parts = [np.sin(2 * np.pi * hz * t) * fade for hz in QUESTION_TONES_HZ]
+    wave = np.concatenate([parts[0], gap, parts[1]]) * 0.6 * 32767
+    tones: Int16Array = wave.astype(np.int16)
+    return tones
 
 
 class Cues:

@@ -157,15 +157,13 @@ class JsonLinesWriter:
         self.lines.write(event_line(event.record()))
 
 
-JOURNAL_KINDS = frozenset(
-    {
-        "ready",
-        "conversation_ended",
-        "server_error",
-        "protocol_error",
-        "connect_failed",
-        "audio_error",
-    }
+JOURNAL_KINDS: tuple[type[DeviceEvent], ...] = (
+    ev.Ready,
+    ev.ConversationEnded,
+    ev.ServerError,
+    ev.ProtocolErrorSeen,
+    ev.ConnectFailed,
+    ev.AudioError,
 )
 """What reaches the journal of a boot service: the start, one summary per conversation, and what
 went wrong. Each line is written to the SD card; what was said is not (it is private too)."""
@@ -187,7 +185,7 @@ class ConsolePrinter:
         return cls(lines, brief=stdout_is_the_journal())
 
     def __call__(self, event: DeviceEvent) -> None:
-        if self.brief and event.kind not in JOURNAL_KINDS:
+        if self.brief and not isinstance(event, JOURNAL_KINDS):
             return
         line = describe(event)
         if line is None:

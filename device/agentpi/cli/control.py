@@ -1,5 +1,5 @@
-"""``agentpi say | context | status | events | start | stop``: the running device, driven over
-its control socket."""
+"""``agentpi say | context | status | events | start | stop | approve | deny | feedback``: the
+running device, driven over its control socket."""
 
 from __future__ import annotations
 
@@ -20,11 +20,24 @@ def add_control_commands(add_command: Callable[..., argparse.ArgumentParser]) ->
         "events": "follow the running device's event lines (as run --events)",
         "start": "start a conversation now, as a button press would",
         "stop": "end the running conversation",
+        "approve": "yes to the MCP tool waiting for approval",
+        "deny": "no to the MCP tool waiting for approval",
+        "feedback": "rate the agent's last answer: like or dislike",
     }
     for name, text in helps.items():
         command = add_command(name, help=text)
         if name in ("say", "context"):
             command.add_argument("text", help="what to send")
+        if name == "context":
+            command.add_argument(
+                "--id", dest="context_id", help="the agent keeps only the latest text of this id"
+            )
+        if name in ("approve", "deny"):
+            command.add_argument(
+                "--tool-call-id", help="which call (default: the oldest waiting; see status)"
+            )
+        if name == "feedback":
+            command.add_argument("score", choices=("like", "dislike"))
         if name == "say":
             command.add_argument(
                 "--no-start", action="store_true", help="only into a running conversation"
@@ -47,6 +60,12 @@ def control_command(args: argparse.Namespace) -> int:
         payload["text"] = args.text
     if args.command == "say":
         payload["start"] = not args.no_start
+    if args.command == "context" and args.context_id:
+        payload["id"] = args.context_id
+    if args.command in ("approve", "deny") and args.tool_call_id:
+        payload["tool_call_id"] = args.tool_call_id
+    if args.command == "feedback":
+        payload["score"] = args.score
     reply = request(path, payload)
     if not reply.get("ok"):
         raise ControlClientError(str(reply.get("error", "the device said no")))

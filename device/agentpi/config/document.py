@@ -40,7 +40,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from agentpi.audio.backend import DEFAULT_CHUNK_MS
 from agentpi.config.profiles import with_profile
@@ -51,13 +51,14 @@ from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.protocol.languages import AGENT_LANGUAGES
+from agentpi.protocol.messages import SERVER_EVENT_TYPES
 from agentpi.protocol.overrides import CONFIG_PATHS
 from agentpi.protocol.timers import ConversationLimits
 from agentpi.settings.credentials import API_KEY_CREDENTIAL
 from agentpi.settings.file_trust import check_trusted_file
 from agentpi.settings.typed import SettingsError, build_dataclass, check_ranges, load_toml
 from agentpi.tools.settings import ToolsConfig, validate_tools
-from agentpi.wake.settings import WakeConfig, check_wake_agents
+from agentpi.wake.settings import WakeAgentConfig, WakeConfig, check_wake_agents
 
 ConfigError = SettingsError
 
@@ -139,16 +140,29 @@ class OverridesConfig:
     """A language code the agent accepts: en, de, fr, pt-br, ..."""
     prompt: str = ""
     """The agent's system prompt, in full."""
+    llm: str = ""
+    """The language model the agent uses (gemini-2.0-flash, gpt-4o-mini, ...)."""
     voice_id: str = ""
+    speed: float | None = None
+    """Speech speed, 0.7 to 1.2 (1 = as recorded)."""
+    stability: float | None = None
+    """Voice stability 0..1: lower is livelier."""
+    similarity_boost: float | None = None
+    """How close to the original voice, 0..1."""
+    keywords: tuple[str, ...] = ()
+    """Words the speech recogniser should expect (room and device names); "auto" stands for the
+    wake phrases and [context] location."""
+    text_only: bool | None = None
+    """true: no audio either way (a typed kiosk)."""
 
-    def sent(self) -> dict[str, str]:
+    def sent(self) -> dict[str, str | float | bool | list[str]]:
         """These overrides by their path in ``conversation_config_override``: first_message
         even when empty (the agent then waits for the user), the others when set."""
         values = dataclasses.asdict(self)
         return {
-            CONFIG_PATHS[key]: value
+            CONFIG_PATHS[key]: list(value) if isinstance(value, tuple) else value
             for key, value in values.items()
-            if value is not None and (value != "" or key == "first_message")
+            if value is not None and (value not in ("", ()) or key == "first_message")
         }
 
 
@@ -167,6 +181,15 @@ class ConversationConfig(ConversationLimits):
     """Also ask for the events the device uses in each conversation's initiation data (an
     override of client_events). Off: few agents allow it, and one that does not refuses the
     conversation; set the events in the agent instead (`agentpi agent-setup`)."""
+    client_events: tuple[str, ...] = ()
+    """Or name the events to ask for yourself (the same override; the agent must allow it)."""
+    branch_id: str = ""
+    """The agent branch to talk to (default: its main one)."""
+    environment: str = ""
+    """The environment the agent resolves its environment variables in (default: production)."""
+    starting_workflow_node_id: str = ""
+    """Start the agent's workflow at this node (the agent must allow it: Security > Overrides >
+    Starting workflow node)."""
 
 
 DEFAULT_START_CONTEXT = "Local time at the device: {local_time}. Location: {location}."
@@ -192,6 +215,13 @@ class ButtonConfig:
     """GPIO (BCM) of the button, wired to ground (pull-up on)."""
     pull_up: bool = True
     bounce_s: float = 0.05
+    long_press_s: float = 1.0
+    """A press held this long is a long press: no to a tool that asks for approval (a short
+    press is yes)."""
+    double_press: Literal["", "like", "dislike"] = ""
+    """Two presses in quick succession during a conversation rate the agent's last answer. Set,
+    a single press (toggle mode) ends the conversation only once the second did not come."""
+    double_press_s: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -277,9 +307,19 @@ def validate(config: Config) -> None:
         except ConfigError as exc:
             raise ConfigError(f"wake.agents.{label}: {exc}") from None
     _validate_conversation(config.conversation)
+    override_ranges = {
+        key.rsplit(".", 1)[1]: bounds
+        for key, bounds in NUMBER_RANGES.items()
+        if key.startswith("conversation.overrides.")
+    }
+    for label, entry in config.wake.agents.items():
+        check_ranges(entry, override_ranges, f"wake.agents.{label}")
     _validate_context(config.context)
     validate_tools(config.tools)
 
+
+CLIENT_EVENTS = tuple(kind for kind in SERVER_EVENT_TYPES if kind != "error")
+"""What ``client_events`` may name: every server event a conversation may be asked to send."""
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -295,17 +335,27 @@ def for_wake_word(config: Config, label: str) -> Config:
         agent_id=chosen.agent_id or config.agent.agent_id,
         signed_url_endpoint=chosen.signed_url_endpoint or config.agent.signed_url_endpoint,
     )
-    base = config.conversation.overrides
-    overrides = dataclasses.replace(
-        base,
-        first_message=base.first_message if chosen.first_message is None else chosen.first_message,
-        language=chosen.language or base.language,
-        prompt=chosen.prompt or base.prompt,
-        voice_id=chosen.voice_id or base.voice_id,
-    )
-    conversation = dataclasses.replace(config.conversation, overrides=overrides)
+    overrides = _chosen_over(config.conversation.overrides, chosen)
+    conversation = _chosen_over(config.conversation, chosen)
+    conversation = dataclasses.replace(conversation, overrides=overrides)
     wake = dataclasses.replace(config.wake, agents={})  # one level deep
     return dataclasses.replace(config, agent=agent, conversation=conversation, wake=wake)
+
+
+_T = TypeVar("_T", OverridesConfig, ConversationConfig)
+
+
+def _chosen_over(base: _T, chosen: WakeAgentConfig) -> _T:
+    """``base`` with every field the wake word's entry sets (an unset one: None, "", ())."""
+    names = {item.name for item in dataclasses.fields(base)}
+    changes = {
+        item.name: getattr(chosen, item.name)
+        for item in dataclasses.fields(chosen)
+        if item.name in names and getattr(chosen, item.name) not in (None, "", ())
+    }
+    if chosen.first_message == "":  # "" is a choice: the agent waits for the user
+        changes["first_message"] = ""
+    return dataclasses.replace(base, **changes)
 
 
 def _validate_conversation(conversation: ConversationConfig) -> None:
@@ -320,6 +370,12 @@ def _validate_conversation(conversation: ConversationConfig) -> None:
                 f"conversation.dynamic_variables.{name}: system__ variables are set by "
                 "ElevenLabs, not by the device"
             )
+    unknown_events = set(conversation.client_events) - set(CLIENT_EVENTS)
+    if unknown_events:
+        raise ConfigError(
+            f"conversation.client_events: {sorted(unknown_events)[0]!r} is not an event the agent "
+            f"sends; use {', '.join(CLIENT_EVENTS)}"
+        )
     language = conversation.overrides.language
     if language and language not in AGENT_LANGUAGES:
         raise ConfigError(

@@ -31,6 +31,12 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "tools.max_running": (1, 16, "tool calls at once"),
     "tools.max_waiting": (0, 256, "tool calls"),
     "button.bounce_s": (0, 1, "seconds"),
+    "button.long_press_s": (0.2, 10, "seconds"),
+    "button.double_press_s": (0.1, 2, "seconds"),
+    "tools.mcp.approval_margin_s": (0, 60, "seconds"),
+    "conversation.overrides.speed": (0.7, 1.2, "1 = as recorded"),
+    "conversation.overrides.stability": (0, 1, ""),
+    "conversation.overrides.similarity_boost": (0, 1, ""),
     "leds.fps": (1, 100, "frames per second"),
     "leds.brightness": (0, 1, ""),
 }

@@ -9,7 +9,13 @@ One JSON object per line each way, on a UNIX socket only the owner and one group
     {"command": "say", "text": "...", "start": true}
                                                -> a user_message into the running conversation
                                                   (or, with start, a new one that opens with it)
-    {"command": "context", "text": "..."}      -> a contextual_update into the running one
+    {"command": "context", "text": "...", "id": "kitchen"}
+                                               -> a contextual_update into the running one (with
+                                                  an id, the agent keeps only the latest of it)
+    {"command": "approve"} / {"command": "deny"}
+                                               -> answer the MCP tool call waiting for approval
+                                                  (the oldest, or "tool_call_id")
+    {"command": "feedback", "score": "like"}   -> rate the agent's last answer (like, dislike)
     {"command": "events"}                      -> {"ok": true}, then every event line, as --events
 
 Every answer is {"ok": true, ...} or {"ok": false, "error": "what went wrong"}; a bad request
@@ -28,7 +34,19 @@ from agentpi.events import EventBus
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
-COMMANDS = ("status", "start", "stop", "say", "context", "events")
+COMMANDS = (
+    "status",
+    "start",
+    "stop",
+    "say",
+    "context",
+    "approve",
+    "deny",
+    "feedback",
+    "events",
+)
+SCORES = ("like", "dislike")
+MAX_ID_CHARS = 128
 
 
 class ControlRequestError(AgentpiError, ValueError):
@@ -40,6 +58,9 @@ class ControlRequest:
     command: str
     text: str = ""
     start: bool = False
+    context_id: str | None = None
+    tool_call_id: str | None = None
+    score: str | None = None
 
 
 def parse_request(line: bytes) -> ControlRequest:
@@ -64,7 +85,28 @@ def parse_request(line: bytes) -> ControlRequest:
     start = data.get("start", False)
     if not isinstance(start, bool):
         raise ControlRequestError('"start" must be true or false')
-    return ControlRequest(command, text.strip() if isinstance(text, str) else "", start)
+    score = data.get("score")
+    if command == "feedback" and score not in SCORES:
+        raise ControlRequestError(f'feedback needs "score": {" or ".join(SCORES)}')
+    return ControlRequest(
+        command,
+        text.strip() if isinstance(text, str) else "",
+        start,
+        context_id=_optional_id(data, "id"),
+        tool_call_id=_optional_id(data, "tool_call_id"),
+        score=score if command == "feedback" else None,
+    )
+
+
+def _optional_id(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
+        raise ControlRequestError(f'"{key}" must be a non-empty string of at most {MAX_ID_CHARS}')
+    if not _encodable(value):
+        raise ControlRequestError(f'"{key}" is not valid Unicode (a lone surrogate)')
+    return value.strip()
 
 
 def _encodable(text: str) -> bool:
@@ -86,11 +128,20 @@ class ControlledDevice(Protocol):
 
     def send_user_message(self, text: str) -> str | None: ...
 
-    def send_contextual_update(self, text: str) -> str | None: ...
+    def send_contextual_update(self, text: str, context_id: str | None = None) -> str | None: ...
+
+    def answer_approval(
+        self, approved: bool, by: str, tool_call_id: str | None = None
+    ) -> str | None: ...
+
+    def send_feedback(self, score: str) -> str | None: ...
 
 
-def carry_out(request: ControlRequest, device: ControlledDevice) -> dict[str, Any]:
-    """Everything but ``events`` (which turns the connection into a stream)."""
+def carry_out(
+    request: ControlRequest, device: ControlledDevice, origin: str = "control"
+) -> dict[str, Any]:
+    """Everything but ``events`` (which turns the connection into a stream); ``origin`` (control,
+    mqtt) is who answered an approval, in its event line."""
     command = request.command
     if command == "status":
         return {"ok": True, "status": device.status()}
@@ -100,7 +151,12 @@ def carry_out(request: ControlRequest, device: ControlledDevice) -> dict[str, An
     elif command == "stop":
         error = device.stop_conversation()
     elif command == "context":
-        error = device.send_contextual_update(request.text)
+        error = device.send_contextual_update(request.text, request.context_id)
+    elif command in ("approve", "deny"):
+        error = device.answer_approval(command == "approve", origin, request.tool_call_id)
+    elif command == "feedback":
+        assert request.score is not None  # parse_request insists
+        error = device.send_feedback(request.score)
     else:
         error = device.send_user_message(request.text)
         if error is not None and request.start and device.status()["in_conversation"] is False:

@@ -60,6 +60,8 @@ class ControlSurface:
             "version": __version__,
             "turn_latency": turns.figures() if turns is not None else None,
             "wake_enabled": wake is not None and wake.enabled,
+            "approvals_waiting": run.session.approvals_waiting if run is not None else {},
+            "context_usage": self._runner.context_usage(),
         }
 
     @property
@@ -113,8 +115,22 @@ class ControlSurface:
             return "no conversation is running"
         return run.from_device(text, typed=True)
 
-    def send_contextual_update(self, text: str) -> str | None:
+    def send_contextual_update(self, text: str, context_id: str | None = None) -> str | None:
         run = self._runner.run
         if run is None:
             return "no conversation is running"
-        return run.from_device(text, typed=False)
+        return run.from_device(text, typed=False, context_id=context_id)
+
+    def answer_approval(
+        self, approved: bool, by: str, tool_call_id: str | None = None
+    ) -> str | None:
+        run = self._runner.run
+        if run is None:
+            return "no conversation is running"
+        return run.answer_approval(approved, by, tool_call_id)
+
+    def send_feedback(self, score: str) -> str | None:
+        run = self._runner.run
+        if run is None:
+            return "no conversation is running"
+        return run.feedback(score)

@@ -20,16 +20,18 @@ from agentpi.agent.client import AgentConnection, Closed
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
+from agentpi.audio.cues import question_tones
 from agentpi.audio.formats import AudioFormat
 from agentpi.audio.gating import MicGate, PushToTalk
 from agentpi.audio.speech_vad import SpeechVad
 from agentpi.config.document import Config
-from agentpi.device.initiation import initiation_data, start_context
+from agentpi.device.initiation import auto_keywords, initiation_data, start_context
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
+from agentpi.protocol.failures import failure_of
 from agentpi.protocol.messages import ClientToolCall, ProtocolError
 from agentpi.protocol.session import NORMAL_CLOSE, ConversationSession
-from agentpi.protocol.timers import SessionSettings
+from agentpi.protocol.timers import ApprovalPolicy, SessionSettings
 from agentpi.protocol.turns import TurnTimer
 from agentpi.states import DeviceState
 from agentpi.tools.registry import ToolRegistry
@@ -78,10 +80,12 @@ class ConversationRun:
         self.reader = reader
         self.user_message = user_message
         self.turn_timer = TurnTimer(triggered_at)
-        conv = context.config.conversation
-        self.session = ConversationSession(
-            SessionSettings.within(conv, initiation_data(conv, context.device_id))
-        )
+        config = context.config
+        conv = config.conversation
+        init = initiation_data(conv, context.device_id, auto_keywords(config))
+        mcp = config.tools.mcp
+        approvals = ApprovalPolicy(mcp.approve, mcp.deny, mcp.approval_margin_s)
+        self.session = ConversationSession(SessionSettings.within(conv, init, approvals))
         self.ended: asyncio.Future[act.ConversationEnded] = (
             asyncio.get_running_loop().create_future()
         )
@@ -97,6 +101,10 @@ class ConversationRun:
         self._refused_before = context.sink.refused_samples
         self._backlog_reported = False
         self._ticked_at = 0.0
+        self._pressed_at = 0.0
+        self._press_answers_approval = False
+        self._first_of_two: asyncio.TimerHandle | None = None
+        """A press that ends the conversation unless a second comes (``button.double_press``)."""
 
     async def run(self) -> act.ConversationEnded:
         now = time.monotonic()
@@ -112,6 +120,8 @@ class ConversationRun:
         try:
             return await self.ended
         finally:
+            if self._first_of_two is not None:
+                self._first_of_two.cancel()
             for task in list(self.tasks):
                 task.cancel()
             for task in list(self.tasks):
@@ -212,14 +222,40 @@ class ConversationRun:
                 await self.execute(self.session.mic_audio(wire, speaking, now, score))
             await self._tick(now)
 
-    def from_device(self, text: str, typed: bool) -> str | None:
-        """A user_message (typed) or contextual_update into this conversation."""
+    def from_device(self, text: str, typed: bool, context_id: str | None = None) -> str | None:
+        """A user_message (typed) or contextual_update (with ``context_id``, one that replaces
+        the last of that id) into this conversation."""
         if self.ended.done() or not self.session.accepts_input:
             return "the conversation is ending"
         if typed:
             self.step_soon(lambda: self.session.user_message(text, time.monotonic()))
         else:
-            self.step_soon(lambda: self.session.contextual_update(text, time.monotonic()))
+            self.step_soon(
+                lambda: self.session.contextual_update(text, time.monotonic(), context_id)
+            )
+        return None
+
+    def answer_approval(
+        self, approved: bool, by: str, tool_call_id: str | None = None
+    ) -> str | None:
+        """Yes or no to the MCP tool waiting for approval (the oldest, or ``tool_call_id``)."""
+        waiting = self.session.approvals_waiting
+        if self.ended.done() or not waiting:
+            return "no tool is waiting for approval"
+        if tool_call_id is not None and tool_call_id not in waiting:
+            return f"no tool call {tool_call_id!r} is waiting; waiting: {', '.join(waiting)}"
+        self.step_soon(
+            lambda: self.session.answer_approval(approved, time.monotonic(), by, tool_call_id)
+        )
+        return None
+
+    def feedback(self, score: str) -> str | None:
+        """Like or dislike the agent's last answer."""
+        if self.ended.done() or not self.session.accepts_input:
+            return "the conversation is ending"
+        if self.session.rateable_event_id is None:
+            return "no answer to rate (none yet, or the last one is rated already)"
+        self.step_soon(lambda: self.session.feedback(score, time.monotonic()))
         return None
 
     def end_after_turn(self) -> None:
@@ -229,15 +265,45 @@ class ConversationRun:
         self.step_soon(lambda: self.session.request_end(reason, time.monotonic()))
 
     def button_pressed(self) -> None:
+        """While a tool waits for approval the press answers it (its release says which);
+        otherwise push-to-talk talks, and toggle ends (or, with ``double_press``, waits to see
+        whether a second press rates the answer instead)."""
+        self._pressed_at = time.monotonic()
+        if self.session.approvals_waiting:
+            self._press_answers_approval = True
+            return
         gate = self.context.gate
         if isinstance(gate, PushToTalk):
             gate.held = True
             self.context.events.publish(ev.ButtonAction("talk"))
+            return
+        button = self.context.config.button
+        if not button.double_press:
+            self._single_press()
+        elif self._first_of_two is not None:
+            self._first_of_two.cancel()
+            self._first_of_two = None
+            self.context.events.publish(ev.ButtonAction("double"))
+            refused = self.feedback(button.double_press)
+            if refused is not None:
+                self.context.events.publish(ev.ControlError(f"feedback: {refused}"))
         else:
-            self.context.events.publish(ev.ButtonAction("end"))
-            self.request_end("button pressed")
+            loop = asyncio.get_running_loop()
+            self._first_of_two = loop.call_later(button.double_press_s, self._single_press)
+
+    def _single_press(self) -> None:
+        self._first_of_two = None
+        self.context.events.publish(ev.ButtonAction("end"))
+        self.request_end("button pressed")
 
     def button_released(self) -> None:
+        if self._press_answers_approval:
+            self._press_answers_approval = False
+            held_s = time.monotonic() - self._pressed_at
+            approved = held_s < self.context.config.button.long_press_s
+            self.context.events.publish(ev.ButtonAction("approve" if approved else "decline"))
+            self.answer_approval(approved, "button")
+            return
         gate = self.context.gate
         if isinstance(gate, PushToTalk) and gate.held:
             gate.held = False
@@ -298,6 +364,7 @@ class ConversationRun:
             turn_ms_median=timer.median_ms,
             turn_ms_worst=timer.worst_ms,
             agent_id=agent_id,
+            failure=failure.name if (failure := failure_of(ended)) is not None else None,
         )
 
     def _time_turn(self) -> None:
@@ -317,6 +384,13 @@ class ConversationRun:
             self._backlog_reported = True
             backlog_s = self.context.config.audio.max_backlog_s
             self.context.events.publish(ev.PlaybackOverflow(refused, backlog_s))
+
+    def _ask(self) -> None:
+        """The question cue, queued behind whatever the agent is saying (its question, often)."""
+        audio = self.context.config.audio
+        sink = self.context.sink
+        if audio.cues and sink.sample_rate:
+            sink.write(apply_gain(question_tones(sink.sample_rate), audio.cue_volume))
 
     async def execute(self, actions: list[act.Action]) -> None:
         events = self.context.events
@@ -339,6 +413,8 @@ class ConversationRun:
                 await self.start_audio(action)
             elif isinstance(action, act.RunTool):
                 await self.take_tool_call(action.call)
+            elif isinstance(action, act.AskApproval):
+                self._ask()
             elif isinstance(action, act.CloseConnection):
                 self.spawn(self.connection.close(action.code, action.reason))
             elif isinstance(action, act.ConversationEnded) and not self.ended.done():

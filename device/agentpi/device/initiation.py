@@ -10,27 +10,52 @@ from typing import Any
 from agentpi import __version__
 from agentpi.agent.definition import put
 from agentpi.agent.fit import DEVICE_EVENTS
-from agentpi.config.document import ContextConfig, ConversationConfig
+from agentpi.config.document import Config, ContextConfig, ConversationConfig
 from agentpi.events import EventRecord
 from agentpi.protocol.messages import ConversationInitiationClientData, JsonDict
+from agentpi.wake.settings import model_label
 
 SOURCE_INFO = {"source": "agentpi", "version": __version__}
 
 
 def initiation_data(
-    conversation: ConversationConfig, device_id: str
+    conversation: ConversationConfig, device_id: str, auto_keywords: tuple[str, ...] = ()
 ) -> ConversationInitiationClientData:
+    """``auto_keywords``: what "auto" in ``keywords`` stands for (the wake phrases, the room)."""
     override: JsonDict = {}
     for path, value in conversation.overrides.sent().items():
+        if path == "asr.keywords" and isinstance(value, list):
+            value = _expanded(value, auto_keywords)
         put(override, path, value)
-    if conversation.request_client_events:
+    if conversation.client_events:
+        put(override, "conversation.client_events", list(conversation.client_events))
+    elif conversation.request_client_events:
         put(override, "conversation.client_events", list(DEVICE_EVENTS))
     return ConversationInitiationClientData(
         conversation_config_override=override,
         dynamic_variables=dict(conversation.dynamic_variables),
         user_id=conversation.user_id or device_id,
         source_info=dict(SOURCE_INFO),
+        branch_id=conversation.branch_id or None,
+        environment=conversation.environment or None,
+        starting_workflow_node_id=conversation.starting_workflow_node_id or None,
     )
+
+
+def _expanded(keywords: list[str], auto: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for word in keywords:
+        for item in auto if word == "auto" else (word,):
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def auto_keywords(config: Config) -> tuple[str, ...]:
+    """The words "auto" stands for: each wake phrase as said, and the room, when known."""
+    phrases = [model_label(model).replace("_", " ") for model in config.wake.models]
+    room = config.context.location
+    return tuple(phrases + ([room] if room and room != "unknown" else []))
 
 
 def local_time(now: datetime | None = None) -> str:

@@ -9,27 +9,31 @@ from agentpi import events as ev
 from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT, reconnect_delay
 from agentpi.events import EventBus
 from agentpi.protocol.actions import ConversationEnded
-
-REFUSED_AT_START = 1008
-"""The AsyncAPI's close code for contract errors: bad fields, an override the agent does not
-allow. No retry fixes those; a person does."""
+from agentpi.protocol.failures import DEVICE, Failure, failure_of
 
 
 def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> int:
     """Failed conversations in a row, once one more has ended: none after a conversation anyone
     spoke in or that ended cleanly (a kiosk nobody talks to greets and hangs up: that is the link
-    working, and one network cut must not double its pause for good); one more after a server
-    that failed before anyone spoke; at once the count of the longest wait after a refusal at
-    start."""
+    working, and one network cut must not double its pause for good); then as the failure table
+    says (``protocol/failures.py``): a refusal no retry fixes counts as the longest wait at once,
+    a service or network failure one more, a device failure or a timeout of the user's none."""
+    failure = failure_of(ended)
+    if failure is None:
+        return 0
+    if failure.retry == "longest":
+        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
     if user_turns:
         return 0
-    if ended.code == REFUSED_AT_START:
-        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
-    if ended.error is None:
-        return 0
-    if ended.reason != "device failure":
+    if failure.retry == "backoff":
         return failures + 1
-    return failures
+    return failures if failure is DEVICE else 0
+
+
+def failures_after_connect(failures: int, failure: Failure) -> int:
+    if failure.retry == "longest":
+        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
+    return failures + 1
 
 
 class RetryPolicy:
@@ -41,8 +45,8 @@ class RetryPolicy:
         """Conversations in a row that failed before reaching a user turn (connects included)."""
         self._retry_at = 0.0
 
-    def connect_failed(self) -> None:
-        self.failures += 1
+    def connect_failed(self, failure: Failure) -> None:
+        self.failures = failures_after_connect(self.failures, failure)
 
     def conversation_ended(self, user_turns: int, ended: ConversationEnded) -> None:
         self.failures = failures_after(self.failures, user_turns, ended)

@@ -21,6 +21,8 @@ from agentpi.device.trigger_loop import TriggerLoop
 from agentpi.device.volume import Volume
 from agentpi.events import DeviceEvent, EventBus
 from agentpi.protocol.actions import ConversationEnded
+from agentpi.protocol.failures import connect_failure, failure_of
+from agentpi.protocol.messages import ContextUsage
 from agentpi.protocol.session import NORMAL_CLOSE
 from agentpi.protocol.turns import TurnTimer
 from agentpi.settings.credentials import AgentCredentials
@@ -69,6 +71,7 @@ class ConversationRunner:
         self.conversations = 0
         self.last_turns: TurnTimer | None = None
         """The last conversation's turn latencies (for status)."""
+        self.last_context_usage: ContextUsage | None = None
         self.stopping: str | None = None
         self._connecting: asyncio.Future[AgentConnection] | None = None
         if config.context.on_event:
@@ -129,14 +132,15 @@ class ConversationRunner:
             run.summary(ended, time.monotonic() - started, trigger.detail.get("agent_id"))
         )
         self.last_turns = run.turn_timer
+        self.last_context_usage = run.session.context_usage
         self.retry.conversation_ended(run.session.user_turns, ended)
         if self.stopping is not None:
             return ended  # no cue, no hold: a stop must be quick
-        if ended.error:
-            if self.mic_ok.is_set():
-                await self.display.show_error()
-        else:
+        failure = failure_of(ended)
+        if failure is None or failure.cue == "end":
             await self.display.cue("end")
+        elif self.mic_ok.is_set():
+            await self.display.show_error(offline=failure.shows is DeviceState.OFFLINE)
         return ended
 
     async def _connect(self, config: Config) -> AgentConnection | ConversationEnded:
@@ -153,9 +157,12 @@ class ConversationRunner:
                 raise
             return ConversationEnded(None, str(stopped.args[0]), "client")
         except AgentConnectError as exc:
-            self.retry.connect_failed()
-            self.events.publish(ev.ConnectFailed(str(exc), exc.offline, self.retry.failures))
-            await self.display.show_error(offline=exc.offline)
+            failure = connect_failure(exc.status, exc.offline)
+            self.retry.connect_failed(failure)
+            self.events.publish(
+                ev.ConnectFailed(str(exc), exc.offline, self.retry.failures, failure.name)
+            )
+            await self.display.show_error(offline=failure.shows is DeviceState.OFFLINE)
             return ConversationEnded(None, "connect failed", "client", str(exc))
         finally:
             self._connecting = None
@@ -174,10 +181,22 @@ class ConversationRunner:
             mic_ok=self.mic_ok.is_set,
         )
 
+    def context_usage(self) -> dict[str, object] | None:
+        """How full the agent's LLM context is: the running conversation's, or the last's."""
+        usage = self.run.session.context_usage if self.run is not None else None
+        usage = usage or self.last_context_usage
+        if usage is None:
+            return None
+        return {
+            "model": usage.model,
+            "tokens": usage.context_tokens,
+            "limit": usage.context_limit_tokens,
+        }
+
     def _context_for_event(self, event: DeviceEvent) -> None:
         run = self.run
         if run is None:
             return
         text = event_context(self.config.context, event.record())
-        if text:
-            run.from_device(text, typed=False)
+        if text:  # one id per kind: the agent keeps the latest, not every one
+            run.from_device(text, typed=False, context_id=f"on_event.{event.kind}")

@@ -82,6 +82,8 @@ DEFAULT_PATTERNS: dict[DeviceState, Pattern] = {
     DeviceState.USER_SPEAKING: Pattern("vad", "cyan", floor=0.3),
     DeviceState.THINKING: Pattern("pulse", "purple", period_s=1.2, floor=0.1),
     DeviceState.SPEAKING: Pattern("envelope", "green", floor=0.2),
+    DeviceState.WORKING: Pattern("pulse", "yellow", period_s=0.6, floor=0.1),
+    DeviceState.AWAITING_APPROVAL: Pattern("blink", "yellow", period_s=1.0),
     DeviceState.ENDING: Pattern("on", "blue", brightness=0.3),
     DeviceState.ERROR: Pattern("blink", "red", period_s=0.3),
     DeviceState.OFFLINE: Pattern("pulse", "orange", period_s=3.0, floor=0.05),

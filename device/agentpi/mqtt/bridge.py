@@ -11,6 +11,8 @@ Topics under the base (``agentpi/<device id>`` unless configured):
     transcript/user, transcript/agent   the last ones, only with ``transcripts = true``
     command             a control-socket request as JSON ({"command": "say", "text": ...})
     say, start, stop, volume/set, wake/set    Home Assistant's entities' commands
+    approve, deny       answer the MCP tool waiting for approval (any payload)
+    feedback            like / dislike: rate the agent's last answer
     reply               the answer to every command: {"ok": true} or {"ok": false, "error": ...}
 
 Home Assistant discovery configs go to ``<prefix>/<component>/<node>/<object>/config``.
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentpi import events as ev
 from agentpi.control.requests import (
     MAX_REQUEST_BYTES,
     ControlRequest,
@@ -33,29 +36,42 @@ from agentpi.control.requests import (
     parse_request,
 )
 from agentpi.errors import AgentpiError
-from agentpi.events import EventRecord
+from agentpi.events import DeviceEvent, EventRecord, shortened, shortened_record
 from agentpi.mqtt.settings import MqttConfig
 from agentpi.tools.device import MAX_VOLUME_PERCENT
 
-ERROR_EVENTS = ("server_error", "protocol_error", "audio_error", "connect_failed", "control_error")
-PRIVATE_EVENTS = frozenset(
-    {
-        "user_transcript",
-        "tentative_user_transcript",
-        "agent_response",
-        "tentative_agent_response",
-        "agent_response_correction",
-        "user_message",
-        "contextual_update_sent",
-        "contextual_update",
-        "tool_call",
-    }
+ERROR_EVENTS: tuple[type[DeviceEvent], ...] = (
+    ev.ServerError,
+    ev.ProtocolErrorSeen,
+    ev.AudioError,
+    ev.ConnectFailed,
+    ev.ControlError,
+)
+PRIVATE_EVENTS: tuple[type[DeviceEvent], ...] = (
+    ev.UserTranscript,
+    ev.TentativeUserTranscript,
+    ev.AgentResponse,
+    ev.TentativeAgentResponse,
+    ev.AgentResponseCorrection,
+    ev.AgentChatResponsePart,
+    ev.AgentReasoning,
+    ev.UserMessageSent,
+    ev.ContextualUpdateSent,
+    ev.ContextualUpdateReceived,
+    ev.ToolCall,
 )
 """Lines that carry what was said, typed or passed to a tool: on the events topic only with
 ``transcripts = true``."""
-ESSENTIAL_EVENTS = frozenset(
-    {"trigger", "state", "conversation_started", "conversation_ended", "turn", "volume"}
-    | set(ERROR_EVENTS)
+ESSENTIAL_EVENTS: tuple[type[DeviceEvent], ...] = (
+    ev.TriggerFired,
+    ev.StateChanged,
+    ev.ConversationStarted,
+    ev.ConversationEnded,
+    ev.Turn,
+    ev.VolumeChanged,
+    ev.McpApproval,
+    ev.McpToolCall,
+    *ERROR_EVENTS,
 )
 """Lines never held back by the rate limit: the rest (vad_score, latency, led, ...) are."""
 
@@ -99,7 +115,10 @@ class MqttBridge:
         self.events_dropped = 0
         self._unreported_drops = 0
         self.errors: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        """Conversations (and connects) that failed, by their row of the failure table."""
         self.last_outcome: dict[str, Any] | None = None
+        self.context_usage: dict[str, Any] | None = None
 
     def topic(self, name: str) -> str:
         return f"{self.base}/{name}"
@@ -123,35 +142,53 @@ class MqttBridge:
         return out
 
     def subscriptions(self) -> list[str]:
-        return [self.topic(name) for name in ("command", "say", "start", "stop")] + [
+        names = ("command", "say", "start", "stop", "approve", "deny", "feedback")
+        return [self.topic(name) for name in names] + [
             self.topic("volume/set"),
             self.topic("wake/set"),
         ]
 
-    def on_event(self, record: EventRecord, status: Callable[[], dict[str, Any]]) -> list[Publish]:
-        kind = record.get("event", "")
+    def on_event(self, event: DeviceEvent, status: Callable[[], dict[str, Any]]) -> list[Publish]:
         out: list[Publish] = []
-        if kind == "state":
-            out.append(Publish(self.topic("state"), str(record.get("state", "")), retain=True))
-        elif kind == "conversation_started":
-            out.append(Publish(self.topic("conversation_id"), record["conversation_id"], True))
-        elif kind == "conversation_ended":
-            self.last_outcome = {
-                key: record.get(key) for key in ("reason", "error", "closed_by", "duration_s")
-            }
-            out += [
-                Publish(self.topic("conversation_id"), "", True),
-                self.status_document(status()),
-            ]
-        elif kind == "volume":
-            out.append(Publish(self.topic("volume"), _number(record.get("percent", 0)), True))
-        elif kind in ERROR_EVENTS:
-            self.errors[kind] += 1
-        if self.config.transcripts and kind in ("user_transcript", "agent_response"):
-            who = "user" if kind == "user_transcript" else "agent"
-            out.append(Publish(self.topic(f"transcript/{who}"), str(record.get("text", "")), True))
-        if kind not in PRIVATE_EVENTS or self.config.transcripts:
-            out += self._event_line(record)
+        match event:
+            case ev.StateChanged(state=state):
+                out.append(Publish(self.topic("state"), state, retain=True))
+            case ev.ConversationStarted(conversation_id=conversation_id):
+                out.append(Publish(self.topic("conversation_id"), conversation_id, True))
+            case ev.ConversationEnded():
+                self.last_outcome = {
+                    "reason": event.reason,
+                    "error": event.error,
+                    "failure": event.failure,
+                    "closed_by": event.closed_by,
+                    "duration_s": event.duration_s,
+                }
+                if event.failure is not None:
+                    self.failures[event.failure] += 1
+                out += [
+                    Publish(self.topic("conversation_id"), "", True),
+                    self.status_document(status()),
+                ]
+            case ev.VolumeChanged(percent=percent):
+                out.append(Publish(self.topic("volume"), _number(percent), True))
+            case ev.ContextUsage():
+                self.context_usage = {
+                    "model": event.model,
+                    "tokens": event.context_tokens,
+                    "limit": event.context_limit_tokens,
+                }
+            case ev.ConnectFailed(failure=failure):
+                self.errors[event.kind] += 1
+                self.failures[failure] += 1
+            case _ if isinstance(event, ERROR_EVENTS):
+                self.errors[event.kind] += 1
+        if self.config.transcripts and isinstance(event, ev.UserTranscript | ev.AgentResponse):
+            who = "user" if isinstance(event, ev.UserTranscript) else "agent"
+            text = shortened(event.text)
+            out.append(Publish(self.topic(f"transcript/{who}"), text, True))
+        if not isinstance(event, PRIVATE_EVENTS) or self.config.transcripts:
+            record = shortened_record(event.record())  # 256 queued answers of 8 MB each
+            out += self._event_line(record, essential=isinstance(event, ESSENTIAL_EVENTS))
         return out
 
     def wake_changed(self, on: bool) -> Publish:
@@ -166,12 +203,15 @@ class MqttBridge:
             "conversations": status.get("conversations"),
             "last_outcome": self.last_outcome,
             "errors": dict(self.errors),
+            "failures": dict(self.failures),
             "turn_latency": status.get("turn_latency"),
+            "context_usage": status.get("context_usage") or self.context_usage,
+            "approvals_waiting": status.get("approvals_waiting") or {},
             "events_dropped": self.events_dropped,
         }
         return Publish(self.topic("status"), json.dumps(document), retain=True)
 
-    def _event_line(self, record: EventRecord) -> list[Publish]:
+    def _event_line(self, record: EventRecord, essential: bool) -> list[Publish]:
         """One event line, if the rate allows (a token bucket: ``events_per_s``, 1 s of burst;
         the essential kinds always pass, and are counted against the rest)."""
         line = Publish(self.topic("events"), json.dumps(record, ensure_ascii=False, default=str))
@@ -179,7 +219,7 @@ class MqttBridge:
         rate = self.config.events_per_s
         self._tokens = min(max(1.0, rate), self._tokens + (now - self._refilled_at) * rate)
         self._refilled_at = now
-        if record.get("event") in ESSENTIAL_EVENTS:
+        if essential:
             self._tokens = max(0.0, self._tokens - 1)
             return [line]
         if self._tokens < 1:
@@ -218,8 +258,12 @@ class MqttBridge:
                 return Command(
                     request=parse_request(_json({"command": "say", "text": text, "start": True}))
                 )
-            if name in ("start", "stop"):
+            if name in ("start", "stop", "approve", "deny"):
                 return Command(request=ControlRequest(name))
+            if name == "feedback":
+                return Command(
+                    request=parse_request(_json({"command": "feedback", "score": text.lower()}))
+                )
         except ControlRequestError as exc:
             raise MqttCommandError(str(exc)) from None
         if name == "volume/set":
@@ -290,6 +334,18 @@ class MqttBridge:
                 {"command_topic": self.topic("stop"), "payload_press": "PRESS"},
             ),
             ("text", "say", "Say", {"command_topic": self.topic("say"), "max": 255}),
+            (
+                "button",
+                "approve",
+                "Approve tool",
+                {"command_topic": self.topic("approve"), "payload_press": "PRESS"},
+            ),
+            (
+                "button",
+                "deny",
+                "Decline tool",
+                {"command_topic": self.topic("deny"), "payload_press": "PRESS"},
+            ),
         ]
         if self.config.transcripts:
             entities += [

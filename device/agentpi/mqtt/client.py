@@ -25,7 +25,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agentpi.backoff import FAILURES_FOR_LONGEST_WAIT, reconnect_delay
 from agentpi.control.requests import ControlledDevice, carry_out
-from agentpi.events import DeviceEvent, MqttTakenOver, shortened_record
+from agentpi.events import DeviceEvent, MqttTakenOver
 from agentpi.mqtt.bridge import Command, MqttBridge, MqttCommandError, Publish
 from agentpi.mqtt.settings import MAX_PACKET_BYTES, MqttConfig, broker_address, tls_context
 from agentpi.settings.credentials import Secret
@@ -86,8 +86,7 @@ class MqttLink:
 
     def _on_event(self, event: DeviceEvent) -> None:
         try:
-            record = shortened_record(event.record())  # 256 queued answers of 8 MB each
-            publications = self.bridge.on_event(record, self.device.status)
+            publications = self.bridge.on_event(event, self.device.status)
         except Exception:  # MQTT is a side channel: it must never break the device's own work
             log.exception("MQTT: event %s not published", event.kind)
             return
@@ -220,7 +219,7 @@ class MqttLink:
 
     def _carry_out(self, command: Command) -> dict[str, Any]:
         if command.request is not None:
-            return carry_out(command.request, self.device)
+            return carry_out(command.request, self.device, origin="mqtt")
         if command.volume_percent is not None:
             self.device.set_volume_percent(command.volume_percent)
             return {"ok": True}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from agentpi.audio.formats import AudioFormat
 from agentpi.events import DeviceEvent
-from agentpi.protocol.messages import ClientMessage, ClientToolCall
+from agentpi.protocol.messages import ClientMessage, ClientToolCall, JsonDict, McpToolCall
 from agentpi.states import DeviceState
 
 
@@ -33,6 +33,8 @@ class PlayAudio:
 
     audio: bytes = field(repr=False)
     event_id: int
+    alignment: JsonDict | None = field(default=None, repr=False)
+    """Which characters the audio speaks, and when (``audio.alignment``), when the agent says."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ class RunTool:
 
 
 @dataclass(frozen=True)
+class AskApproval:
+    """An MCP tool waits for the user's yes or no: the cue plays (the lights follow the state);
+    the answer comes back through ``ConversationSession.answer_approval``."""
+
+    call: McpToolCall
+
+
+@dataclass(frozen=True)
 class CloseConnection:
     code: int
     reason: str
@@ -75,6 +85,8 @@ class ConversationEnded:
     reason: str
     closed_by: str  # "client" or "server"
     error: str | None = None
+    error_type: str | None = None
+    """The server's ``error`` event's error_type, when it sent one."""
 
     @property
     def ok(self) -> bool:
@@ -89,6 +101,7 @@ Action = (
     | SetState
     | Notify
     | RunTool
+    | AskApproval
     | CloseConnection
     | ConversationEnded
 )

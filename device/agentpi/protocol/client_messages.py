@@ -67,6 +67,10 @@ class ConversationInitiationClientData:
     dynamic_variables: JsonDict = field(default_factory=dict)
     user_id: str | None = None
     source_info: JsonDict | None = None
+    tool_mock_config: JsonDict | None = None
+    branch_id: str | None = None
+    environment: str | None = None
+    starting_workflow_node_id: str | None = None
 
     def to_json(self) -> JsonDict:
         return without_none(
@@ -77,6 +81,10 @@ class ConversationInitiationClientData:
                 "dynamic_variables": self.dynamic_variables,
                 "user_id": self.user_id,
                 "source_info": self.source_info,
+                "tool_mock_config": self.tool_mock_config,
+                "branch_id": self.branch_id,
+                "environment": self.environment,
+                "starting_workflow_node_id": self.starting_workflow_node_id,
             }
         )
 
@@ -92,6 +100,10 @@ class ConversationInitiationClientData:
             dynamic_variables=read_optional_object(data, "dynamic_variables", path) or {},
             user_id=read_optional_str(data, "user_id", path),
             source_info=read_optional_object(data, "source_info", path),
+            tool_mock_config=read_optional_object(data, "tool_mock_config", path),
+            branch_id=read_optional_str(data, "branch_id", path),
+            environment=read_optional_str(data, "environment", path),
+            starting_workflow_node_id=read_optional_str(data, "starting_workflow_node_id", path),
         )
 
 
@@ -118,6 +130,29 @@ class ClientToolResult:
             tool_call_id=read_str(data, "tool_call_id", path),
             result=read_str(data, "result", path),
             is_error=read_bool(data, "is_error", path, default=False),
+        )
+
+
+@client_message
+@dataclass(frozen=True)
+class McpToolApprovalResult:
+    """The user's answer to an MCP tool call that waits for approval."""
+
+    type: ClassVar[str] = "mcp_tool_approval_result"
+    tool_call_id: str
+    is_approved: bool
+
+    def to_json(self) -> JsonDict:
+        return {
+            "type": self.type,
+            "tool_call_id": self.tool_call_id,
+            "is_approved": self.is_approved,
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonDict) -> McpToolApprovalResult:
+        return cls(
+            read_str(data, "tool_call_id", cls.type), read_bool(data, "is_approved", cls.type)
         )
 
 
@@ -235,6 +270,7 @@ ClientMessage = (
     | Pong
     | ConversationInitiationClientData
     | ClientToolResult
+    | McpToolApprovalResult
     | ContextualUpdate
     | UserMessage
     | UserActivity

@@ -13,6 +13,8 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "agent.first_message": ("first_message", "Security > Overrides > First message"),
     "agent.language": ("language", "Security > Overrides > Language"),
     "agent.prompt.prompt": ("prompt", "Security > Overrides > System prompt"),
+    "agent.prompt.llm": ("llm", "Security > Overrides > LLM"),
+    "asr.keywords": ("keywords", "Security > Overrides > ASR keywords"),
     "tts.voice_id": ("voice_id", "Security > Overrides > Voice"),
     "tts.speed": ("speed", "Security > Overrides > Voice speed"),
     "tts.stability": ("stability", "Security > Overrides > Voice stability"),
@@ -29,7 +31,13 @@ CONFIG_PATHS = {
     "first_message": "agent.first_message",
     "language": "agent.language",
     "prompt": "agent.prompt.prompt",
+    "llm": "agent.prompt.llm",
     "voice_id": "tts.voice_id",
+    "speed": "tts.speed",
+    "stability": "tts.stability",
+    "similarity_boost": "tts.similarity_boost",
+    "keywords": "asr.keywords",
+    "text_only": "conversation.text_only",
 }
 """[conversation.overrides] keys (and [wake.agents] ones) -> where each goes in
 ``conversation_config_override``; the key is the field a refusal names."""

@@ -39,6 +39,48 @@ def report(event: m.ServerEvent) -> ev.DeviceEvent | None:
             return ev.UnknownEventSeen(event.type)
         case m.Ping(ping_ms=int(ping_ms)):
             return ev.Latency(ping_ms)
+        case m.AgentReasoningResponsePart():
+            return ev.AgentReasoning(event.text, event.part_type)
+        case m.RichContent():
+            return ev.RichContentShown(event.rich_content_id, event.component)
+        case m.AgentToolRequest():
+            return ev.AgentToolRequest(event.tool_name, event.tool_call_id, event.tool_type)
+        case m.AgentToolResponseFullPayload():
+            return ev.AgentToolResult(
+                event.tool_name,
+                event.tool_call_id,
+                event.is_error,
+                event.is_blocked,
+                event.truncated,
+                len(event.full_tool_result),
+            )
+        case m.McpToolCall():
+            return ev.McpToolCall(
+                event.tool_name,
+                event.tool_call_id,
+                event.state,
+                event.service_id,
+                event.error_message,
+                event.approval_timeout_secs,
+            )
+        case m.McpConnectionStatus():
+            return ev.McpConnectionStatus([item.to_json() for item in event.integrations])
+        case m.ContextUsage():
+            limit = event.context_limit_tokens
+            percent = round(100 * event.context_tokens / limit, 1) if limit > 0 else None
+            return ev.ContextUsage(event.model, event.context_tokens, limit, percent)
+        case m.AsrInitiationMetadata():
+            return ev.AsrInitiationMetadata(event.metadata)
+        case m.GuardrailTriggered():
+            return ev.GuardrailTriggered()
+        case m.InternalTurnProbability():
+            return ev.TurnProbability(event.turn_probability)
+        case m.AgentTyping():
+            return ev.AgentTyping(event.is_typing, event.duration_ms)
+        case m.ExternalAgentConnected():
+            return ev.ExternalAgent(True)
+        case m.ExternalAgentDisconnected():
+            return ev.ExternalAgent(False)
         case m.ConversationInitiationMetadata():
             return ev.ConversationStarted(
                 event.conversation_id,

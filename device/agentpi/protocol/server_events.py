@@ -17,6 +17,7 @@ from agentpi.protocol.fields import (
     read_optional_int,
     read_optional_object,
     read_optional_str,
+    read_required,
     read_str,
     without_none,
 )
@@ -30,6 +31,20 @@ _E = TypeVar("_E")
 def server_event(cls: _E) -> _E:
     SERVER_EVENT_TYPES[cls.type] = cls  # type: ignore[attr-defined,assignment]
     return cls
+
+
+def read_part_type(body: JsonDict, path: str) -> str:
+    part_type = read_str(body, "type", path)
+    if part_type not in ("start", "delta", "stop"):
+        raise ProtocolError(f"{path}.type: expected start, delta or stop, got {part_type!r}")
+    return part_type
+
+
+def read_object_list(data: JsonDict, key: str, path: str) -> tuple[JsonDict, ...]:
+    value = read_required(data, key, path)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ProtocolError(f"{path}.{key}: expected a list of objects")
+    return tuple(value)
 
 
 @server_event
@@ -288,12 +303,100 @@ class AgentChatResponsePart:
 
     @classmethod
     def from_body(cls, body: JsonDict, path: str) -> AgentChatResponsePart:
-        part_type = read_str(body, "type", path)
-        if part_type not in ("start", "delta", "stop"):
-            raise ProtocolError(f"{path}.type: expected start, delta or stop, got {part_type!r}")
         return cls(
             read_optional_str(body, "text", path) or "",
-            part_type,
+            read_part_type(body, path),
+            read_optional_int(body, "event_id", path),
+        )
+
+
+@server_event
+@dataclass(frozen=True)
+class AgentReasoningResponsePart:
+    """The agent's reasoning as it streams (its event_id is a string in the definition)."""
+
+    type: ClassVar[str] = "agent_reasoning_response_part"
+    wrapper: ClassVar[str] = "reasoning_response_part"
+    text: str
+    part_type: str  # start | delta | stop
+    event_id: str | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none({"text": self.text, "type": self.part_type, "event_id": self.event_id})
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> AgentReasoningResponsePart:
+        event_id = body.get("event_id")
+        return cls(
+            read_optional_str(body, "text", path) or "",
+            read_part_type(body, path),
+            None if event_id is None else str(event_id),
+        )
+
+
+@server_event
+@dataclass(frozen=True)
+class RichContent:
+    """A component for a screen to draw (an item card ...); a speaker can only name it."""
+
+    type: ClassVar[str] = "rich_content"
+    wrapper: ClassVar[str] = "rich_content"
+    rich_content_id: str
+    component: str
+    props: JsonDict = field(default_factory=dict)
+    event_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none(
+            {
+                "rich_content_id": self.rich_content_id,
+                "component": self.component,
+                "props": self.props,
+                "event_id": self.event_id,
+            }
+        )
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> RichContent:
+        return cls(
+            read_str(body, "rich_content_id", path),
+            read_str(body, "component", path),
+            read_optional_object(body, "props", path) or {},
+            read_optional_int(body, "event_id", path),
+        )
+
+
+@server_event
+@dataclass(frozen=True)
+class AgentToolRequest:
+    """The agent started a tool (client, webhook, system or MCP): the device shows it working."""
+
+    type: ClassVar[str] = "agent_tool_request"
+    wrapper: ClassVar[str] = "agent_tool_request"
+    tool_name: str
+    tool_call_id: str
+    tool_type: str
+    event_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none(
+            {
+                "tool_name": self.tool_name,
+                "tool_call_id": self.tool_call_id,
+                "tool_type": self.tool_type,
+                "event_id": self.event_id,
+            }
+        )
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> AgentToolRequest:
+        return cls(
+            read_str(body, "tool_name", path),
+            read_str(body, "tool_call_id", path),
+            read_str(body, "tool_type", path),
             read_optional_int(body, "event_id", path),
         )
 
@@ -333,6 +436,300 @@ class AgentToolResponse:
             is_called=read_bool(body, "is_called", path, default=True),
             event_id=read_optional_int(body, "event_id", path),
         )
+
+
+@server_event
+@dataclass(frozen=True)
+class AgentToolResponseFullPayload:
+    """A tool's whole result, as the agent got it (kept out of the event lines: it may be big
+    and private; its size is reported)."""
+
+    type: ClassVar[str] = "agent_tool_response_full_payload"
+    wrapper: ClassVar[str] = "agent_tool_response_full_payload"
+    tool_name: str
+    tool_call_id: str
+    tool_type: str
+    is_error: bool
+    full_tool_result: str = field(repr=False)
+    is_called: bool = True
+    is_blocked: bool = False
+    truncated: bool = False
+    event_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none(
+            {
+                "tool_name": self.tool_name,
+                "tool_call_id": self.tool_call_id,
+                "tool_type": self.tool_type,
+                "is_error": self.is_error,
+                "is_called": self.is_called,
+                "is_blocked": self.is_blocked,
+                "truncated": self.truncated,
+                "event_id": self.event_id,
+                "full_tool_result": self.full_tool_result,
+            }
+        )
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> AgentToolResponseFullPayload:
+        return cls(
+            tool_name=read_str(body, "tool_name", path),
+            tool_call_id=read_str(body, "tool_call_id", path),
+            tool_type=read_str(body, "tool_type", path),
+            is_error=read_bool(body, "is_error", path),
+            full_tool_result=read_str(body, "full_tool_result", path),
+            is_called=read_bool(body, "is_called", path, default=True),
+            is_blocked=read_bool(body, "is_blocked", path, default=False),
+            truncated=read_bool(body, "truncated", path, default=False),
+            event_id=read_optional_int(body, "event_id", path),
+        )
+
+
+MCP_STATES = ("loading", "awaiting_approval", "success", "failure")
+
+
+@server_event
+@dataclass(frozen=True)
+class McpToolCall:
+    """An MCP tool call in one of its states; ``awaiting_approval`` waits for the device's
+    ``mcp_tool_approval_result``."""
+
+    type: ClassVar[str] = "mcp_tool_call"
+    wrapper: ClassVar[str] = "mcp_tool_call"
+    service_id: str
+    tool_call_id: str
+    tool_name: str
+    state: str
+    timestamp: str
+    parameters: JsonDict = field(default_factory=dict)
+    tool_description: str | None = None
+    approval_timeout_secs: int | None = None
+    result: tuple[JsonDict, ...] | None = None
+    error_message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in MCP_STATES:
+            raise ProtocolError(
+                f"mcp_tool_call.state: expected one of {', '.join(MCP_STATES)}, got {self.state!r}"
+            )
+
+    def to_json(self) -> JsonDict:
+        body = without_none(
+            {
+                "service_id": self.service_id,
+                "tool_call_id": self.tool_call_id,
+                "tool_name": self.tool_name,
+                "tool_description": self.tool_description,
+                "parameters": self.parameters,
+                "timestamp": self.timestamp,
+                "state": self.state,
+                "approval_timeout_secs": self.approval_timeout_secs,
+                "result": None if self.result is None else list(self.result),
+                "error_message": self.error_message,
+            }
+        )
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> McpToolCall:
+        state = read_str(body, "state", path)
+        return cls(
+            service_id=read_str(body, "service_id", path),
+            tool_call_id=read_str(body, "tool_call_id", path),
+            tool_name=read_str(body, "tool_name", path),
+            state=state,
+            timestamp=read_optional_str(body, "timestamp", path) or "",
+            parameters=read_optional_object(body, "parameters", path) or {},
+            tool_description=read_optional_str(body, "tool_description", path),
+            approval_timeout_secs=read_optional_int(body, "approval_timeout_secs", path),
+            result=read_object_list(body, "result", path) if state == "success" else None,
+            error_message=read_optional_str(body, "error_message", path),
+        )
+
+
+@dataclass(frozen=True)
+class McpIntegration:
+    integration_id: str
+    integration_type: str
+    is_connected: bool
+    tool_count: int = 0
+
+    def to_json(self) -> JsonDict:
+        return {
+            "integration_id": self.integration_id,
+            "integration_type": self.integration_type,
+            "is_connected": self.is_connected,
+            "tool_count": self.tool_count,
+        }
+
+
+@server_event
+@dataclass(frozen=True)
+class McpConnectionStatus:
+    type: ClassVar[str] = "mcp_connection_status"
+    wrapper: ClassVar[str] = "mcp_connection_status"
+    integrations: tuple[McpIntegration, ...] = ()
+
+    def to_json(self) -> JsonDict:
+        body = {"integrations": [item.to_json() for item in self.integrations]}
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> McpConnectionStatus:
+        items = read_object_list(body, "integrations", path)
+        return cls(
+            tuple(
+                McpIntegration(
+                    read_str(item, "integration_id", f"{path}.integrations"),
+                    read_str(item, "integration_type", f"{path}.integrations"),
+                    read_bool(item, "is_connected", f"{path}.integrations"),
+                    read_optional_int(item, "tool_count", f"{path}.integrations") or 0,
+                )
+                for item in items
+            )
+        )
+
+
+@server_event
+@dataclass(frozen=True)
+class ContextUsage:
+    """How full the LLM's context window is after a turn."""
+
+    type: ClassVar[str] = "context_usage"
+    wrapper: ClassVar[str] = "context_usage_event"
+    model: str
+    context_tokens: int
+    context_limit_tokens: int
+    event_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none(
+            {
+                "event_id": self.event_id,
+                "model": self.model,
+                "context_tokens": self.context_tokens,
+                "context_limit_tokens": self.context_limit_tokens,
+            }
+        )
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> ContextUsage:
+        return cls(
+            read_str(body, "model", path),
+            read_int(body, "context_tokens", path),
+            read_int(body, "context_limit_tokens", path),
+            read_optional_int(body, "event_id", path),
+        )
+
+
+@server_event
+@dataclass(frozen=True)
+class AsrInitiationMetadata:
+    """The speech recogniser's start-up facts; the definition leaves the body open."""
+
+    type: ClassVar[str] = "asr_initiation_metadata"
+    wrapper: ClassVar[str] = "asr_initiation_metadata_event"
+    metadata: JsonDict = field(default_factory=dict)
+
+    def to_json(self) -> JsonDict:
+        return {"type": self.type, self.wrapper: dict(self.metadata)}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> AsrInitiationMetadata:
+        return cls(dict(body))
+
+
+@server_event
+@dataclass(frozen=True)
+class GuardrailTriggered:
+    """A guardrail stopped the agent's answer; the definition gives it no body."""
+
+    type: ClassVar[str] = "guardrail_triggered"
+    wrapper: ClassVar[str] = "guardrail_triggered_event"
+    wrapper_optional: ClassVar[bool] = True
+
+    def to_json(self) -> JsonDict:
+        return {"type": self.type}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> GuardrailTriggered:
+        return cls()
+
+
+@server_event
+@dataclass(frozen=True)
+class InternalTurnProbability:
+    type: ClassVar[str] = "internal_turn_probability"
+    wrapper: ClassVar[str] = "turn_probability_internal_event"
+    turn_probability: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.turn_probability <= 1.0:
+            raise ProtocolError(
+                f"internal_turn_probability.turn_probability: {self.turn_probability} is not "
+                "in 0..1"
+            )
+
+    def to_json(self) -> JsonDict:
+        return {"type": self.type, self.wrapper: {"turn_probability": self.turn_probability}}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> InternalTurnProbability:
+        return cls(read_number(body, "turn_probability", path))
+
+
+@server_event
+@dataclass(frozen=True)
+class AgentTyping:
+    type: ClassVar[str] = "agent_typing"
+    wrapper: ClassVar[str] = "agent_typing_event"
+    is_typing: bool
+    duration_ms: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body = without_none({"is_typing": self.is_typing, "duration_ms": self.duration_ms})
+        return {"type": self.type, self.wrapper: body}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> AgentTyping:
+        return cls(read_bool(body, "is_typing", path), read_optional_int(body, "duration_ms", path))
+
+
+@server_event
+@dataclass(frozen=True)
+class ExternalAgentConnected:
+    """A person (e.g. a Genesys agent) took over the conversation from the AI agent."""
+
+    type: ClassVar[str] = "external_agent_connected"
+    wrapper: ClassVar[str] = "external_agent_connected_event"
+    wrapper_optional: ClassVar[bool] = True
+
+    def to_json(self) -> JsonDict:
+        return {"type": self.type, self.wrapper: {}}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> ExternalAgentConnected:
+        return cls()
+
+
+@server_event
+@dataclass(frozen=True)
+class ExternalAgentDisconnected:
+    """The person left; the AI agent has the conversation again."""
+
+    type: ClassVar[str] = "external_agent_disconnected"
+    wrapper: ClassVar[str] = "external_agent_disconnected_event"
+    wrapper_optional: ClassVar[bool] = True
+
+    def to_json(self) -> JsonDict:
+        return {"type": self.type, self.wrapper: {}}
+
+    @classmethod
+    def from_body(cls, body: JsonDict, path: str) -> ExternalAgentDisconnected:
+        return cls()
 
 
 @server_event
@@ -394,7 +791,20 @@ WrappedEvent = (  # the events whose body sits under a wrapper key
     | InternalTentativeAgentResponse
     | AgentResponseComplete
     | AgentChatResponsePart
+    | AgentReasoningResponsePart
+    | RichContent
+    | AgentToolRequest
     | AgentToolResponse
+    | AgentToolResponseFullPayload
+    | McpToolCall
+    | McpConnectionStatus
+    | ContextUsage
+    | AsrInitiationMetadata
+    | GuardrailTriggered
+    | InternalTurnProbability
+    | AgentTyping
+    | ExternalAgentConnected
+    | ExternalAgentDisconnected
     | ErrorEvent
 )
 

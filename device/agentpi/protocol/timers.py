@@ -8,6 +8,7 @@ nothing at all has happened for ``idle_close_s``.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field, fields
 
 from agentpi.protocol import messages as m
@@ -31,6 +32,38 @@ class ConversationLimits:
     audio, more text) while the user says nothing is ended."""
 
 
+DEFAULT_APPROVAL_TIMEOUT_S = 300
+"""The definition's default ``approval_timeout_secs``."""
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """What the device answers an MCP tool call that asks for approval: tools named in
+    ``approve`` or ``deny`` (shell patterns, ``deny`` first) are answered at once; the rest ask
+    the user, who has the call's ``approval_timeout_secs`` less ``margin_s`` before it is
+    declined for them."""
+
+    approve: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    margin_s: float = 5.0
+
+    def answer(self, tool_name: str) -> bool | None:
+        """True or False from the lists, None: ask."""
+        if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.deny):
+            return False
+        if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.approve):
+            return True
+        return None
+
+    def wait_s(self, approval_timeout_secs: int | None) -> float:
+        """How long the user may take: the server's timeout (300 s when it names none) less the
+        margin, so the answer arrives before the server gives up."""
+        timeout = (
+            DEFAULT_APPROVAL_TIMEOUT_S if approval_timeout_secs is None else approval_timeout_secs
+        )
+        return max(0.0, timeout - min(self.margin_s, timeout / 2))
+
+
 @dataclass(frozen=True)
 class SessionSettings(ConversationLimits):
     user_activity_interval_s: float = 1.0
@@ -41,17 +74,24 @@ class SessionSettings(ConversationLimits):
     """After a server ``error``, how long to wait for the server's own close before closing."""
     latency_report_interval_s: float = 1.0
     """At most one ``latency`` event this often (each ping still gets its pong at once)."""
+    tool_shown_max_s: float = 60.0
+    """A tool the agent started shows as working until its response, or this long (a server
+    that never reports the end must not leave the lights working for good)."""
     init: m.ConversationInitiationClientData = field(
         default_factory=m.ConversationInitiationClientData
     )
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
     @classmethod
     def within(
-        cls, limits: ConversationLimits, init: m.ConversationInitiationClientData
+        cls,
+        limits: ConversationLimits,
+        init: m.ConversationInitiationClientData,
+        approvals: ApprovalPolicy | None = None,
     ) -> SessionSettings:
         """The session's settings for a conversation under ``limits`` (the config's)."""
         shared = {item.name: getattr(limits, item.name) for item in fields(ConversationLimits)}
-        return cls(**shared, init=init)
+        return cls(**shared, init=init, approvals=approvals or ApprovalPolicy())
 
 
 @dataclass

@@ -43,6 +43,20 @@ class CustomToolConfig:
 
 
 @dataclass(frozen=True)
+class McpToolsConfig:
+    """The agent's MCP tools that ask for approval (the agent's own setting, per tool): which the
+    device answers itself; the rest ask the user (a cue, the lights; a short press is yes, a long
+    press no, silence no)."""
+
+    approve: tuple[str, ...] = ()
+    """Tool names (shell patterns: "get_*") approved without asking."""
+    deny: tuple[str, ...] = ()
+    """Tool names declined without asking (checked first)."""
+    approval_margin_s: float = 5.0
+    """The answer goes out this long before the server's approval_timeout_secs runs out."""
+
+
+@dataclass(frozen=True)
 class ToolsConfig:
     builtin: tuple[str, ...] = BUILTIN_TOOLS
     """Device tools the agent may call: set_volume, device_status, end_conversation."""
@@ -54,6 +68,7 @@ class ToolsConfig:
     max_waiting: int = 16
     """Tool calls that may wait; beyond that a call is answered at once: the device is busy."""
     custom: dict[str, CustomToolConfig] = field(default_factory=dict)
+    mcp: McpToolsConfig = field(default_factory=McpToolsConfig)
 
 
 def validate_tools(tools: ToolsConfig) -> None:

@@ -34,7 +34,16 @@ class WakeAgentConfig:
     first_message: str | None = None
     language: str = ""
     prompt: str = ""
+    llm: str = ""
     voice_id: str = ""
+    speed: float | None = None
+    stability: float | None = None
+    similarity_boost: float | None = None
+    keywords: tuple[str, ...] = ()
+    text_only: bool | None = None
+    branch_id: str = ""
+    environment: str = ""
+    starting_workflow_node_id: str = ""
 
 
 @dataclass(frozen=True)
