@@ -156,3 +156,87 @@ def test_a_missing_dynamic_variable_is_refused_and_reported(tmp_path: Path) -> N
     assert error["code"] == 1008 and error["error_type"] == "missing_dynamic_variable"
     assert "visitor" in error["message"]
     assert run.of_kind("conversation_ended")[0]["code"] == 1008
+
+
+def test_every_initiation_field_a_device_sets_comes_from_the_config(tmp_path: Path) -> None:
+    """The 2026 definition's fields: tts speed/stability/similarity, asr keywords ("auto": the
+    wake phrases and the room), the llm, text_only, client_events, and the top-level branch,
+    environment and starting workflow node; a wake word's agent entry overrides each."""
+    body = """
+[agent]
+agent_id = "a"
+[wake]
+models = ["hey_jarvis", "alexa"]
+[context]
+location = "Kitchen"
+[conversation]
+client_events = ["audio", "vad_score", "mcp_tool_call"]
+branch_id = "br_1"
+environment = "staging"
+starting_workflow_node_id = "node_greet"
+[conversation.overrides]
+llm = "gemini-2.0-flash"
+speed = 1.1
+stability = 0.4
+similarity_boost = 0.9
+keywords = ["auto", "toaster"]
+text_only = false
+[wake.agents.alexa]
+speed = 0.8
+llm = "gpt-4o-mini"
+branch_id = "br_kids"
+keywords = ["dinosaur"]
+"""
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    config = load_config(path)
+    from agentpi.config.document import for_wake_word
+    from agentpi.device.initiation import auto_keywords
+
+    init = initiation_data(config.conversation, "d", auto_keywords(config))
+    assert init.conversation_config_override == {
+        "agent": {"prompt": {"llm": "gemini-2.0-flash"}},
+        "tts": {"speed": 1.1, "stability": 0.4, "similarity_boost": 0.9},
+        "asr": {"keywords": ["hey jarvis", "alexa", "Kitchen", "toaster"]},
+        "conversation": {
+            "text_only": False,
+            "client_events": ["audio", "vad_score", "mcp_tool_call"],
+        },
+    }
+    assert (init.branch_id, init.environment, init.starting_workflow_node_id) == (
+        "br_1",
+        "staging",
+        "node_greet",
+    )
+    assert validate_frame(m.encode(init), "client") == "conversation_initiation_client_data"
+    alexa = for_wake_word(config, "alexa")
+    kids = initiation_data(alexa.conversation, "d", auto_keywords(alexa))
+    override = kids.conversation_config_override
+    assert override["tts"]["speed"] == 0.8 and override["tts"]["stability"] == 0.4
+    assert override["agent"]["prompt"]["llm"] == "gpt-4o-mini"
+    assert override["asr"]["keywords"] == ["dinosaur"]
+    assert kids.branch_id == "br_kids" and kids.environment == "staging"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "[conversation.overrides]\nspeed = 3.0\n",
+            "conversation.overrides.speed = 3.0: use 0.7 to 1.2",
+        ),
+        ("[conversation.overrides]\nstability = -1\n", "conversation.overrides.stability"),
+        ('[conversation]\nclient_events = ["audoi"]\n', "'audoi' is not an event the agent sends"),
+        (
+            '[wake]\nmodels = ["alexa"]\n[wake.agents.alexa]\nspeed = 9\n',
+            "wake.agents.alexa.speed = 9.0: use 0.7 to 1.2",
+        ),
+        ('[tools.mcp]\napprove = "all"\n', "tools.mcp.approve"),
+        ('[button]\ndouble_press = "love"\n', "button.double_press"),
+    ],
+)
+def test_bad_initiation_settings_are_one_line(tmp_path: Path, body: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[agent]\nagent_id = "a"\n' + body)
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
+        load_config(path)

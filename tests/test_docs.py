@@ -174,3 +174,24 @@ def test_the_docs_name_no_file_that_is_not_there() -> None:
         subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     )
     assert named and sorted(named - tracked) == []
+
+
+def test_every_server_event_is_in_the_readme_table() -> None:
+    from agentpi.protocol.messages import SERVER_EVENT_TYPES
+
+    table = text_of(README).split("## What the device does with each server event", 1)[1]
+    table = table.split("\n## ", 1)[0]
+    missing = [
+        kind for kind in [*SERVER_EVENT_TYPES, "contextual_update"] if f"`{kind}`" not in table
+    ]
+    assert missing == []
+
+
+def test_every_failure_row_is_in_the_failure_table() -> None:
+    from agentpi.protocol.failures import BY_CLOSE_CODE, BY_CONNECT, BY_ERROR_TYPE, DEVICE
+
+    text = text_of(ROOT / "docs" / "configuration.md").split("## When a conversation fails", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    rows = [*BY_ERROR_TYPE.values(), *BY_CLOSE_CODE.values(), *BY_CONNECT.values(), DEVICE]
+    assert [row.name for row in rows if f"| `{row.name}` |" not in text] == []
+    assert [kind for kind in BY_ERROR_TYPE if f"`{kind}`" not in text] == []

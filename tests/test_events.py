@@ -48,8 +48,9 @@ TODAY = [
     (ev.Connecting("ws://127.0.0.1:1/x"), '{"event": "connecting", "url": "ws://127.0.0.1:1/x"}'),
     (ev.Connected(), '{"event": "connected"}'),
     (
-        ev.ConnectFailed("no route", True, 2),
-        '{"event": "connect_failed", "message": "no route", "offline": true, "failures": 2}',
+        ev.ConnectFailed("no route", True, 2, "offline"),
+        '{"event": "connect_failed", "message": "no route", "offline": true, "failures": 2, '
+        '"failure": "offline"}',
     ),
     (
         ev.ConversationStarted("c1", "pcm_16000", "ulaw_8000"),
@@ -122,6 +123,7 @@ TODAY = [
         ev.ContextualUpdateSent("21 C", "on_event.temperature"),
         '{"event": "contextual_update_sent", "text": "21 C", "context_id": "on_event.temperature"}',
     ),
+    (ev.AgentWords("It is", 3), '{"event": "agent_words", "text": "It is", "event_id": 3}'),
     (
         ev.AgentReasoning("so", "delta"),
         '{"event": "agent_reasoning", "text": "so", "part": "delta"}',
@@ -338,3 +340,45 @@ def test_the_transcript_says_what_the_device_waits_for() -> None:
         "ready; a conversation starts on the wake word (hey_jarvis; openwakeword), the control "
         "socket (agentpi start / say)\n         microphone USB PnP, speaker default"
     )
+
+
+def test_a_terminal_sees_the_words_so_far_in_place_and_a_pipe_sees_plain_lines() -> None:
+    def printed(live: bool) -> str:
+        stream = io.StringIO()
+        clock = iter([0.0, 0.3, 0.6, 1.0, 1.2, 1.4, 1.6, 2.0, 2.5])
+        bus = EventBus(clock=lambda: next(clock))
+        lines = LineWriter(stream)
+        bus.subscribe(ConsolePrinter(lines, live=live))
+        bus.publish(ev.TentativeUserTranscript("what"))
+        bus.publish(ev.TentativeUserTranscript("what time"))
+        bus.publish(ev.UserTranscript("what time is it", 1))
+        bus.publish(ev.AgentChatResponsePart("", "start"))
+        bus.publish(ev.AgentChatResponsePart("It is", "delta"))
+        bus.publish(ev.AgentWords("It ", 2))
+        bus.publish(ev.AgentWords("is noon", 2))
+        bus.publish(ev.AgentResponse("It is noon", 2))
+        bus.publish(ev.Interruption(2))
+        lines.close()
+        return stream.getvalue()
+
+    plain = printed(live=False)
+    assert "\r" not in plain and "\x1b" not in plain
+    assert plain.splitlines() == [
+        "[  0.00] you ...: what",
+        "[  0.30] you ...: what time",
+        "[  0.60] you:   what time is it",
+        "[  2.00] agent: It is noon",
+        "[  2.50] -- interrupted: playback stopped",
+    ]
+    live = printed(live=True)
+    shown = [part for part in live.split("\r\x1b[K") if part]
+    assert shown[:3] == [
+        "[  0.00] you ...: what",
+        "[  0.30] you ...: what time",
+        "[  0.60] you:   what time is it\n",
+    ]
+    assert "[  1.20] agent ...: It is" in shown
+    assert "[  1.60] agent (speaking): It is noon" in shown
+    # the reply's record line is printed above the live line, which is drawn again below it
+    assert "[  2.00] agent: It is noon\n[  1.60] agent (speaking): It is noon" in shown
+    assert live.endswith("[  2.50] -- interrupted: playback stopped\n")

@@ -367,6 +367,15 @@ CONTEXT_SENT_EVENT = ContextualUpdateSent.kind
 
 
 @dataclass(frozen=True)
+class AgentWords(DeviceEvent, kind="agent_words"):
+    """Words of the agent's answer, as the speaker starts to play them (from the audio's
+    alignment; an agent that sends none has only its agent_response, at arrival)."""
+
+    text: str
+    event_id: int
+
+
+@dataclass(frozen=True)
 class AgentReasoning(DeviceEvent, kind="agent_reasoning"):
     """A part of the agent's reasoning as it streams (``part``: start, delta, stop)."""
 

@@ -153,6 +153,9 @@ class SimulatorSettings:
     audio_chunk_ms: int = 100
     audio_pace: float = 2.0
     """Agent audio leaves at this multiple of real time, as a streaming TTS would (0: at once)."""
+    alignment: bool = False
+    """Send each audio chunk's ``alignment`` (the characters it speaks and when), spread evenly
+    over the reply's audio."""
     end_of_speech_s: float = 0.5
     vad_score_interval_s: float = 0.1
     input_timeout_s: float = 60.0

@@ -470,7 +470,12 @@ class SimulatedConversation:
                 await self.interrupt(turn, now)
                 return
             piece = samples[start : start + chunk]
-            await self.send(Audio(encode_wire(piece, self.output_format), event_id))
+            alignment = (
+                self.alignment(text, start, len(piece), len(samples))
+                if settings.alignment
+                else None
+            )
+            await self.send(Audio(encode_wire(piece, self.output_format), event_id, alignment))
             now = time.monotonic()
             if turn.first_audio_at is None:
                 turn.first_audio_at = now
@@ -491,6 +496,22 @@ class SimulatedConversation:
             return
         turn.completed_at = time.monotonic()
         await self.send(AgentResponseComplete(event_id))
+
+    def alignment(self, text: str, start: int, count: int, total: int) -> dict[str, Any] | None:
+        """The characters of ``text`` that samples ``start`` to ``start + count`` speak, each
+        given an even share of the reply's time (the simulated voice has no phonemes)."""
+        rate = self.output_format.sample_rate
+        first = -(-len(text) * start // total)  # the characters that start in the chunk
+        last = -(-len(text) * (start + count) // total)
+        if last <= first:
+            return None
+        share_ms = 1000 * total / rate / len(text)
+        offset_ms = 1000 * start / rate
+        return {
+            "chars": list(text[first:last]),
+            "char_start_times_ms": [round(i * share_ms - offset_ms) for i in range(first, last)],
+            "char_durations_ms": [round(share_ms)] * (last - first),
+        }
 
     def should_interrupt(self, turn: AgentTurnRecord, script: TurnScript, now: float) -> bool:
         if self.interrupt_now.is_set():

@@ -8,6 +8,7 @@ import logging
 import os
 import queue
 import stat
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -169,30 +170,78 @@ JOURNAL_KINDS: tuple[type[DeviceEvent], ...] = (
 went wrong. Each line is written to the SD card; what was said is not (it is private too)."""
 
 
+CLEAR_LINE = "\r\x1b[K"
+
+
 class ConsolePrinter:
     """The conversation as a person wants to read it while it happens; text that came from the
     network is escaped, so it can never be a terminal command or forge a line. ``brief``: only
-    ``JOURNAL_KINDS`` (stdout is the journal)."""
+    ``JOURNAL_KINDS`` (stdout is the journal). ``live`` (a terminal): one line at the bottom is
+    rewritten in place with what is still changing: the user's words so far, the agent's reply
+    as it streams, then its words as the speaker plays them; without a terminal the user's
+    words so far are plain lines."""
 
-    def __init__(self, lines: LineWriter, brief: bool = False) -> None:
+    def __init__(self, lines: LineWriter, brief: bool = False, live: bool = False) -> None:
         self.lines = lines
         self.brief = brief
+        self.live = live
         self._start: float | None = None
+        self._live_line = ""
+        self._streamed = ""
+        self._spoken: tuple[int, str] = (-1, "")
+        self._tentative = ""
 
     @classmethod
     def on_stdout(cls, lines: LineWriter) -> ConsolePrinter:
-        """Brief when stdout is the journal (a boot service), the whole transcript otherwise."""
-        return cls(lines, brief=stdout_is_the_journal())
+        """Brief when stdout is the journal (a boot service), the whole transcript otherwise;
+        live on a terminal."""
+        return cls(lines, brief=stdout_is_the_journal(), live=sys.stdout.isatty())
 
     def __call__(self, event: DeviceEvent) -> None:
         if self.brief and not isinstance(event, JOURNAL_KINDS):
             return
+        if self._start is None:
+            self._start = event.t
+        stamp = f"[{event.t - self._start:6.2f}]"
+        if isinstance(event, ev.TentativeUserTranscript) and not self.live:
+            if event.text and event.text != self._tentative:  # plain lines, when they change
+                self._tentative = event.text
+                self.lines.write(f"{stamp} you ...: {printable(event.text)}\n")
+            return
+        shown = self._live_line
+        changing = self._changing(event)
+        if changing is not None:
+            if self.live:
+                self._show_live(f"{stamp} {changing}")
+            return
         line = describe(event)
         if line is None:
             return
-        if self._start is None:
-            self._start = event.t
-        self.lines.write(f"[{event.t - self._start:6.2f}] {line}\n")
+        clear = CLEAR_LINE if self.live and shown else ""
+        self.lines.write(f"{clear}{stamp} {line}\n{self._live_line}")
+
+    def _changing(self, event: DeviceEvent) -> str | None:
+        """The live line an event makes (None: not one of those)."""
+        match event:
+            case ev.TentativeUserTranscript(text=text):
+                return f"you ...: {printable(text)}"
+            case ev.UserTranscript():
+                self._tentative = ""
+                self._live_line = ""
+            case ev.AgentChatResponsePart(text=text, part=part):
+                self._streamed = "" if part == "start" else self._streamed + text
+                return f"agent ...: {printable(shortened(self._streamed))}"
+            case ev.AgentWords(text=text, event_id=event_id):
+                said = self._spoken[1] if self._spoken[0] == event_id else ""
+                self._spoken = (event_id, shortened(said + text))
+                return f"agent (speaking): {printable(self._spoken[1])}"
+            case ev.Interruption() | ev.ConversationEnded():
+                self._live_line = ""
+        return None
+
+    def _show_live(self, line: str) -> None:
+        self._live_line = line
+        self.lines.write(f"{CLEAR_LINE}{line}")
 
 
 def printable(text: str) -> str:

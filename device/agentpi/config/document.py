@@ -301,12 +301,6 @@ def validate(config: Config) -> None:
         raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
     check_wake_agents(config.wake)
     check_mqtt(config.mqtt)
-    for label in config.wake.agents:
-        try:
-            validate(for_wake_word(config, label))
-        except ConfigError as exc:
-            raise ConfigError(f"wake.agents.{label}: {exc}") from None
-    _validate_conversation(config.conversation)
     override_ranges = {
         key.rsplit(".", 1)[1]: bounds
         for key, bounds in NUMBER_RANGES.items()
@@ -314,6 +308,12 @@ def validate(config: Config) -> None:
     }
     for label, entry in config.wake.agents.items():
         check_ranges(entry, override_ranges, f"wake.agents.{label}")
+    for label in config.wake.agents:
+        try:
+            validate(for_wake_word(config, label))
+        except ConfigError as exc:
+            raise ConfigError(f"wake.agents.{label}: {exc}") from None
+    _validate_conversation(config.conversation)
     _validate_context(config.context)
     validate_tools(config.tools)
 

@@ -30,6 +30,7 @@ from agentpi.events import EventBus
 from agentpi.protocol import actions as act
 from agentpi.protocol.failures import failure_of
 from agentpi.protocol.messages import ClientToolCall, ProtocolError
+from agentpi.protocol.reports import aligned_words
 from agentpi.protocol.session import NORMAL_CLOSE, ConversationSession
 from agentpi.protocol.timers import ApprovalPolicy, SessionSettings
 from agentpi.protocol.turns import TurnTimer
@@ -43,6 +44,9 @@ TICK_S = 0.05
 chunk (the mic loop is awake then anyway)."""
 FALLBACK_TICK_S = 0.25
 """While chunks flow, the timer only wakes this often, in case the microphone stalls."""
+MAX_WORDS_DUE = 256
+"""Aligned words waiting for the speaker to reach them (a chunk's each); past it, they are
+shown at once."""
 GOODBYE_S = 2.0
 """How long a close frame after a device failure may take: the link may be what failed."""
 
@@ -103,6 +107,7 @@ class ConversationRun:
         self._ticked_at = 0.0
         self._pressed_at = 0.0
         self._press_answers_approval = False
+        self._words_due: set[asyncio.TimerHandle] = set()
         self._first_of_two: asyncio.TimerHandle | None = None
         """A press that ends the conversation unless a second comes (``button.double_press``)."""
 
@@ -122,6 +127,7 @@ class ConversationRun:
         finally:
             if self._first_of_two is not None:
                 self._first_of_two.cancel()
+            self._forget_words()
             for task in list(self.tasks):
                 task.cancel()
             for task in list(self.tasks):
@@ -367,8 +373,9 @@ class ConversationRun:
             failure=failure.name if (failure := failure_of(ended)) is not None else None,
         )
 
-    def _time_turn(self) -> None:
-        """Before agent audio is queued: it reaches the speaker after what is queued already."""
+    def _time_turn(self) -> float:
+        """Before agent audio is queued: it reaches the speaker after what is queued already
+        (returned, in seconds)."""
         sink = self.context.sink
         if sink.playback_log is not None:
             sink.playback_log.chime_over()
@@ -376,6 +383,31 @@ class ConversationRun:
         turn = self.turn_timer.agent_audio(time.monotonic() + queued_s)
         if turn is not None:
             self.context.events.publish(turn)
+        return queued_s
+
+    def _pace_words(self, play: act.PlayAudio, queued_s: float) -> None:
+        """The chunk's words go out when the speaker reaches them, not when they arrive."""
+        aligned = aligned_words(play.alignment)
+        if aligned is None:
+            return
+        text, start_s = aligned
+        words = ev.AgentWords(text, play.event_id)
+        if len(self._words_due) >= MAX_WORDS_DUE:
+            self.context.events.publish(words)
+            return
+
+        def due() -> None:
+            self._words_due.discard(handle)
+            self.context.events.publish(words)
+
+        handle = asyncio.get_running_loop().call_later(queued_s + start_s, due)
+        self._words_due.add(handle)
+
+    def _forget_words(self) -> None:
+        """Words the speaker will not play now (an interruption) are not shown."""
+        for handle in self._words_due:
+            handle.cancel()
+        self._words_due.clear()
 
     def _report_backlog(self) -> None:
         """Once a conversation: the server sent more audio than the speaker may hold."""
@@ -400,10 +432,11 @@ class ConversationRun:
             elif isinstance(action, act.PlayAudio):
                 if self.decoder is not None:
                     audio = self.decoder.decode(action.audio)
-                    self._time_turn()
+                    self._pace_words(action, self._time_turn())
                     self.context.sink.write(apply_gain(audio, self.context.volume_gain()))
                     self._report_backlog()
             elif isinstance(action, act.FlushPlayback):
+                self._forget_words()
                 events.publish(ev.PlaybackFlushed(self.context.sink.flush()))
             elif isinstance(action, act.SetState):
                 self.context.show(action.state)

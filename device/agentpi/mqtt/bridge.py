@@ -55,6 +55,7 @@ PRIVATE_EVENTS: tuple[type[DeviceEvent], ...] = (
     ev.AgentResponseCorrection,
     ev.AgentChatResponsePart,
     ev.AgentReasoning,
+    ev.AgentWords,
     ev.UserMessageSent,
     ev.ContextualUpdateSent,
     ev.ContextualUpdateReceived,

@@ -6,6 +6,25 @@ from agentpi import events as ev
 from agentpi.protocol import messages as m
 
 
+def aligned_words(alignment: m.JsonDict | None) -> tuple[str, float] | None:
+    """The text an audio chunk speaks and when its first character starts (seconds into the
+    chunk), from ``audio.alignment``; None when there is none or it is not as the definition
+    says (a server's mistake costs the pacing, never the audio)."""
+    if not alignment:
+        return None
+    chars = alignment.get("chars")
+    starts = alignment.get("char_start_times_ms")
+    if not isinstance(chars, list) or not isinstance(starts, list) or not chars or not starts:
+        return None
+    if not all(isinstance(ch, str) for ch in chars):
+        return None
+    first = starts[0]
+    if isinstance(first, bool) or not isinstance(first, int | float) or not 0 <= first < 60_000:
+        return None
+    text = ev.shortened("".join(chars))
+    return (text, first / 1000) if text else None
+
+
 def report(event: m.ServerEvent) -> ev.DeviceEvent | None:
     """The observable event for a server message (None for those only the session needs)."""
     match event:
