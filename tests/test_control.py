@@ -214,6 +214,14 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not_taken_over(runtime_dir
         (b'{"command": "say", "text": "   "}', 'say needs "text"'),
         (b'{"command": "say", "text": "' + b"x" * 5000 + b'"}', "at most 4000"),
         (b'{"command": "say", "text": "x", "start": "yes"}', '"start" must be true or false'),
+        (b'{"command": "feedback"}', 'feedback needs "score": like or dislike'),
+        (b'{"command": "feedback", "score": "meh"}', 'feedback needs "score"'),
+        (b'{"command": "approve", "tool_call_id": 7}', '"tool_call_id" must be a non-empty string'),
+        (b'{"command": "context", "text": "x", "id": ""}', '"id" must be a non-empty string'),
+        (
+            b'{"command": "context", "text": "x", "id": "' + b"i" * 200 + b'"}',
+            "of at most 128",
+        ),
     ],
 )
 def test_bad_requests_say_what_is_wrong(line: bytes, error: str) -> None:

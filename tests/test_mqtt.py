@@ -24,8 +24,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 import agentpi.mqtt.client as mqtt_client
 from agentpi.backoff import RECONNECT_MAX_S
 from agentpi.config.document import TriggerConfig
+from agentpi.control.requests import ControlRequest
 from agentpi.device.app import Device
 from agentpi.events import DeviceEvent, EventBus, MqttTakenOver, VolumeChanged
+from agentpi.mqtt.bridge import MqttBridge
 from agentpi.mqtt.client import SHORT_SESSIONS_SUSPECTED, MqttDevice, MqttLink, taken_over
 from agentpi.mqtt.doctor import check_broker
 from agentpi.mqtt.settings import MqttConfig
@@ -190,6 +192,8 @@ def test_bad_commands_are_answered_with_an_error_and_nothing_else(
                 ("volume/set", b"loud"),
                 ("volume/set", b"900"),
                 ("wake/set", b"MAYBE"),
+                ("feedback", b"love"),
+                ("approve", b"PRESS"),
             ]
             for name, payload in bad:
                 await client.publish(f"{base}/{name}", payload, qos=1)
@@ -204,9 +208,18 @@ def test_bad_commands_are_answered_with_an_error_and_nothing_else(
         tmp_path, trigger=TriggerConfig(mode="control"), once=False, during=during, timeout=60
     )
     assert run.simulator.conversations == []
-    assert len(replies) == 8 and all(reply["ok"] is False for reply in replies)
+    assert len(replies) == 10 and all(reply["ok"] is False for reply in replies)
     errors = " | ".join(reply["error"] for reply in replies)
-    for expected in ("not a JSON object", "at most 4000", "events", "65536", "a number", "ON or"):
+    for expected in (
+        "not a JSON object",
+        "at most 4000",
+        "events",
+        "65536",
+        "a number",
+        "ON or",
+        'feedback needs "score": like or dislike',
+        "no conversation is running",
+    ):
         assert expected in errors, errors
 
 
@@ -747,3 +760,21 @@ def test_the_test_broker_moves_off_a_port_another_test_took(tmp_path: Path) -> N
             assert broker.process.poll() is None
         finally:
             broker.kill()
+
+
+def test_approval_and_feedback_topics_become_control_requests() -> None:
+    bridge = MqttBridge(MqttConfig(url="mqtt://localhost"), "hall", "test")
+    base = "agentpi/hall"
+    assert (
+        f"{base}/approve" in bridge.subscriptions() and f"{base}/feedback" in bridge.subscriptions()
+    )
+    assert bridge.command(f"{base}/approve", b"PRESS").request == ControlRequest("approve")
+    assert bridge.command(f"{base}/deny", b"").request == ControlRequest("deny")
+    liked = bridge.command(f"{base}/feedback", b"Like").request
+    assert liked is not None and (liked.command, liked.score) == ("feedback", "like")
+    by_id = bridge.command(
+        f"{base}/command", b'{"command": "deny", "tool_call_id": "mcp_7"}'
+    ).request
+    assert by_id is not None and by_id.tool_call_id == "mcp_7"
+    names = {json.loads(p.payload)["name"] for p in bridge.discovery()}
+    assert {"Approve tool", "Decline tool"} <= names

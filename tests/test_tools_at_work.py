@@ -252,9 +252,7 @@ def test_the_lights_work_from_a_tool_request_to_its_response(
     assert (led["effect"], led["color"]) == ("pulse", "yellow")
     # the pulse moved the red pin all the while, through many levels
     levels = {
-        round(value, 2)
-        for t, value in timeline(factory, RED)
-        if working[0]["t"] <= t <= after["t"]
+        round(value, 2) for t, value in timeline(factory, RED) if working[0]["t"] <= t <= after["t"]
     }
     assert len(levels) > 10
 
