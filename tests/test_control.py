@@ -173,7 +173,15 @@ class QuietDevice:
     def send_user_message(self, text: str) -> str | None:
         return "not in this test"
 
-    def send_contextual_update(self, text: str) -> str | None:
+    def send_contextual_update(self, text: str, context_id: str | None = None) -> str | None:
+        return "not in this test"
+
+    def answer_approval(
+        self, approved: bool, by: str, tool_call_id: str | None = None
+    ) -> str | None:
+        return "not in this test"
+
+    def send_feedback(self, score: str) -> str | None:
         return "not in this test"
 
 

@@ -256,8 +256,18 @@ class StandIn:
         self.calls.append(f"say {text}")
         return None
 
-    def send_contextual_update(self, text: str) -> str | None:
+    def send_contextual_update(self, text: str, context_id: str | None = None) -> str | None:
         self.calls.append(f"context {text}")
+        return None
+
+    def answer_approval(
+        self, approved: bool, by: str, tool_call_id: str | None = None
+    ) -> str | None:
+        self.calls.append(f"{'approve' if approved else 'deny'} by {by}")
+        return None
+
+    def send_feedback(self, score: str) -> str | None:
+        self.calls.append(f"feedback {score}")
         return None
 
     def set_volume_percent(self, percent: float) -> None:

@@ -508,3 +508,100 @@ def test_user_turns_count_what_the_user_said_or_typed() -> None:
     session.user_message("and this", 2.0)
     session.contextual_update("not a turn", 2.1)
     assert session.user_turns == 2
+
+
+# ------------------------------------------------------------------ the 2026 events
+
+
+def asking(
+    tool_call_id: str = "m1", name: str = "turn_on", timeout: int | None = 60
+) -> m.McpToolCall:
+    return m.McpToolCall(
+        "svc", tool_call_id, name, "awaiting_approval", "", approval_timeout_secs=timeout
+    )
+
+
+def approvals_sent(actions: list[Action]) -> list[tuple[str, bool]]:
+    return [
+        (msg.tool_call_id, msg.is_approved)
+        for msg in sent(actions)
+        if isinstance(msg, m.McpToolApprovalResult)
+    ]
+
+
+def test_an_approval_waits_for_the_user_and_is_declined_before_the_server_gives_up() -> None:
+    session = started()
+    asked = session.receive(asking(timeout=60), 1.0)
+    assert states(asked) == [DeviceState.AWAITING_APPROVAL]
+    assert session.approvals_waiting == {"m1": "turn_on"}
+    assert approvals_sent(run_silence(session, 1.0, 55.9)) == []  # 60 s less the 5 s margin
+    declined = session.tick(56.0)
+    assert approvals_sent(declined) == [("m1", False)]
+    said = [a.event for a in declined if isinstance(a, Notify)]
+    assert said == [ev.McpApproval("turn_on", "m1", False, "no answer")]
+    assert states(declined) == [DeviceState.LISTENING] and session.approvals_waiting == {}
+
+
+def test_the_user_answers_the_oldest_approval_or_the_one_named() -> None:
+    session = started()
+    session.receive(asking("m1"), 1.0)
+    session.receive(asking("m2", "open_door"), 1.1)
+    assert approvals_sent(session.answer_approval(True, 2.0, "control", "m2")) == [("m2", True)]
+    assert approvals_sent(session.answer_approval(False, 2.1, "button")) == [("m1", False)]
+    nothing = session.answer_approval(True, 2.2, "button")
+    assert sent(nothing) == [] and isinstance(nothing[0], Notify)
+
+
+def test_the_lists_answer_at_once_and_more_than_four_waiting_are_declined() -> None:
+    from agentpi.protocol.timers import ApprovalPolicy
+
+    policy = ApprovalPolicy(approve=("get_*",), deny=("get_secrets",))
+    session = started(SessionSettings(approvals=policy))
+    assert approvals_sent(session.receive(asking("a", "get_time"), 1.0)) == [("a", True)]
+    assert approvals_sent(session.receive(asking("b", "get_secrets"), 1.0)) == [("b", False)]
+    for index in range(4):
+        assert approvals_sent(session.receive(asking(f"w{index}"), 1.0)) == []
+    assert approvals_sent(session.receive(asking("w4"), 1.0)) == [("w4", False)]
+    assert len(session.approvals_waiting) == 4
+
+
+def test_an_approval_blocks_the_close_while_the_user_decides() -> None:
+    session = started(SessionSettings(silence_close_s=1.0))
+    session.receive(m.AgentResponse("Shall I?", 3), 0.5)
+    session.receive(m.AgentResponseComplete(3), 0.6)
+    session.receive(asking(timeout=30), 0.7)
+    assert closes(run_silence(session, 0.7, 20.0)) == []
+    session.answer_approval(True, 20.0, "button")
+    assert closes(run_silence(session, 20.0, 23.0))
+
+
+def test_a_tool_at_work_shows_working_until_its_response_or_at_most_a_minute() -> None:
+    session = started(SessionSettings(silence_close_s=1.0, idle_close_s=300))
+    request = session.receive(m.AgentToolRequest("lookup", "t1", "webhook", 2), 1.0)
+    assert states(request) == [DeviceState.WORKING]
+    response = session.receive(m.AgentToolResponse("lookup", "t1", "webhook", False), 2.0)
+    assert states(response) == [DeviceState.LISTENING]
+    session.receive(m.AgentToolRequest("lookup", "t2", "webhook", 3), 3.0)  # never answered
+    session.receive(m.AgentResponse("One moment.", 3), 3.1)
+    session.receive(m.AgentResponseComplete(3), 3.2)
+    quiet = run_silence(session, 3.2, 70.0)
+    assert DeviceState.LISTENING in states(quiet)  # the lights gave up on it after 60 s
+    assert closes(quiet)  # and the conversation could end
+
+
+def test_feedback_rates_the_last_answer_once() -> None:
+    session = started()
+    assert session.rateable_event_id is None
+    session.receive(m.AgentResponse("Noon.", 7), 1.0)
+    session.receive(m.Audio(b"\x00\x00", 7), 1.1)
+    liked = session.feedback("like", 2.0)
+    assert sent(liked) == [m.Feedback(7, "like")]
+    assert session.rateable_event_id is None and sent(session.feedback("dislike", 2.1)) == []
+    session.receive(m.AgentResponse("Anything else?", 9), 3.0)
+    assert sent(session.feedback("dislike", 3.1)) == [m.Feedback(9, "dislike")]
+
+
+def test_a_context_with_an_id_goes_out_with_it() -> None:
+    session = started()
+    update = session.contextual_update("The light is off.", 1.0, "kitchen_light")
+    assert sent(update) == [m.ContextualUpdate("The light is off.", "kitchen_light")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,3 +345,68 @@ def test_a_context_with_an_id_replaces_its_last_value(tmp_path: Path) -> None:
     }
     lines = run.of_kind("contextual_update_sent")
     assert lines[0]["context_id"] == "kitchen_light"
+
+
+def test_the_simulator_sends_each_new_event_and_each_becomes_a_line(tmp_path: Path) -> None:
+    """Scripted in their wire shape, checked when the script loads; the agent (every event on)
+    sends them, and the device writes a line for each and keeps the context usage for status."""
+    sent: list[m.ServerEvent] = [
+        m.AgentReasoningResponsePart("First, the", "delta", "r-1"),
+        m.RichContent("row-1", "item_card", {"title": "Lamp"}, 1),
+        m.AgentToolRequest("lookup", "t9", "webhook", 1),
+        m.AgentToolResponse("lookup", "t9", "webhook", False, True, 1),
+        m.AgentToolResponseFullPayload("lookup", "t9", "webhook", False, '{"ok": 1}', event_id=1),
+        m.McpToolCall("svc", "m9", "read_state", "loading", "2026-12-04T08:00:00Z"),
+        m.McpToolCall("svc", "m9", "read_state", "success", "", result=({"type": "text"},)),
+        m.McpConnectionStatus((m.McpIntegration("home", "mcp_server", True, 12),)),
+        m.ContextUsage("gemini-2.0-flash", 3100, 1_000_000, 1),
+        m.AsrInitiationMetadata({"model": "scribe"}),
+        m.GuardrailTriggered(),
+        m.InternalTurnProbability(0.42),
+        m.AgentTyping(True, 1500),
+        m.ExternalAgentConnected(),
+        m.ExternalAgentDisconnected(),
+    ]
+    events = tuple(json.loads(m.encode(event)) for event in sent)
+    script = SimulatorScript(first_turn=TurnScript(events=events, response="Hi."))
+    usage: list[Any] = []
+
+    async def during(device: Device) -> None:
+        while device.controls.status()["context_usage"] is None:
+            await asyncio.sleep(0.05)
+        usage.append(device.controls.status()["context_usage"])
+
+    run = run_conversation(
+        tmp_path, script=script, input_wav=save(tmp_path / "quiet.wav", silence(6.0)), during=during
+    )
+    kinds = set(run.kinds())
+    assert {
+        "agent_reasoning",
+        "rich_content",
+        "agent_tool_request",
+        "agent_tool_response",
+        "agent_tool_result",
+        "mcp_tool_call",
+        "mcp_connection_status",
+        "context_usage",
+        "asr_initiation_metadata",
+        "guardrail_triggered",
+        "turn_probability",
+        "agent_typing",
+        "external_agent",
+    } <= kinds
+    assert run.of_kind("context_usage")[0]["percent"] == 0.3
+    assert usage == [{"model": "gemini-2.0-flash", "tokens": 3100, "limit": 1_000_000}]
+    assert [e["connected"] for e in run.of_kind("external_agent")] == [True, False]
+    assert run.of_kind("protocol_error") == [] and run.of_kind("unknown_event") == []
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [({"type": "hologram"}, "not a server event"), ({"type": "ping"}, "ping.ping_event: missing")],
+)
+def test_a_scripted_event_is_checked_when_the_script_loads(event: Any, error: str) -> None:
+    from agentpi.settings.typed import SettingsError
+
+    with pytest.raises(SettingsError, match=error):
+        TurnScript(events=(event,))

@@ -547,6 +547,7 @@ class ConversationSession:
         for tool_call_id, waiting in list(self._approvals.items()):
             if now >= waiting.deadline:
                 del self._approvals[tool_call_id]
+                self._times.last_activity_at = now  # the agent answers the no: not idle
                 actions += self._send_approval(waiting.call, False, "no answer")
         for tool_call_id, since in list(self._working.items()):
             if now - since >= self.settings.tool_shown_max_s:
