@@ -209,7 +209,8 @@ def test_the_wall_clock_jumping_during_the_back_off_changes_nothing(tmp_path: Pa
 def test_no_timer_of_the_device_reads_the_wall_clock() -> None:
     """The wake word's refractory time, the MQTT link's back-off and every other timer use the
     monotonic clock (asyncio's, threading's and time.monotonic); the wall clock is read only
-    for dates the platform stores (an agent's timestamps) and by the clock check itself."""
+    for dates the platform stores (an agent's timestamps, an MCP call's) and by the clock check
+    itself."""
     device = Path(__file__).parents[1] / "device" / "agentpi"
     wall = ("time.time()", "time.time_ns()", "datetime.now(", "datetime.utcnow(")
     readers = sorted(
@@ -219,6 +220,7 @@ def test_no_timer_of_the_device_reads_the_wall_clock() -> None:
     )
     assert readers == [
         "agent/definition.py",
+        "agent/sim_conversation.py",
         "agent/simulator.py",
         "device/initiation.py",
         "system/clock.py",

@@ -108,10 +108,12 @@ def assert_heard_and_listening_again(run: Run, error: str) -> None:
     first = run.of_kind("conversation_ended")[0]
     assert first["code"] is None and first["closed_by"] == "server"
     assert error in first["error"]
-    # the error is shown and heard, then the device listens again
+    # the failure table's network row: offline shown and the error cue heard, then listening
+    assert first["failure"] == "network"
     after = [e for e in run.events if e["t"] >= cut_at]
     states = [e["state"] for e in after if e["event"] == "state"]
-    assert states[states.index("error") + 1] == "idle"
+    assert "error" not in states
+    assert states[states.index("offline") + 1] == "idle"
     idle_again = next(e for e in after if e["event"] == "state" and e["state"] == "idle")
     assert idle_again["t"] - cut_at < 5.0
     assert run.cues is not None and run.cues.played[0] == "error"

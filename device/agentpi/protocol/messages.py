@@ -151,7 +151,7 @@ def _event_body(data: JsonDict, cls: type[WrappedEvent]) -> JsonDict:
     for key, value in data.items():
         if key.endswith("_event") and isinstance(value, dict):
             return value
-    if cls in (ErrorEvent, AgentResponseComplete) or getattr(cls, "wrapper_optional", False):
+    if cls.wrapper_optional:
         return data
     raise ProtocolError(f"{cls.type}.{cls.wrapper}: missing")
 
