@@ -289,6 +289,16 @@ def test_agentpi_say_status_events_and_stop_from_a_shell(tmp_path: Path) -> None
                 event = json.loads(line)
                 if event["event"] == "agent_response" and "hello there" in event["text"]:
                     break
+            liked = agentpi("feedback", "like")
+            assert liked.returncode == 0, liked.stderr
+            again = agentpi("feedback", "dislike")  # one rating per answer, as the SDKs allow
+            assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+            assert "no answer to rate" in again.stderr
+            nothing = agentpi("approve")
+            assert nothing.returncode == 1 and "no tool is waiting" in nothing.stderr
+            for line in follow.stdout:
+                if json.loads(line)["event"] == "feedback":
+                    break
             assert agentpi("stop").returncode == 0
             assert device.wait(WAIT_S) == 0, device.communicate()[1]
             # the device has gone: the follower's stream ends and it exits

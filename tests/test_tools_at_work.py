@@ -138,6 +138,7 @@ def approval_run(
         on_event=on_state("awaiting_approval", presses, answer),
         sections={"tools": ToolsConfig(mcp=mcp or McpToolsConfig())},
         timeout=60,
+        cues=True,
     )
     return run, presses
 
@@ -167,6 +168,7 @@ def test_a_short_press_approves_and_the_lights_ask_until_then(
     assert blinks(factory, RED, asked_at, asked_at + 1.5) >= 1
     assert blinks(factory, GREEN, asked_at, asked_at + 1.5) >= 1
     assert blinks(factory, BLUE, asked_at, asked_at + 1.5) == 0
+    assert run.cues is not None and run.cues.played.count("question") == 1  # heard, once
     asked_led = [e for e in run.of_kind("led") if e["state"] == "awaiting_approval"]
     assert asked_led and asked_led[0]["effect"] == "blink" and asked_led[0]["color"] == "yellow"
 
@@ -209,6 +211,7 @@ def test_the_lists_answer_without_asking(
     assert run.of_kind("mcp_approval")[0]["by"] == "config"
     assert "awaiting_approval" not in run.states()
     assert run.of_kind("button") == []
+    assert run.cues is not None and "question" not in run.cues.played
 
 
 def test_the_control_surface_answers_an_approval(tmp_path: Path) -> None:

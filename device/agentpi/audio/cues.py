@@ -32,6 +32,7 @@ CHUNK_BEFORE_OPEN = 640
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "cues"
 
 
+QUESTION_CUE = "question"
 QUESTION_TONES_HZ = (660.0, 880.0)
 QUESTION_TONE_S = 0.09
 

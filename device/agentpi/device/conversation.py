@@ -20,7 +20,6 @@ from agentpi.agent.client import AgentConnection, Closed
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.convert import WireDecoder, WireEncoder, apply_gain
-from agentpi.audio.cues import question_tones
 from agentpi.audio.formats import AudioFormat
 from agentpi.audio.gating import MicGate, PushToTalk
 from agentpi.audio.speech_vad import SpeechVad
@@ -63,6 +62,8 @@ class RunContext:
     tools: ToolRegistry
     gate: MicGate
     show: Callable[[DeviceState], None]
+    ask: Callable[[], None]
+    """The question cue (an MCP tool waits for a yes or no), into the open speaker."""
     volume_gain: Callable[[], float]
     mic_ok: Callable[[], bool]
     """False while the microphone is being recovered (which reports its own failure)."""
@@ -417,13 +418,6 @@ class ConversationRun:
             backlog_s = self.context.config.audio.max_backlog_s
             self.context.events.publish(ev.PlaybackOverflow(refused, backlog_s))
 
-    def _ask(self) -> None:
-        """The question cue, queued behind whatever the agent is saying (its question, often)."""
-        audio = self.context.config.audio
-        sink = self.context.sink
-        if audio.cues and sink.sample_rate:
-            sink.write(apply_gain(question_tones(sink.sample_rate), audio.cue_volume))
-
     async def execute(self, actions: list[act.Action]) -> None:
         events = self.context.events
         for action in actions:
@@ -447,7 +441,7 @@ class ConversationRun:
             elif isinstance(action, act.RunTool):
                 await self.take_tool_call(action.call)
             elif isinstance(action, act.AskApproval):
-                self._ask()
+                self.context.ask()
             elif isinstance(action, act.CloseConnection):
                 self.spawn(self.connection.close(action.code, action.reason))
             elif isinstance(action, act.ConversationEnded) and not self.ended.done():

@@ -9,7 +9,8 @@ import time
 from agentpi import events as ev
 from agentpi.audio.backend import AudioDeviceError, AudioSink
 from agentpi.audio.capture import Microphone
-from agentpi.audio.cues import Cues
+from agentpi.audio.convert import apply_gain
+from agentpi.audio.cues import QUESTION_CUE, Cues, question_tones
 from agentpi.events import EventBus
 from agentpi.states import DeviceState, check_transition
 from agentpi.system.systemd_notify import SystemdNotifier
@@ -61,6 +62,15 @@ class StateDisplay:
         """The error state and its cue, held until the microphone is back."""
         self.show(DeviceState.ERROR)
         await self.cue("error")
+
+    def ask(self) -> None:
+        """The question cue, queued on the conversation's open speaker behind whatever the
+        agent is saying (its question, often): two rising tones made at the speaker's rate."""
+        if self.cues is None or not self.cues.enabled or not self.sink.sample_rate:
+            return
+        tones = question_tones(self.sink.sample_rate)
+        self.sink.write(apply_gain(tones, self.cues.volume))
+        self.cues.played.append(QUESTION_CUE)
 
     async def cue(self, name: str) -> None:
         """Play an earcon (if they are on) and wait until it has been heard."""

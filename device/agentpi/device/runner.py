@@ -177,6 +177,7 @@ class ConversationRunner:
             tools=self.tools,
             gate=self.choose_gate(),
             show=self.display.show,
+            ask=self.display.ask,
             volume_gain=lambda: self.volume.gain,
             mic_ok=self.mic_ok.is_set,
         )
