@@ -6,6 +6,10 @@ from agentpi import events as ev
 from agentpi.protocol import messages as m
 
 
+MAX_INTEGRATIONS_LISTED = 64
+"""MCP integrations named in one line (a server may list thousands)."""
+
+
 def aligned_words(alignment: m.JsonDict | None) -> tuple[str, float] | None:
     """The text an audio chunk speaks and when its first character starts (seconds into the
     chunk), from ``audio.alignment``; None when there is none or it is not as the definition
@@ -83,7 +87,8 @@ def report(event: m.ServerEvent) -> ev.DeviceEvent | None:
                 event.approval_timeout_secs,
             )
         case m.McpConnectionStatus():
-            return ev.McpConnectionStatus([item.to_json() for item in event.integrations])
+            listed = event.integrations[:MAX_INTEGRATIONS_LISTED]
+            return ev.McpConnectionStatus([item.to_json() for item in listed])
         case m.ContextUsage():
             limit = event.context_limit_tokens
             percent = round(100 * event.context_tokens / limit, 1) if limit > 0 else None
