@@ -1,5 +1,5 @@
-"""``agentpi say | context | status | events | start | stop | approve | deny | feedback``: the
-running device, driven over its control socket."""
+"""``agentpi say | context | status | events | start | stop | approve | deny | feedback |
+announce``: the running device, driven over its control socket."""
 
 from __future__ import annotations
 
@@ -23,11 +23,15 @@ def add_control_commands(add_command: Callable[..., argparse.ArgumentParser]) ->
         "approve": "yes to the MCP tool waiting for approval",
         "deny": "no to the MCP tool waiting for approval",
         "feedback": "rate the agent's last answer: like or dislike",
+        "announce": "the agent says this sentence now (a conversation that ends after it)",
     }
     for name, text in helps.items():
         command = add_command(name, help=text)
-        if name in ("say", "context"):
+        if name in ("say", "context", "announce"):
             command.add_argument("text", help="what to send")
+        if name == "start":
+            command.add_argument("--first-message", help="the agent's first words")
+            command.add_argument("--instructions", help="background for the agent")
         if name == "context":
             command.add_argument(
                 "--id", dest="context_id", help="the agent keeps only the latest text of this id"
@@ -56,8 +60,12 @@ def control_command(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         return 0
     payload: dict[str, object] = {"command": args.command}
-    if args.command in ("say", "context"):
+    if args.command in ("say", "context", "announce"):
         payload["text"] = args.text
+    if args.command == "start":
+        for key in ("first_message", "instructions"):
+            if getattr(args, key):
+                payload[key] = getattr(args, key)
     if args.command == "say":
         payload["start"] = not args.no_start
     if args.command == "context" and args.context_id:

@@ -324,6 +324,14 @@ CLIENT_EVENTS = tuple(kind for kind in SERVER_EVENT_TYPES if kind != "error")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def with_first_message(config: Config, first_message: str) -> Config:
+    """The configuration of a conversation that opens with ``first_message`` (an announcement,
+    Home Assistant's start_conversation): a first_message override, which the agent must allow."""
+    overrides = dataclasses.replace(config.conversation.overrides, first_message=first_message)
+    conversation = dataclasses.replace(config.conversation, overrides=overrides)
+    return dataclasses.replace(config, conversation=conversation)
+
+
 def for_wake_word(config: Config, label: str) -> Config:
     """The configuration of a conversation the wake word ``label`` opens: its [wake.agents]
     entry over [agent] and [conversation.overrides]."""

@@ -16,6 +16,12 @@ One JSON object per line each way, on a UNIX socket only the owner and one group
                                                -> answer the MCP tool call waiting for approval
                                                   (the oldest, or "tool_call_id")
     {"command": "feedback", "score": "like"}   -> rate the agent's last answer (like, dislike)
+    {"command": "announce", "text": "..."}     -> the agent says the sentence: a conversation that
+                                                  opens with it and ends after it, or, while one
+                                                  runs, a request to read it out
+    {"command": "start", "first_message": "...", "instructions": "..."}
+                                               -> a conversation that opens with those words and
+                                                  that background, then goes on as usual
     {"command": "events"}                      -> {"ok": true}, then every event line, as --events
 
 Every answer is {"ok": true, ...} or {"ok": false, "error": "what went wrong"}; a bad request
@@ -43,6 +49,7 @@ COMMANDS = (
     "approve",
     "deny",
     "feedback",
+    "announce",
     "events",
 )
 SCORES = ("like", "dislike")
@@ -54,6 +61,17 @@ class ControlRequestError(AgentpiError, ValueError):
 
 
 @dataclass(frozen=True)
+class Opening:
+    """How a conversation asked for over the control socket or MQTT begins: the agent's first
+    words (a first_message override), background for the agent, and for an announcement, the
+    end once those words are said."""
+
+    first_message: str | None = None
+    instructions: str | None = None
+    announcement: bool = False
+
+
+@dataclass(frozen=True)
 class ControlRequest:
     command: str
     text: str = ""
@@ -61,6 +79,8 @@ class ControlRequest:
     context_id: str | None = None
     tool_call_id: str | None = None
     score: str | None = None
+    first_message: str | None = None
+    instructions: str | None = None
 
 
 def parse_request(line: bytes) -> ControlRequest:
@@ -72,22 +92,20 @@ def parse_request(line: bytes) -> ControlRequest:
     if command not in COMMANDS:
         raise ControlRequestError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
     text = data.get("text", "")
-    if command in ("say", "context"):
-        if not isinstance(text, str) or not text.strip():
-            raise ControlRequestError(f'{command} needs "text": a non-empty string')
-        if len(text) > MAX_TEXT_CHARS:
-            raise ControlRequestError(
-                f"text is {len(text)} characters; at most {MAX_TEXT_CHARS} at a time"
-            )
-        if not text.isascii() and not _encodable(text):
-            # JSON may spell a lone surrogate ("\ud800"); no UTF-8 frame can carry it
-            raise ControlRequestError("text is not valid Unicode (a lone surrogate)")
+    if command in ("say", "context", "announce"):
+        _check_text(text, f'{command} needs "text"', "text")
     start = data.get("start", False)
     if not isinstance(start, bool):
         raise ControlRequestError('"start" must be true or false')
     score = data.get("score")
     if command == "feedback" and score not in SCORES:
         raise ControlRequestError(f'feedback needs "score": {" or ".join(SCORES)}')
+    opening = {}
+    for key in ("first_message", "instructions"):
+        value = data.get(key)
+        if value is not None:
+            _check_text(value, f'"{key}" must be', key)
+            opening[key] = value.strip()
     return ControlRequest(
         command,
         text.strip() if isinstance(text, str) else "",
@@ -95,7 +113,20 @@ def parse_request(line: bytes) -> ControlRequest:
         context_id=_optional_id(data, "id"),
         tool_call_id=_optional_id(data, "tool_call_id"),
         score=score if command == "feedback" else None,
+        **opening,
     )
+
+
+def _check_text(text: object, needs: str, name: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise ControlRequestError(f"{needs}: a non-empty string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ControlRequestError(
+            f"{name} is {len(text)} characters; at most {MAX_TEXT_CHARS} at a time"
+        )
+    if not text.isascii() and not _encodable(text):
+        # JSON may spell a lone surrogate ("\ud800"); no UTF-8 frame can carry it
+        raise ControlRequestError(f"{name} is not valid Unicode (a lone surrogate)")
 
 
 def _optional_id(data: dict[str, Any], key: str) -> str | None:
@@ -122,7 +153,11 @@ class ControlledDevice(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def start_conversation(self, user_message: str | None = None) -> str | None: ...
+    def start_conversation(
+        self, user_message: str | None = None, opening: Opening | None = None
+    ) -> str | None: ...
+
+    def announce(self, text: str) -> str | None: ...
 
     def stop_conversation(self) -> str | None: ...
 
@@ -147,7 +182,12 @@ def carry_out(
         return {"ok": True, "status": device.status()}
     error: str | None
     if command == "start":
-        error = device.start_conversation()
+        opening = None
+        if request.first_message is not None or request.instructions is not None:
+            opening = Opening(request.first_message, request.instructions)
+        error = device.start_conversation(opening=opening)
+    elif command == "announce":
+        error = device.announce(request.text)
     elif command == "stop":
         error = device.stop_conversation()
     elif command == "context":

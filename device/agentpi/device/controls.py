@@ -9,6 +9,7 @@ from typing import Any
 
 from agentpi import __version__
 from agentpi.config.document import Config
+from agentpi.control.requests import Opening
 from agentpi.device.display import StateDisplay
 from agentpi.device.retry import RetryPolicy
 from agentpi.device.runner import ConversationRunner
@@ -16,6 +17,9 @@ from agentpi.device.trigger_loop import TriggerLoop
 from agentpi.device.volume import Volume
 from agentpi.events import EventBus
 from agentpi.states import DeviceState
+
+ANNOUNCE_REQUEST = "Read this announcement out to me now, word for word, then stop: {text}"
+"""What an announcement becomes in a conversation that is already running."""
 
 
 class ControlSurface:
@@ -77,8 +81,11 @@ class ControlSurface:
         self._triggers.wake.set_enabled(on)
         return None
 
-    def start_conversation(self, user_message: str | None = None) -> str | None:
-        """Start one now, as a press would; the reason it cannot, or None."""
+    def start_conversation(
+        self, user_message: str | None = None, opening: Opening | None = None
+    ) -> str | None:
+        """Start one now, as a press would (``opening``: its first words and background); the
+        reason it cannot, or None."""
         if self._runner.run is not None:
             return "a conversation is already running"
         if not self._ready.is_set():
@@ -90,8 +97,16 @@ class ControlSurface:
         refusal = self._retry.refusal()
         if refusal is not None:
             return refusal
-        self._triggers.control.request(user_message)
+        self._triggers.control.request(user_message, opening)
         return None
+
+    def announce(self, text: str) -> str | None:
+        """The agent says ``text``: a conversation that opens with it and ends after it; while
+        one runs, the agent is asked to read it out (a typed turn)."""
+        run = self._runner.run
+        if run is not None:
+            return run.from_device(ANNOUNCE_REQUEST.format(text=text), typed=True)
+        return self.start_conversation(opening=Opening(first_message=text, announcement=True))
 
     def stop_conversation(self) -> str | None:
         run = self._runner.run

@@ -24,6 +24,7 @@ from agentpi.audio.formats import AudioFormat
 from agentpi.audio.gating import MicGate, PushToTalk
 from agentpi.audio.speech_vad import SpeechVad
 from agentpi.config.document import Config
+from agentpi.control.requests import Opening
 from agentpi.device.initiation import auto_keywords, initiation_data, start_context
 from agentpi.events import EventBus
 from agentpi.protocol import actions as act
@@ -79,11 +80,13 @@ class ConversationRun:
         reader: MicReader,
         user_message: str | None = None,
         triggered_at: float | None = None,
+        opening: Opening | None = None,
     ) -> None:
         self.context = context
         self.connection = connection
         self.reader = reader
         self.user_message = user_message
+        self.opening = opening
         self.turn_timer = TurnTimer(triggered_at)
         config = context.config
         conv = config.conversation
@@ -119,6 +122,11 @@ class ConversationRun:
         context = start_context(self.context.config.context, self.context.device_id)
         if context:
             await self.execute(self.session.contextual_update(context, now))
+        opening = self.opening
+        if opening is not None and opening.instructions:
+            await self.execute(self.session.contextual_update(opening.instructions, now))
+        if opening is not None and opening.announcement:
+            await self.execute(self.session.end_after_turn(now))  # said it: that is all
         if self.user_message:
             await self.execute(self.session.user_message(self.user_message, now))
         for coro in (self.receive_loop(), self.mic_loop(), self.tick_loop()):

@@ -12,7 +12,7 @@ from agentpi.agent.client import AgentConnectError, AgentConnection, open_agent
 from agentpi.audio.backend import AudioSink
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.audio.gating import MicGate, OpenMic
-from agentpi.config.document import Config, for_wake_word
+from agentpi.config.document import Config, for_wake_word, with_first_message
 from agentpi.device.conversation import ConversationRun, RunContext
 from agentpi.device.display import StateDisplay
 from agentpi.device.initiation import event_context
@@ -108,6 +108,8 @@ class ConversationRunner:
         config = self.config
         if trigger.source == "wake" and "model" in trigger.detail:
             config = for_wake_word(config, trigger.detail["model"])
+        if trigger.opening is not None and trigger.opening.first_message is not None:
+            config = with_first_message(config, trigger.opening.first_message)
         connection = await self._connect(config)
         if isinstance(connection, ConversationEnded):
             return connection
@@ -117,7 +119,12 @@ class ConversationRunner:
             return ConversationEnded(NORMAL_CLOSE, self.stopping, "client")
         await trigger.skip_wake_phrase(reader, PHRASE_END_WAIT_S)
         run = ConversationRun(
-            self._run_context(config), connection, reader, trigger.user_message, trigger.at
+            self._run_context(config),
+            connection,
+            reader,
+            trigger.user_message,
+            trigger.at,
+            trigger.opening,
         )
         self.run = run
         self.no_run.clear()

@@ -12,6 +12,8 @@ Topics under the base (``agentpi/<device id>`` unless configured):
     command             a control-socket request as JSON ({"command": "say", "text": ...})
     say, start, stop, volume/set, wake/set    Home Assistant's entities' commands
     approve, deny       answer the MCP tool waiting for approval (any payload)
+    announce            the agent says this sentence (Home Assistant's notify entity)
+    start               with a JSON object: {"first_message": ..., "instructions": ...}
     feedback            like / dislike: rate the agent's last answer
     reply               the answer to every command: {"ok": true} or {"ok": false, "error": ...}
 
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentpi import bounded_json
 from agentpi import events as ev
 from agentpi.control.requests import (
     MAX_REQUEST_BYTES,
@@ -143,7 +146,7 @@ class MqttBridge:
         return out
 
     def subscriptions(self) -> list[str]:
-        names = ("command", "say", "start", "stop", "approve", "deny", "feedback")
+        names = ("command", "say", "start", "stop", "approve", "deny", "feedback", "announce")
         return [self.topic(name) for name in names] + [
             self.topic("volume/set"),
             self.topic("wake/set"),
@@ -259,13 +262,18 @@ class MqttBridge:
                 return Command(
                     request=parse_request(_json({"command": "say", "text": text, "start": True}))
                 )
+            if name == "start" and text.startswith("{"):  # an opening: first_message, ...
+                opening = bounded_json.load_object(payload, MAX_REQUEST_BYTES)
+                return Command(request=parse_request(_json({**opening, "command": "start"})))
             if name in ("start", "stop", "approve", "deny"):
                 return Command(request=ControlRequest(name))
+            if name == "announce":
+                return Command(request=parse_request(_json({"command": name, "text": text})))
             if name == "feedback":
                 return Command(
                     request=parse_request(_json({"command": "feedback", "score": text.lower()}))
                 )
-        except ControlRequestError as exc:
+        except (ControlRequestError, bounded_json.JsonRefused) as exc:
             raise MqttCommandError(str(exc)) from None
         if name == "volume/set":
             try:
@@ -335,6 +343,7 @@ class MqttBridge:
                 {"command_topic": self.topic("stop"), "payload_press": "PRESS"},
             ),
             ("text", "say", "Say", {"command_topic": self.topic("say"), "max": 255}),
+            ("notify", "announce", "Announce", {"command_topic": self.topic("announce")}),
             (
                 "button",
                 "approve",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from agentpi import events as ev
 from agentpi.protocol import messages as m
 
-
 MAX_INTEGRATIONS_LISTED = 64
 """MCP integrations named in one line (a server may list thousands)."""
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from agentpi.audio.capture import MicReader, Microphone
 from agentpi.config.document import Config
+from agentpi.control.requests import Opening
 from agentpi.system.net import host_of
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
@@ -39,6 +40,7 @@ class Trigger:
     """The microphone sample the conversation's audio begins with (None: from the trigger on)."""
     user_message: str | None = None
     """Typed text to open the conversation with (`agentpi say` while idle)."""
+    opening: Opening | None = None
     at: float = field(default_factory=time.monotonic)
     """When it fired (the wait for the greeting starts here)."""
     phrase_end: concurrent.futures.Future[int] | None = None
@@ -324,6 +326,6 @@ class ControlTrigger(TriggerSource):
         """Empty when neither the socket nor MQTT is on: nothing can ask then."""
         return self._label
 
-    def request(self, user_message: str | None = None) -> None:
+    def request(self, user_message: str | None = None, opening: Opening | None = None) -> None:
         if self._fire is not None:
-            self._fire(Trigger("control", user_message=user_message))
+            self._fire(Trigger("control", user_message=user_message, opening=opening))
