@@ -17,7 +17,7 @@ import pytest
 
 from agentpi import events as ev
 from agentpi.config.document import ConfigError, TriggerConfig
-from agentpi.control.requests import ControlRequestError, parse_request
+from agentpi.control.requests import ControlRequestError, Opening, parse_request
 from agentpi.control.server import HANG_UP_S, MAX_CLIENTS, ControlServer
 from agentpi.device.app import Device
 from agentpi.events import EventBus
@@ -164,7 +164,12 @@ class QuietDevice:
     def status(self) -> dict[str, Any]:
         return {"state": "idle", "in_conversation": False}
 
-    def start_conversation(self, user_message: str | None = None) -> str | None:
+    def start_conversation(
+        self, user_message: str | None = None, opening: Opening | None = None
+    ) -> str | None:
+        return "not in this test"
+
+    def announce(self, text: str) -> str | None:
         return "not in this test"
 
     def stop_conversation(self) -> str | None:

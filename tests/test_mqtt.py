@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 import agentpi.mqtt.client as mqtt_client
 from agentpi.backoff import RECONNECT_MAX_S
 from agentpi.config.document import TriggerConfig
-from agentpi.control.requests import ControlRequest
+from agentpi.control.requests import ControlRequest, Opening
 from agentpi.device.app import Device
 from agentpi.events import DeviceEvent, EventBus, MqttTakenOver, VolumeChanged
 from agentpi.mqtt.bridge import MqttBridge
@@ -244,8 +244,14 @@ class StandIn:
             "uptime_s": 1.0,
         }
 
-    def start_conversation(self, user_message: str | None = None) -> str | None:
+    def start_conversation(
+        self, user_message: str | None = None, opening: Opening | None = None
+    ) -> str | None:
         self.calls.append(f"start {user_message or ''}".strip())
+        return None
+
+    def announce(self, text: str) -> str | None:
+        self.calls.append(f"announce {text}")
         return None
 
     def stop_conversation(self) -> str | None:
