@@ -32,6 +32,7 @@ from agentpi.device.assembly import bundled
 from agentpi.events import EventBus, EventRecord, as_records
 from agentpi.leds.driver import LedController
 from agentpi.settings.credentials import AgentCredentials, Secret
+from agentpi.tools.registry import ToolRegistry
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import WakeListener
 
@@ -105,6 +106,7 @@ def run_conversation(
     sections: dict[str, Any] | None = None,
     during: Callable[[Device], Awaitable[None]] | None = None,
     agent: JsonDict | None = None,
+    tools: ToolRegistry | None = None,
 ) -> Run:
     """``audio`` overrides [audio] settings (echo is off and cues are quiet unless asked for, so
         what the agent hears is the input file exactly); ``room`` puts the speaker's sound back into
@@ -172,6 +174,7 @@ def run_conversation(
                     Secret(api_key) if api_key else None,
                     Secret(endpoint_token) if endpoint_token else None,
                 ),
+                tools=tools,
             )
             side = asyncio.ensure_future(during(device)) if during is not None else None
             try:

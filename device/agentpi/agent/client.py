@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agentpi import __version__
 from agentpi import events as ev
-from agentpi.agent.https import AnswerRefused, Unreachable, http_url, request
 from agentpi.config.document import AgentConfig
 from agentpi.errors import AgentpiError, reason_of
 from agentpi.events import DeviceEvent
@@ -30,6 +29,7 @@ from agentpi.protocol.messages import (
 )
 from agentpi.settings.credentials import Secret
 from agentpi.system.clock import certificate_refusal, clock_is_the_cause
+from agentpi.system.https import AnswerRefused, Unreachable, http_url, request
 from agentpi.system.net import is_loopback
 
 CONVERSATION_PATH = "/v1/convai/conversation"

@@ -24,6 +24,7 @@ from agentpi.audio.formats import WIRE_FORMATS
 from agentpi.config.document import Config, for_wake_word
 from agentpi.protocol.overrides import ALLOWED_ROOT, CONFIG_PATHS, OVERRIDES
 from agentpi.tools.device import DEVICE_TOOLS
+from agentpi.tools.home_assistant import HOME_TOOLS
 
 REQUIRED_EVENTS = (
     "conversation_initiation_metadata",
@@ -67,6 +68,9 @@ def tool_declarations(config: Config) -> dict[str, JsonDict]:
     for name in config.tools.builtin:
         description, properties, required = DEVICE_TOOLS[name]
         declared[name] = client_tool_declaration(name, description, properties, required)
+    if config.home_assistant.url:
+        for name, (description, properties, required) in HOME_TOOLS.items():
+            declared[name] = client_tool_declaration(name, description, properties, required)
     for name, tool in config.tools.custom.items():
         properties = {
             param: {"type": spec.type, "description": spec.description or param}

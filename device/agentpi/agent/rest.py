@@ -13,8 +13,8 @@ import json
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from agentpi.agent.https import Answer, AnswerRefused, Unreachable, http_url, request
 from agentpi.errors import AgentpiError
+from agentpi.system.https import Answer, AnswerRefused, Unreachable, http_url, request
 
 JsonDict = dict[str, Any]
 

@@ -45,7 +45,7 @@ from typing import Literal, TypeVar
 from agentpi.audio.backend import DEFAULT_CHUNK_MS
 from agentpi.config.profiles import with_profile
 from agentpi.config.ranges import NUMBER_RANGES
-from agentpi.config.urls import check_agent_url, check_endpoint_url
+from agentpi.config.urls import check_agent_url, check_endpoint_url, check_home_assistant
 from agentpi.control.settings import ControlConfig
 from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.settings import LedSettings
@@ -57,7 +57,7 @@ from agentpi.protocol.timers import ConversationLimits
 from agentpi.settings.credentials import API_KEY_CREDENTIAL
 from agentpi.settings.file_trust import check_trusted_file
 from agentpi.settings.typed import SettingsError, build_dataclass, check_ranges, load_toml
-from agentpi.tools.settings import ToolsConfig, validate_tools
+from agentpi.tools.settings import HomeAssistantConfig, ToolsConfig, validate_tools
 from agentpi.wake.settings import WakeAgentConfig, WakeConfig, check_wake_agents
 
 ConfigError = SettingsError
@@ -244,6 +244,7 @@ class Config:
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -301,6 +302,7 @@ def validate(config: Config) -> None:
         raise ConfigError('wake.models is empty: name at least one model, e.g. ["hey_jarvis"]')
     check_wake_agents(config.wake)
     check_mqtt(config.mqtt)
+    check_home_assistant(config.home_assistant)
     override_ranges = {
         key.rsplit(".", 1)[1]: bounds
         for key, bounds in NUMBER_RANGES.items()

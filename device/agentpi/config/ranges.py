@@ -30,6 +30,7 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "tools.timeout_s": (0.1, 600, "seconds"),
     "tools.max_running": (1, 16, "tool calls at once"),
     "tools.max_waiting": (0, 256, "tool calls"),
+    "home_assistant.timeout_s": (0.5, 60, "seconds"),
     "button.bounce_s": (0, 1, "seconds"),
     "button.long_press_s": (0.2, 10, "seconds"),
     "button.double_press_s": (0.1, 2, "seconds"),

@@ -1,4 +1,5 @@
-"""The URLs a config may name, parsed whole at load: the agent's and the signed-URL endpoint's.
+"""The URLs a config may name, parsed whole at load: the agent's, the signed-URL endpoint's and
+Home Assistant's.
 
 Scheme, host and port are all checked here (a port of 99999, ``host:abc`` or an unclosed ``[::1``
 is a one-line config error, not a crash on the first connect), and so are credentials written
@@ -7,10 +8,12 @@ into a URL, which would otherwise end up on a log line.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from agentpi.settings.typed import SettingsError
 from agentpi.system.net import is_loopback
+from agentpi.tools.settings import HomeAssistantConfig
 
 ConfigError = SettingsError
 
@@ -55,3 +58,25 @@ def check_endpoint_url(url: str) -> None:
     parts = parse_url("agent.signed_url_endpoint", url, ("https", "http"), hint)
     if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise ConfigError(f"agent.signed_url_endpoint = {url!r}: {hint}")
+
+
+HOME_NAME = re.compile(r"[a-z_]{1,40}(\.[a-z0-9_]{1,100})?")
+
+
+def check_home_assistant(home: HomeAssistantConfig) -> None:
+    """The URL the token goes to (never over plain text to another machine), and the names."""
+    if home.url:
+        hint = "use https://HOST:8123 (plain http:// only to this machine: the token would show)"
+        parts = parse_url("home_assistant.url", home.url, ("https", "http"), hint)
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+            raise ConfigError(f"home_assistant.url = {home.url!r}: {hint}")
+        if parts.query or parts.path.strip("/"):
+            raise ConfigError(f"home_assistant.url = {home.url!r}: give the base URL only")
+    for domain in home.domains:
+        if not re.fullmatch(r"[a-z_]{1,40}", domain):
+            raise ConfigError(f"home_assistant.domains: {domain!r} is not a domain such as light")
+    for entity in home.entities:
+        if not HOME_NAME.fullmatch(entity) or "." not in entity:
+            raise ConfigError(
+                f"home_assistant.entities: {entity!r} is not an entity such as lock.front_door"
+            )

@@ -23,8 +23,12 @@ from agentpi.settings.credentials import (
     AgentCredentials,
     read_api_key,
     read_endpoint_token,
+    read_ha_token,
 )
+from agentpi.settings.typed import SettingsError
 from agentpi.system.systemd_notify import SystemdNotifier
+from agentpi.tools.custom import build_tools
+from agentpi.tools.home_assistant import HomeAssistant, register_home_tools
 from agentpi.triggers.button import ButtonInput
 from agentpi.wake.listener import open_listener
 
@@ -71,6 +75,16 @@ def assemble_device(
     """The device ``agentpi run`` runs, around a microphone and a speaker already open
     (``with_credentials=False``: the demo's simulator, which must not get the real key)."""
     modes = config.trigger.modes
+    tools = build_tools(config.tools)
+    if config.home_assistant.url:
+        token = read_ha_token()
+        if token is None:
+            raise SettingsError(
+                "home_assistant.url is set, but there is no token: set AGENTPI_HA_TOKEN or the "
+                "systemd credential agentpi_ha_token to a long-lived access token (your Home "
+                "Assistant profile > Security)"
+            )
+        register_home_tools(tools, HomeAssistant(config.home_assistant, token))
     return Device(
         config,
         mic,
@@ -85,6 +99,7 @@ def assemble_device(
         credentials=AgentCredentials(read_api_key(), read_endpoint_token())
         if with_credentials
         else NO_CREDENTIALS,
+        tools=tools,
         notifier=SystemdNotifier(),
     )
 

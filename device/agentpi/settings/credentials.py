@@ -1,5 +1,5 @@
-"""Secrets (the API key, the endpoint token, the MQTT password) from the environment or a
-systemd credential.
+"""Secrets (the API key, the endpoint token, the MQTT password, Home Assistant's token) from the
+environment or a systemd credential.
 
 Never from the config file or the command line; a Secret never shows its value when printed."""
 
@@ -15,6 +15,8 @@ ENDPOINT_TOKEN_ENV = "AGENTPI_ENDPOINT_TOKEN"
 ENDPOINT_TOKEN_CREDENTIAL = "agentpi_endpoint_token"
 MQTT_PASSWORD_ENV = "AGENTPI_MQTT_PASSWORD"
 MQTT_PASSWORD_CREDENTIAL = "agentpi_mqtt_password"
+HA_TOKEN_ENV = "AGENTPI_HA_TOKEN"
+HA_TOKEN_CREDENTIAL = "agentpi_ha_token"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ CREDENTIALS = (
         ENDPOINT_TOKEN_CREDENTIAL, ENDPOINT_TOKEN_ENV, "endpoint_token", "a signed_url_endpoint"
     ),
     CredentialSpec(MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV, "mqtt_password", "an MQTT broker"),
+    CredentialSpec(
+        HA_TOKEN_CREDENTIAL, HA_TOKEN_ENV, "ha_token", "Home Assistant's long-lived access token"
+    ),
 )
 """Every secret the device reads: the unit loads each, install-service makes each file."""
 
@@ -80,6 +85,11 @@ def read_endpoint_token(environ: dict[str, str] | None = None) -> Secret | None:
 def read_mqtt_password(environ: dict[str, str] | None = None) -> Secret | None:
     """The MQTT broker's password: ``AGENTPI_MQTT_PASSWORD`` or the credential."""
     return _read_secret(MQTT_PASSWORD_ENV, MQTT_PASSWORD_CREDENTIAL, environ)
+
+
+def read_ha_token(environ: dict[str, str] | None = None) -> Secret | None:
+    """Home Assistant's long-lived access token: ``AGENTPI_HA_TOKEN`` or the credential."""
+    return _read_secret(HA_TOKEN_ENV, HA_TOKEN_CREDENTIAL, environ)
 
 
 def _read_secret(variable: str, credential: str, environ: dict[str, str] | None) -> Secret | None:

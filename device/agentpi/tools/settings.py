@@ -56,6 +56,26 @@ class McpToolsConfig:
     """The answer goes out this long before the server's approval_timeout_secs runs out."""
 
 
+HOME_DOMAINS = ("light", "switch", "fan", "cover", "climate", "media_player", "scene", "script")
+"""What the agent may act on in the home by default: locks, alarms and the rest only by name."""
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    """The local Home Assistant, whose entities the agent may act on through the device's
+    tools (home_control, home_state, home_entities). Its long-lived access token comes from
+    AGENTPI_HA_TOKEN or the systemd credential agentpi_ha_token, never from this file."""
+
+    url: str = ""
+    """https://homeassistant.local:8123 (plain http:// only to this machine); "" = off."""
+    domains: tuple[str, ...] = HOME_DOMAINS
+    """Every entity of these domains may be controlled and read."""
+    entities: tuple[str, ...] = ()
+    """And these, of any domain ("lock.front_door")."""
+    timeout_s: float = 5.0
+    """Each request to Home Assistant; the tool's own timeout bounds the whole call."""
+
+
 @dataclass(frozen=True)
 class ToolsConfig:
     builtin: tuple[str, ...] = BUILTIN_TOOLS
