@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 import agentpi.mqtt.client as mqtt_client
+from agentpi import events as ev
 from agentpi.backoff import RECONNECT_MAX_S
 from agentpi.config.document import TriggerConfig
 from agentpi.control.requests import ControlRequest, Opening
@@ -47,6 +48,8 @@ REQUIRED = {
     "switch": {"command_topic"},
     "button": {"command_topic"},
     "text": {"command_topic"},
+    "notify": {"command_topic"},
+    "event": {"state_topic", "event_types"},
 }
 COMMON = {"name", "unique_id", "availability_topic", "device"}
 
@@ -163,7 +166,15 @@ def test_home_assistant_sees_the_device_and_starts_a_conversation(
         assert not missing and retained, (topic, missing)
         assert config["device"]["identifiers"]
     components = sorted(topic.split("/")[1] for topic, _, _ in seen["configs"])
-    assert components == ["button"] * 4 + ["number", "sensor", "sensor", "switch", "text"]
+    assert components == [
+        *["button"] * 4,
+        *["event"] * 2,
+        "notify",
+        "number",
+        *["sensor"] * 4,
+        "switch",
+        "text",
+    ]
     assert {"listening", "idle"} <= set(seen["states"])
     assert "conversation_ended" in seen["events"] and seen["reply"] == ['{"ok": true}']
     status = seen["status"]
@@ -794,3 +805,32 @@ def test_approval_and_feedback_topics_become_control_requests() -> None:
     assert by_id is not None and by_id.tool_call_id == "mcp_7"
     names = {json.loads(p.payload)["name"] for p in bridge.discovery()}
     assert {"Approve tool", "Decline tool"} <= names
+
+
+def test_button_gestures_and_outcomes_fire_event_entities() -> None:
+    bridge = MqttBridge(MqttConfig(url="mqtt://localhost"), "hall", "test")
+
+    def fired(event: ev.DeviceEvent) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (p.topic.rsplit("/", 1)[1], json.loads(p.payload))
+            for p in bridge.on_event(event, dict)
+            if "/event/" in p.topic and not p.retain
+        ]
+
+    assert fired(ev.TriggerFired("button")) == [("button", {"event_type": "press"})]
+    assert fired(ev.ButtonAction("double")) == [("button", {"event_type": "double"})]
+    assert fired(ev.ButtonAction("decline")) == [("button", {"event_type": "long"})]
+    assert fired(ev.TriggerFired("wake")) == []
+    ended = ev.ConversationEnded("c", "lost", None, "server", "lost", 3.5, 1, None)
+    failed = ev.ConversationEnded(
+        "c", "lost", None, "server", "lost", 3.5, 1, None, failure="network"
+    )
+    assert fired(ended)[0] == (
+        "conversation",
+        {"event_type": "ok", "reason": "lost", "duration_s": 3.5},
+    )
+    assert fired(failed)[0][1]["event_type"] == "network"
+    configs = {json.loads(p.payload)["name"]: json.loads(p.payload) for p in bridge.discovery()}
+    assert "network" in configs["Conversation ended"]["event_types"]
+    assert configs["Button"]["event_types"] == ["double", "long", "press"]
+    assert "turn_ms_median" in configs["Answer time"]["value_template"]

@@ -41,6 +41,7 @@ from agentpi.control.requests import (
 from agentpi.errors import AgentpiError
 from agentpi.events import DeviceEvent, EventRecord, shortened, shortened_record
 from agentpi.mqtt.settings import MqttConfig
+from agentpi.protocol.failures import ALL_FAILURES
 from agentpi.tools.device import MAX_VOLUME_PERCENT
 
 ERROR_EVENTS: tuple[type[DeviceEvent], ...] = (
@@ -66,6 +67,12 @@ PRIVATE_EVENTS: tuple[type[DeviceEvent], ...] = (
 )
 """Lines that carry what was said, typed or passed to a tool: on the events topic only with
 ``transcripts = true``."""
+BUTTON_GESTURES = {"end": "press", "approve": "press", "double": "double", "decline": "long"}
+"""Button lines as Home Assistant's event entity names the gestures (a press that starts a
+conversation is a press too)."""
+OUTCOMES = ("ok", *(row.name for row in ALL_FAILURES))
+"""How a conversation ended, as its event entity reports it: ok, or its failure row."""
+
 ESSENTIAL_EVENTS: tuple[type[DeviceEvent], ...] = (
     ev.TriggerFired,
     ev.StateChanged,
@@ -172,9 +179,19 @@ class MqttBridge:
                 out += [
                     Publish(self.topic("conversation_id"), "", True),
                     self.status_document(status()),
+                    self._fired(
+                        "conversation",
+                        event.failure or "ok",
+                        reason=event.reason,
+                        duration_s=event.duration_s,
+                    ),
                 ]
             case ev.VolumeChanged(percent=percent):
                 out.append(Publish(self.topic("volume"), _number(percent), True))
+            case ev.ButtonAction(action=action) if action in BUTTON_GESTURES:
+                out.append(self._fired("button", BUTTON_GESTURES[action]))
+            case ev.TriggerFired(source="button"):
+                out.append(self._fired("button", "press"))
             case ev.ContextUsage():
                 self.context_usage = {
                     "model": event.model,
@@ -194,6 +211,11 @@ class MqttBridge:
             record = shortened_record(event.record())  # 256 queued answers of 8 MB each
             out += self._event_line(record, essential=isinstance(event, ESSENTIAL_EVENTS))
         return out
+
+    def _fired(self, entity: str, event_type: str, **attributes: Any) -> Publish:
+        """One firing of a Home Assistant event entity (not retained: it happened once)."""
+        payload = {"event_type": event_type, **attributes}
+        return Publish(self.topic(f"event/{entity}"), json.dumps(payload))
 
     def wake_changed(self, on: bool) -> Publish:
         return Publish(self.topic("wake"), "ON" if on else "OFF", retain=True)
@@ -344,6 +366,41 @@ class MqttBridge:
             ),
             ("text", "say", "Say", {"command_topic": self.topic("say"), "max": 255}),
             ("notify", "announce", "Announce", {"command_topic": self.topic("announce")}),
+            (
+                "event",
+                "button",
+                "Button",
+                {
+                    "state_topic": self.topic("event/button"),
+                    "event_types": sorted(set(BUTTON_GESTURES.values())),
+                    "device_class": "button",
+                },
+            ),
+            (
+                "event",
+                "conversation",
+                "Conversation ended",
+                {"state_topic": self.topic("event/conversation"), "event_types": list(OUTCOMES)},
+            ),
+            (
+                "sensor",
+                "turn_latency",
+                "Answer time",
+                {
+                    "state_topic": self.topic("status"),
+                    "value_template": "{{ (value_json.turn_latency or {}).turn_ms_median }}",
+                    "unit_of_measurement": "ms",
+                },
+            ),
+            (
+                "sensor",
+                "last_error",
+                "Last error",
+                {
+                    "state_topic": self.topic("status"),
+                    "value_template": "{{ (value_json.last_outcome or {}).failure or 'none' }}",
+                },
+            ),
             (
                 "button",
                 "approve",

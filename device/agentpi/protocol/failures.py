@@ -101,6 +101,21 @@ BY_CONNECT: dict[int | str, Failure] = {
 """A conversation that never opened: the handshake's HTTP status, or no network."""
 
 
+ALL_FAILURES: tuple[Failure, ...] = tuple(
+    {
+        row.name: row
+        for row in (
+            *BY_ERROR_TYPE.values(),
+            *BY_CLOSE_CODE.values(),
+            OTHER_CLOSE,
+            DEVICE,
+            *BY_CONNECT.values(),
+        )
+    }.values()
+)
+"""Every row, once by name (what an event entity may report)."""
+
+
 def failure_of(ended: ConversationEnded) -> Failure | None:
     """The row for a conversation that ended in error (None: it ended well)."""
     if ended.error is None:
