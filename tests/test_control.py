@@ -172,6 +172,12 @@ class QuietDevice:
     def announce(self, text: str) -> str | None:
         return "not in this test"
 
+    def set_muted(self, muted: bool) -> str | None:
+        return "not in this test"
+
+    def choose_wake_word(self, model: str) -> str | None:
+        return "not in this test"
+
     def stop_conversation(self) -> str | None:
         return "not in this test"
 

@@ -123,6 +123,8 @@ TODAY = [
         ev.ContextualUpdateSent("21 C", "on_event.temperature"),
         '{"event": "contextual_update_sent", "text": "21 C", "context_id": "on_event.temperature"}',
     ),
+    (ev.MicMuted(True), '{"event": "mic_muted", "muted": true}'),
+    (ev.WakeWordChosen("alexa"), '{"event": "wake_word", "model": "alexa"}'),
     (ev.AgentWords("It is", 3), '{"event": "agent_words", "text": "It is", "event_id": 3}'),
     (
         ev.AgentReasoning("so", "delta"),

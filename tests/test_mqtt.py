@@ -265,6 +265,14 @@ class StandIn:
         self.calls.append(f"announce {text}")
         return None
 
+    def set_muted(self, muted: bool) -> str | None:
+        self.calls.append(f"mute {muted}")
+        return None
+
+    def choose_wake_word(self, model: str) -> str | None:
+        self.calls.append(f"wake word {model}")
+        return None
+
     def stop_conversation(self) -> str | None:
         self.calls.append("stop")
         return None

@@ -104,6 +104,21 @@ class VolumeChanged(DeviceEvent, kind="volume"):
 
 
 @dataclass(frozen=True)
+class MicMuted(DeviceEvent, kind="mic_muted"):
+    """The microphone was muted (no wake word, no audio out but in a conversation the button
+    started) or unmuted."""
+
+    muted: bool
+
+
+@dataclass(frozen=True)
+class WakeWordChosen(DeviceEvent, kind="wake_word"):
+    """Which of the wake words starts a conversation now: one model's name, or all."""
+
+    model: str
+
+
+@dataclass(frozen=True)
 class ControlError(DeviceEvent, kind="control_error"):
     message: str
 

@@ -13,6 +13,8 @@ from agentpi.errors import LocalProtocolError
 
 class DeviceState(StrEnum):
     IDLE = "idle"
+    MUTED = "muted"
+    """Idle with the microphone muted: no wake word, nothing heard (a button press still works)."""
     WAKE_DETECTED = "wake_detected"
     CONNECTING = "connecting"
     LISTENING = "listening"
@@ -64,6 +66,14 @@ ALLOWED_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
     DeviceState.ERROR: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.OFFLINE}),
     DeviceState.OFFLINE: frozenset({DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.ERROR}),
 }
+
+
+# muted is idle with the microphone off: reached from wherever idle is, and leading where idle does
+for _state, _allowed in list(ALLOWED_TRANSITIONS.items()):
+    if DeviceState.IDLE in _allowed:
+        ALLOWED_TRANSITIONS[_state] = _allowed | {DeviceState.MUTED}
+ALLOWED_TRANSITIONS[DeviceState.MUTED] = ALLOWED_TRANSITIONS[DeviceState.IDLE] | {DeviceState.IDLE}
+ALLOWED_TRANSITIONS[DeviceState.IDLE] |= {DeviceState.MUTED}
 
 
 class InvalidTransition(LocalProtocolError):

@@ -1,5 +1,5 @@
 """``agentpi say | context | status | events | start | stop | approve | deny | feedback |
-announce``: the running device, driven over its control socket."""
+announce | mute | wake-word``: the running device, driven over its control socket."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def add_control_commands(add_command: Callable[..., argparse.ArgumentParser]) ->
         "deny": "no to the MCP tool waiting for approval",
         "feedback": "rate the agent's last answer: like or dislike",
         "announce": "the agent says this sentence now (a conversation that ends after it)",
+        "mute": "the microphone off (on) or on again (off)",
+        "wake-word": "which wake word starts a conversation: a model's name, or all",
     }
     for name, text in helps.items():
         command = add_command(name, help=text)
@@ -42,6 +44,10 @@ def add_control_commands(add_command: Callable[..., argparse.ArgumentParser]) ->
             )
         if name == "feedback":
             command.add_argument("score", choices=("like", "dislike"))
+        if name == "mute":
+            command.add_argument("on", choices=("on", "off"))
+        if name == "wake-word":
+            command.add_argument("model", help="e.g. hey_jarvis, or all")
         if name == "say":
             command.add_argument(
                 "--no-start", action="store_true", help="only into a running conversation"
@@ -59,7 +65,7 @@ def control_command(args: argparse.Namespace) -> int:
             sys.stdout.write(line)
             sys.stdout.flush()
         return 0
-    payload: dict[str, object] = {"command": args.command}
+    payload: dict[str, object] = {"command": args.command.replace("-", "_")}
     if args.command in ("say", "context", "announce"):
         payload["text"] = args.text
     if args.command == "start":
@@ -74,6 +80,10 @@ def control_command(args: argparse.Namespace) -> int:
         payload["tool_call_id"] = args.tool_call_id
     if args.command == "feedback":
         payload["score"] = args.score
+    if args.command == "mute":
+        payload["on"] = args.on == "on"
+    if args.command == "wake-word":
+        payload["model"] = args.model
     reply = request(path, payload)
     if not reply.get("ok"):
         raise ControlClientError(str(reply.get("error", "the device said no")))

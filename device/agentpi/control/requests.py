@@ -22,6 +22,10 @@ One JSON object per line each way, on a UNIX socket only the owner and one group
     {"command": "start", "first_message": "...", "instructions": "..."}
                                                -> a conversation that opens with those words and
                                                   that background, then goes on as usual
+    {"command": "mute", "on": true}            -> the microphone off (no wake word, nothing heard
+                                                  but in a conversation the button starts)
+    {"command": "wake_word", "model": "alexa"} -> only that wake word starts a conversation
+                                                  ("all": any of them)
     {"command": "events"}                      -> {"ok": true}, then every event line, as --events
 
 Every answer is {"ok": true, ...} or {"ok": false, "error": "what went wrong"}; a bad request
@@ -31,6 +35,7 @@ never closes the connection, let alone the device.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +55,8 @@ COMMANDS = (
     "deny",
     "feedback",
     "announce",
+    "mute",
+    "wake_word",
     "events",
 )
 SCORES = ("like", "dislike")
@@ -81,6 +88,8 @@ class ControlRequest:
     score: str | None = None
     first_message: str | None = None
     instructions: str | None = None
+    on: bool = True
+    model: str | None = None
 
 
 def parse_request(line: bytes) -> ControlRequest:
@@ -100,6 +109,14 @@ def parse_request(line: bytes) -> ControlRequest:
     score = data.get("score")
     if command == "feedback" and score not in SCORES:
         raise ControlRequestError(f'feedback needs "score": {" or ".join(SCORES)}')
+    on = data.get("on", True)
+    if not isinstance(on, bool):
+        raise ControlRequestError('"on" must be true or false')
+    model = data.get("model")
+    if command == "wake_word" and (
+        not isinstance(model, str) or not re.fullmatch(r"[\w.-]{1,64}", model)
+    ):
+        raise ControlRequestError('wake_word needs "model": a wake word\'s name, or "all"')
     opening = {}
     for key in ("first_message", "instructions"):
         value = data.get(key)
@@ -113,6 +130,8 @@ def parse_request(line: bytes) -> ControlRequest:
         context_id=_optional_id(data, "id"),
         tool_call_id=_optional_id(data, "tool_call_id"),
         score=score if command == "feedback" else None,
+        on=on,
+        model=model if command == "wake_word" else None,
         **opening,
     )
 
@@ -159,6 +178,10 @@ class ControlledDevice(Protocol):
 
     def announce(self, text: str) -> str | None: ...
 
+    def set_muted(self, muted: bool) -> str | None: ...
+
+    def choose_wake_word(self, model: str) -> str | None: ...
+
     def stop_conversation(self) -> str | None: ...
 
     def send_user_message(self, text: str) -> str | None: ...
@@ -188,6 +211,11 @@ def carry_out(
         error = device.start_conversation(opening=opening)
     elif command == "announce":
         error = device.announce(request.text)
+    elif command == "mute":
+        error = device.set_muted(request.on)
+    elif command == "wake_word":
+        assert request.model is not None  # parse_request insists
+        error = device.choose_wake_word(request.model)
     elif command == "stop":
         error = device.stop_conversation()
     elif command == "context":

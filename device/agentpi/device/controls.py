@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from agentpi import __version__
+from agentpi import events as ev
 from agentpi.config.document import Config
 from agentpi.control.requests import Opening
 from agentpi.device.display import StateDisplay
@@ -64,6 +65,9 @@ class ControlSurface:
             "version": __version__,
             "turn_latency": turns.figures() if turns is not None else None,
             "wake_enabled": wake is not None and wake.enabled,
+            "muted": self._display.muted,
+            "wake_word": (wake.chosen or "all") if wake is not None else None,
+            "wake_words": list(wake.labels) if wake is not None else [],
             "approvals_waiting": run.session.approvals_waiting if run is not None else {},
             "context_usage": self._runner.context_usage(),
         }
@@ -81,6 +85,28 @@ class ControlSurface:
         self._triggers.wake.set_enabled(on)
         return None
 
+    def set_muted(self, muted: bool) -> str | None:
+        """The microphone off or on: the wake word, and what a running conversation hears
+        (a conversation the button started keeps it: the press was deliberate)."""
+        self._display.set_muted(muted)
+        if self._triggers.wake is not None:
+            self._triggers.wake.set_muted(muted)
+        run = self._runner.run
+        if run is not None:
+            run.mic_muted = muted and run.started_by != "button"
+        self.events.publish(ev.MicMuted(muted))
+        return None
+
+    def choose_wake_word(self, model: str) -> str | None:
+        wake = self._triggers.wake
+        if wake is None:
+            return "this device does not listen for a wake word (trigger.mode)"
+        if model != "all" and model not in wake.labels:
+            return f"no wake word {model!r}; this device listens for {', '.join(wake.labels)}"
+        wake.choose(None if model == "all" else model)
+        self.events.publish(ev.WakeWordChosen(model))
+        return None
+
     def start_conversation(
         self, user_message: str | None = None, opening: Opening | None = None
     ) -> str | None:
@@ -92,7 +118,7 @@ class ControlSurface:
             return "the device is still starting; try again in a moment"
         if not self._runner.mic_ok.is_set():
             return "the microphone is not working; the device is trying to get it back"
-        if self._display.state is not DeviceState.IDLE:
+        if self._display.state not in (DeviceState.IDLE, DeviceState.MUTED):
             return f"the device is busy ({self._display.state.value}); try again in a moment"
         refusal = self._retry.refusal()
         if refusal is not None:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from agentpi import events as ev
 from agentpi.agent.client import AgentConnection, Closed
 from agentpi.audio.backend import AudioDeviceError, AudioSink
@@ -87,6 +89,10 @@ class ConversationRun:
         self.reader = reader
         self.user_message = user_message
         self.opening = opening
+        self.started_by = ""
+        """What started it (wake, button, immediate, control)."""
+        self.mic_muted = False
+        """Send silence: the microphone is muted (the runner and the control surface set it)."""
         self.turn_timer = TurnTimer(triggered_at)
         config = context.config
         conv = config.conversation
@@ -228,6 +234,8 @@ class ConversationRun:
             if reader.lost != lost:
                 self.context.events.publish(ev.AudioDropped(reader.lost - lost))
                 lost = reader.lost
+            if self.mic_muted:
+                chunk = np.zeros_like(chunk)  # nothing heard leaves the device
             chunk, speaking = gate.gate(chunk, vad.process(chunk))
             wire = encoder.encode(chunk)
             now = time.monotonic()

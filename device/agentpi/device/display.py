@@ -37,14 +37,22 @@ class StateDisplay:
         self.speech_dbfs = speech_dbfs
         """A microphone this loud is someone speaking: the wake cue does not play over it."""
         self.state = DeviceState.IDLE
+        self.muted = False
 
     def show(self, new: DeviceState) -> None:
+        if new is DeviceState.IDLE and self.muted:
+            new = DeviceState.MUTED  # idle, as the lights say it while the microphone is off
         if new is self.state:
             return
         check_transition(self.state, new)
         self.state = new
         self.events.publish(ev.StateChanged(new.value))
         self.notifier.status(new.value)
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        if self.state in (DeviceState.IDLE, DeviceState.MUTED):
+            self.show(DeviceState.IDLE)
 
     def announce(self) -> None:
         """Say the state as it is (at start: whoever listens has seen no change yet)."""

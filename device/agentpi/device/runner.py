@@ -126,6 +126,8 @@ class ConversationRunner:
             trigger.at,
             trigger.opening,
         )
+        run.started_by = trigger.source
+        run.mic_muted = self.display.muted and trigger.source != "button"
         self.run = run
         self.no_run.clear()
         self.triggers.in_conversation(run)

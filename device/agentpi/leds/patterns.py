@@ -76,6 +76,7 @@ class Pattern:
 
 DEFAULT_PATTERNS: dict[DeviceState, Pattern] = {
     DeviceState.IDLE: Pattern("off"),
+    DeviceState.MUTED: Pattern("on", "red", brightness=0.15),
     DeviceState.WAKE_DETECTED: Pattern("on", "white"),
     DeviceState.CONNECTING: Pattern("blink", "blue", period_s=0.5),
     DeviceState.LISTENING: Pattern("vad", "blue", floor=0.15),

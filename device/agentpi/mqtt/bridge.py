@@ -12,6 +12,7 @@ Topics under the base (``agentpi/<device id>`` unless configured):
     command             a control-socket request as JSON ({"command": "say", "text": ...})
     say, start, stop, volume/set, wake/set    Home Assistant's entities' commands
     approve, deny       answer the MCP tool waiting for approval (any payload)
+    mic/set, wake_word/set    the microphone mute (ON / OFF), the active wake word (or "all")
     announce            the agent says this sentence (Home Assistant's notify entity)
     start               with a JSON object: {"first_message": ..., "instructions": ...}
     feedback            like / dislike: rate the agent's last answer
@@ -141,15 +142,18 @@ class MqttBridge:
 
     def on_connect(self, status: dict[str, Any]) -> list[Publish]:
         """Everything a fresh subscriber (or a broker that lost its retained messages) needs."""
-        out = self.discovery() if self.config.discovery else []
+        out = self.discovery(status.get("wake_words") or []) if self.config.discovery else []
         out += [
             Publish(self.topic("availability"), "online", retain=True),
             Publish(self.topic("state"), str(status.get("state", "")), retain=True),
             Publish(self.topic("conversation_id"), status.get("conversation_id") or "", True),
             Publish(self.topic("volume"), _number(status.get("volume_percent", 100)), True),
             self.wake_changed(bool(status.get("wake_enabled", True))),
+            Publish(self.topic("mic"), "ON" if status.get("muted") else "OFF", True),
             self.status_document(status),
         ]
+        if status.get("wake_word"):
+            out.append(Publish(self.topic("wake_word"), str(status["wake_word"]), True))
         return out
 
     def subscriptions(self) -> list[str]:
@@ -157,6 +161,8 @@ class MqttBridge:
         return [self.topic(name) for name in names] + [
             self.topic("volume/set"),
             self.topic("wake/set"),
+            self.topic("mic/set"),
+            self.topic("wake_word/set"),
         ]
 
     def on_event(self, event: DeviceEvent, status: Callable[[], dict[str, Any]]) -> list[Publish]:
@@ -188,6 +194,10 @@ class MqttBridge:
                 ]
             case ev.VolumeChanged(percent=percent):
                 out.append(Publish(self.topic("volume"), _number(percent), True))
+            case ev.MicMuted(muted=muted):
+                out.append(Publish(self.topic("mic"), "ON" if muted else "OFF", True))
+            case ev.WakeWordChosen(model=model):
+                out.append(Publish(self.topic("wake_word"), model, True))
             case ev.ButtonAction(action=action) if action in BUTTON_GESTURES:
                 out.append(self._fired("button", BUTTON_GESTURES[action]))
             case ev.TriggerFired(source="button"):
@@ -291,6 +301,10 @@ class MqttBridge:
                 return Command(request=ControlRequest(name))
             if name == "announce":
                 return Command(request=parse_request(_json({"command": name, "text": text})))
+            if name == "wake_word/set":
+                return Command(
+                    request=parse_request(_json({"command": "wake_word", "model": text}))
+                )
             if name == "feedback":
                 return Command(
                     request=parse_request(_json({"command": "feedback", "score": text.lower()}))
@@ -309,6 +323,10 @@ class MqttBridge:
             if text.upper() not in ("ON", "OFF"):
                 raise MqttCommandError(f"wake {text[:40]!r}: ON or OFF")
             return Command(wake_on=text.upper() == "ON")
+        if name == "mic/set":
+            if text.upper() not in ("ON", "OFF"):
+                raise MqttCommandError(f"mute {text[:40]!r}: ON or OFF")
+            return Command(request=ControlRequest("mute", on=text.upper() == "ON"))
         raise MqttCommandError(f"no command on {topic}")
 
     def reply(self, answer: dict[str, Any]) -> Publish:
@@ -316,7 +334,7 @@ class MqttBridge:
 
     # ------------------------------------------------------------------ Home Assistant
 
-    def discovery(self) -> list[Publish]:
+    def discovery(self, wake_words: list[str] | None = None) -> list[Publish]:
         volume = {"min": 0, "max": MAX_VOLUME_PERCENT, "step": 5, "unit_of_measurement": "%"}
         entities: list[tuple[str, str, str, dict[str, Any]]] = [
             (
@@ -367,6 +385,18 @@ class MqttBridge:
             ("text", "say", "Say", {"command_topic": self.topic("say"), "max": 255}),
             ("notify", "announce", "Announce", {"command_topic": self.topic("announce")}),
             (
+                "switch",
+                "mute",
+                "Microphone mute",
+                {
+                    "command_topic": self.topic("mic/set"),
+                    "state_topic": self.topic("mic"),
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                    "icon": "mdi:microphone-off",
+                },
+            ),
+            (
                 "event",
                 "button",
                 "Button",
@@ -414,6 +444,13 @@ class MqttBridge:
                 {"command_topic": self.topic("deny"), "payload_press": "PRESS"},
             ),
         ]
+        if wake_words:
+            select = {
+                "command_topic": self.topic("wake_word/set"),
+                "state_topic": self.topic("wake_word"),
+                "options": ["all", *wake_words],
+            }
+            entities.append(("select", "wake_word_choice", "Active wake word", select))
         if self.config.transcripts:
             entities += [
                 (

@@ -26,6 +26,7 @@ from agentpi.triggers.button import ButtonInput
 from agentpi.wake.decider import Detection
 from agentpi.wake.listener import WakeListener
 from agentpi.wake.runner import WakeRunner
+from agentpi.wake.settings import model_label
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,11 @@ class WakeTrigger(TriggerSource):
         self._phrase_end: concurrent.futures.Future[int] | None = None
         self.enabled = True
         """Off (over MQTT, say): armed or not, the wake word starts nothing."""
+        self.muted = False
+        """The microphone is muted: nothing is scored."""
+        self.labels = tuple(model_label(model) for model in config.wake.models)
+        self.chosen: str | None = None
+        """The one wake word that starts a conversation now (None: any of them)."""
         self._armed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fire: Fire | None = None
@@ -140,10 +146,18 @@ class WakeTrigger(TriggerSource):
         self.enabled = on
         self._follow()
 
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        self._follow()
+
+    def choose(self, label: str | None) -> None:
+        """Only ``label`` starts a conversation from now on (None: any wake word)."""
+        self.chosen = label
+
     def _follow(self) -> None:
-        """Listen while armed and enabled; otherwise pause, and a detection still in flight is
-        stale."""
-        if self._armed and self.enabled:
+        """Listen while armed, enabled and not muted; otherwise pause, and a detection still in
+        flight is stale."""
+        if self._armed and self.enabled and not self.muted:
             self._runner.listen()
         else:
             self._runner.pause()
@@ -153,7 +167,11 @@ class WakeTrigger(TriggerSource):
         self._runner.stop()
 
     def _detected(self, detection: Detection, start: int) -> None:
-        """On the wake thread: hand the detection to the loop."""
+        """On the wake thread: hand the detection to the loop (a wake word not chosen now is
+        heard and let go)."""
+        if self.chosen is not None and detection.model != self.chosen:
+            self._follow()  # the runner paused for it: listen on
+            return
         detail = {
             "model": detection.model,
             "score": round(detection.score, 3),
