@@ -178,3 +178,25 @@ def test_a_url_without_a_token_stops_the_start_in_one_line(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "AGENTPI_HA_TOKEN" in result.stderr
+
+
+def test_the_doctor_checks_home_assistant_and_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentpi.service.doctor import diagnose
+
+    with HomeStandIn() as home:
+        path = tmp_path / "config.toml"
+        path.write_text(f'[agent]\nagent_id = "a"\n[home_assistant]\nurl = "{home.url}"\n')
+
+        def check() -> tuple[bool | None, str]:
+            found = next(c for c in diagnose(path) if c.name == "home assistant")
+            return found.ok, found.detail
+
+        monkeypatch.delenv("AGENTPI_HA_TOKEN", raising=False)
+        assert check() == (False, "no token")
+        monkeypatch.setenv("AGENTPI_HA_TOKEN", "stale")
+        ok, detail = check()
+        assert ok is False and "refused the device's token" in detail and "stale" not in detail
+        monkeypatch.setenv("AGENTPI_HA_TOKEN", TOKEN)
+        assert check() == (True, f"{home.url}: 2 of its 4 entities open to the agent")

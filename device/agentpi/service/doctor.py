@@ -3,6 +3,7 @@ fix. Nothing secret is printed: the API key is reported as present or absent, ne
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -19,9 +20,11 @@ from agentpi.audio.devices import open_sink, open_source
 from agentpi.audio.vad import rms_dbfs
 from agentpi.config.document import Config, ConfigError, load_config
 from agentpi.errors import reason_of
-from agentpi.settings.credentials import read_api_key, read_mqtt_password
+from agentpi.settings.credentials import read_api_key, read_ha_token, read_mqtt_password
 from agentpi.system.clock import describe_clock
 from agentpi.system.gpio import GpioError
+from agentpi.tools.home_assistant import HomeAssistant
+from agentpi.tools.registry import ToolError
 from agentpi.wake.models import ModelError
 
 REACH_TIMEOUT_S = 5.0
@@ -59,6 +62,7 @@ def diagnose(config_path: str | Path) -> list[Check]:
         ("wake word", lambda: _wake(config)),
         ("agent host", lambda: _reach(config)),
         ("mqtt broker", lambda: _mqtt(config)),
+        ("home assistant", lambda: _home_assistant(config)),
     ):
         checks.append(_guarded(name, check))
     return checks
@@ -233,6 +237,26 @@ def _mqtt(config: Config) -> Check:
         )
     ok, detail, fix = check_broker(config.mqtt, read_mqtt_password())
     return Check("mqtt broker", ok, detail, fix)
+
+
+def _home_assistant(config: Config) -> Check:
+    home = config.home_assistant
+    if not home.url:
+        return Check("home assistant", None, "not used")
+    token = read_ha_token()
+    if token is None:
+        return Check(
+            "home assistant",
+            False,
+            "no token",
+            "set AGENTPI_HA_TOKEN or the credential agentpi_ha_token (a long-lived access token: "
+            "your Home Assistant profile > Security)",
+        )
+    try:
+        detail = asyncio.run(HomeAssistant(home, token).check())
+    except ToolError as exc:
+        return Check("home assistant", False, str(exc), "check [home_assistant] url and the token")
+    return Check("home assistant", True, f"{home.url}: {detail}")
 
 
 def render(checks: list[Check]) -> str:

@@ -144,6 +144,17 @@ class HomeAssistant:
             lines.append(f"... and {more} more.")
         return "\n".join(lines)
 
+    async def check(self) -> str:
+        """What the doctor says: how many entities the agent may act on (``ToolError`` when
+        Home Assistant is away or refuses the token)."""
+        answer = await self._call("GET", "/api/states", None, "")
+        states = answer.json()
+        if not isinstance(states, list):
+            raise ToolError("Home Assistant answered with something that is not a state list.")
+        ids = [str(item.get("entity_id", "")) for item in states if isinstance(item, dict)]
+        allowed = sum(1 for entity_id in ids if self.allows(entity_id))
+        return f"{allowed} of its {len(ids)} entities open to the agent"
+
     # ------------------------------------------------------------------ the rules
 
     def allows(self, entity_id: str) -> bool:
