@@ -22,7 +22,7 @@ MACHINE := $(shell uname -m)
 
 .PHONY: demo test test-deps test-stress lint bench wiring system-deps supported-machine clean \
         arm64-check \
-        trixie-check
+        trixie-check ha-check ha-here
 
 demo: $(STAMP)
 	$(BIN)/agentpi demo
@@ -61,6 +61,21 @@ arm64-check:
 
 trixie-check:
 	$(SUDO) tools/debian_root.sh trixie amd64 'make test'
+
+# The device against Home Assistant core itself (its demo lights and locks, its MQTT integration):
+# Home Assistant needs Python 3.13, so it runs in the trixie root (about 4 min the first time).
+ha-check:
+	$(SUDO) tools/debian_root.sh trixie amd64 'make ha-here'
+
+HA_VERSION ?= 2026.2.3
+HA_VENV ?= /opt/ha
+# what the demo integration's camera and the auth module import, installed once up front
+HA_EXTRAS := numpy av PyTurboJPEG pyotp PyQRCode
+ha-here: $(STAMP) test-deps
+	@[ -x $(HA_VENV)/bin/hass ] || { $(PYTHON) -m venv $(HA_VENV) && \
+	  $(HA_VENV)/bin/pip install -q "homeassistant==$(HA_VERSION)" $(HA_EXTRAS); }
+	AGENTPI_HASS=$(HA_VENV)/bin/hass $(BIN)/python -m pytest -q -n 1 --timeout 900 \
+	  tests/test_ha_real.py
 
 # All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
 bench: $(STAMP)

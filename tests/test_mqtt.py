@@ -172,7 +172,7 @@ def test_home_assistant_sees_the_device_and_starts_a_conversation(
         "notify",
         "number",
         *["sensor"] * 4,
-        "switch",
+        *["switch"] * 2,
         "text",
     ]
     assert {"listening", "idle"} <= set(seen["states"])
