@@ -4,6 +4,7 @@ shows the change, --apply makes it and nothing else, and then every feature work
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 from agentpi.agent.definition import JsonDict, at, default_document, merged
 from agentpi.agent.script import SimulatorScript, ToolCallScript, TurnScript
 from agentpi.agent.simulator import AgentSimulator
-from agentpi.config.document import ConversationConfig, OverridesConfig
+from agentpi.config.document import Config, ConversationConfig, OverridesConfig
 from agentpi.protocol import messages as m
 from agentpi.service.doctor import Check, diagnose
 from tests.helpers import AGENTPI, HELLO_WAV, run_conversation
@@ -290,3 +291,16 @@ def test_an_agent_document_of_any_shape_gets_findings_not_a_crash() -> None:
         found = findings(config, document)
         assert any(f.ok is False for f in found)
         assert describe_change(config, setup_change(config, document))
+
+
+def test_home_assistant_s_tools_are_declared_to_the_agent_when_it_is_set() -> None:
+    from agentpi.agent.fit import tool_declarations
+    from agentpi.tools.settings import HomeAssistantConfig
+
+    plain = tool_declarations(Config())
+    assert not {"home_control", "home_state", "home_entities"} & set(plain)
+    home = Config(home_assistant=HomeAssistantConfig(url="https://ha.example:8123"))
+    declared = tool_declarations(home)
+    assert {"home_control", "home_state", "home_entities"} <= set(declared)
+    schema = json.dumps(declared["home_control"])
+    assert "entity_id" in schema and "service" in schema
