@@ -269,7 +269,7 @@ def test_the_device_and_home_assistant_itself(
             factory.pin(PIN).drive_low()
             factory.pin(PIN).drive_high()
             fired = await until(
-                lambda: hass.state(button)["attributes"].get("event_type") == "press",
+                lambda: hass.state(button)["attributes"].get("event_type") == "single",
                 "the button's event in Home Assistant",
             )
             seen["button"] = fired

@@ -825,7 +825,7 @@ def test_button_gestures_and_outcomes_fire_event_entities() -> None:
             if "/event/" in p.topic and not p.retain
         ]
 
-    assert fired(ev.TriggerFired("button")) == [("button", {"event_type": "press"})]
+    assert fired(ev.TriggerFired("button")) == [("button", {"event_type": "single"})]
     assert fired(ev.ButtonAction("double")) == [("button", {"event_type": "double"})]
     assert fired(ev.ButtonAction("decline")) == [("button", {"event_type": "long"})]
     assert fired(ev.TriggerFired("wake")) == []
@@ -840,5 +840,5 @@ def test_button_gestures_and_outcomes_fire_event_entities() -> None:
     assert fired(failed)[0][1]["event_type"] == "network"
     configs = {json.loads(p.payload)["name"]: json.loads(p.payload) for p in bridge.discovery()}
     assert "network" in configs["Conversation ended"]["event_types"]
-    assert configs["Button"]["event_types"] == ["double", "long", "press"]
+    assert configs["Button"]["event_types"] == ["double", "long", "single"]
     assert "turn_ms_median" in configs["Answer time"]["value_template"]

@@ -68,9 +68,9 @@ PRIVATE_EVENTS: tuple[type[DeviceEvent], ...] = (
 )
 """Lines that carry what was said, typed or passed to a tool: on the events topic only with
 ``transcripts = true``."""
-BUTTON_GESTURES = {"end": "press", "approve": "press", "double": "double", "decline": "long"}
+BUTTON_GESTURES = {"end": "single", "approve": "single", "double": "double", "decline": "long"}
 """Button lines as Home Assistant's event entity names the gestures (a press that starts a
-conversation is a press too)."""
+conversation is a single one too)."""
 OUTCOMES = ("ok", *(row.name for row in ALL_FAILURES))
 """How a conversation ended, as its event entity reports it: ok, or its failure row."""
 
@@ -201,7 +201,7 @@ class MqttBridge:
             case ev.ButtonAction(action=action) if action in BUTTON_GESTURES:
                 out.append(self._fired("button", BUTTON_GESTURES[action]))
             case ev.TriggerFired(source="button"):
-                out.append(self._fired("button", "press"))
+                out.append(self._fired("button", "single"))
             case ev.ContextUsage():
                 self.context_usage = {
                     "model": event.model,
