@@ -413,3 +413,23 @@ def test_a_scripted_event_is_checked_when_the_script_loads(event: Any, error: st
 
     with pytest.raises(SettingsError, match=error):
         TurnScript(events=(event,))
+
+
+def test_two_ratings_asked_at_once_send_one(tmp_path: Path) -> None:
+    answers: list[str | None] = []
+
+    async def during(device: Device) -> None:
+        while not any(e["event"] == "agent_response" for e in lines):
+            await asyncio.sleep(0.05)
+        answers.append(device.controls.send_feedback("like"))
+        answers.append(device.controls.send_feedback("dislike"))  # before the first has run
+
+    lines: list[dict[str, Any]] = []
+    run = run_conversation(
+        tmp_path,
+        input_wav=save(tmp_path / "quiet.wav", silence(6.0)),
+        during=during,
+        on_event=lines.append,
+    )
+    assert answers[0] is None and answers[1] is not None and "rated already" in answers[1]
+    assert [f.score for f in run.record.of_type(m.Feedback)] == ["like"]

@@ -118,6 +118,7 @@ class ConversationRun:
         self._pressed_at = 0.0
         self._press_answers_approval = False
         self._words_due: set[asyncio.TimerHandle] = set()
+        self._rating_asked_for: int | None = None
         self._first_of_two: asyncio.TimerHandle | None = None
         """A press that ends the conversation unless a second comes (``button.double_press``)."""
 
@@ -276,8 +277,10 @@ class ConversationRun:
         """Like or dislike the agent's last answer."""
         if self.ended.done() or not self.session.accepts_input:
             return "the conversation is ending"
-        if self.session.rateable_event_id is None:
+        event_id = self.session.rateable_event_id
+        if event_id is None or event_id == self._rating_asked_for:
             return "no answer to rate (none yet, or the last one is rated already)"
+        self._rating_asked_for = event_id  # a second request before the first ran is refused
         self.step_soon(lambda: self.session.feedback(score, time.monotonic()))
         return None
 
