@@ -292,8 +292,10 @@ def test_file_sink_is_causal_a_flush_is_heard_after_it_happens_within_two_period
         for flushed_at in flushes
     ]
     # a tick the loop ran late leaves the card dry a moment (an underrun) before the flush:
-    # a few ms at most; a sink deciding after the fact would cut up to a period before it
-    assert all(-0.003 <= after <= 0.025 for after in heard_after), heard_after
+    # a few ms at most (-4.2 ms seen once with four test workers on two cores); a sink deciding
+    # after the fact would cut up to a whole period before it, every time, which the median
+    # tells apart
+    assert all(-0.006 <= after <= 0.025 for after in heard_after), heard_after
     assert statistics.median(heard_after) >= 0, heard_after
 
 
