@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agentpi.audio.formats import WIRE_FORMATS
+from agentpi.protocol.messages import client_event_types
 from agentpi.protocol.overrides import ALLOWED_ROOT, OVERRIDES
 from agentpi.settings.typed import SettingsError
 
@@ -40,26 +41,7 @@ definition's ``ConversationConfig.client_events``)."""
 
 CLIENT_EVENTS = (
     *DEFAULT_CLIENT_EVENTS,
-    "agent_response_correction",
-    "agent_chat_response_part",
-    "agent_reasoning_response_part",
-    "client_tool_call",
-    "rich_content",
-    "agent_tool_request",
-    "agent_tool_response",
-    "agent_tool_response_full_payload",
-    "mcp_tool_call",
-    "mcp_connection_status",
-    "vad_score",
-    "context_usage",
-    "asr_initiation_metadata",
-    "guardrail_triggered",
-    "internal_turn_probability",
-    "internal_tentative_agent_response",
-    "agent_typing",
-    "external_agent_connected",
-    "external_agent_disconnected",
-    "agent_response_complete",
+    *(kind for kind in client_event_types() if kind not in DEFAULT_CLIENT_EVENTS),
 )
 """Every event an agent can be set to send: the AsyncAPI's ``ClientEvent`` list, and
 ``agent_response_complete``, which only the official SDK's ``ClientEvent`` names."""

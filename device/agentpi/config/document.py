@@ -51,7 +51,7 @@ from agentpi.events import CONTEXT_SENT_EVENT
 from agentpi.leds.settings import LedSettings
 from agentpi.mqtt.settings import MqttConfig, check_mqtt
 from agentpi.protocol.languages import AGENT_LANGUAGES
-from agentpi.protocol.messages import SERVER_EVENT_TYPES
+from agentpi.protocol.messages import client_event_types
 from agentpi.protocol.overrides import CONFIG_PATHS
 from agentpi.protocol.timers import ConversationLimits
 from agentpi.settings.credentials import API_KEY_CREDENTIAL
@@ -320,7 +320,7 @@ def validate(config: Config) -> None:
     validate_tools(config.tools)
 
 
-CLIENT_EVENTS = tuple(kind for kind in SERVER_EVENT_TYPES if kind != "error")
+CLIENT_EVENTS = client_event_types()
 """What ``client_events`` may name: every server event a conversation may be asked to send."""
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

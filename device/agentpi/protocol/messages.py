@@ -62,6 +62,7 @@ from agentpi.protocol.server_events import (
     UserTranscript,
     VadScore,
     WrappedEvent,
+    client_event_types,
 )
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "UserTranscript",
     "VadScore",
     "WrappedEvent",
+    "client_event_types",
     "decode_client",
     "decode_server",
     "encode",

@@ -521,6 +521,12 @@ class UnknownEvent:
         return dict(self.raw)
 
 
+def client_event_types() -> tuple[str, ...]:
+    """What an agent's ``client_events`` may name: every server event but ``error`` (which is
+    always sent)."""
+    return tuple(kind for kind in SERVER_EVENT_TYPES if kind != ErrorEvent.type)
+
+
 WrappedEvent = (  # the events whose body sits under a wrapper key
     ConversationInitiationMetadata
     | UserTranscript
