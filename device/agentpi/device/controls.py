@@ -91,9 +91,6 @@ class ControlSurface:
         self._display.set_muted(muted)
         if self._triggers.wake is not None:
             self._triggers.wake.set_muted(muted)
-        run = self._runner.run
-        if run is not None:
-            run.mic_muted = muted and run.started_by != "button"
         self.events.publish(ev.MicMuted(muted))
         return None
 

@@ -67,6 +67,8 @@ class RunContext:
     show: Callable[[DeviceState], None]
     ask: Callable[[], None]
     """The question cue (an MCP tool waits for a yes or no), into the open speaker."""
+    muted: Callable[[], bool]
+    """The microphone is muted (the display owns it; the control surface sets it)."""
     volume_gain: Callable[[], float]
     mic_ok: Callable[[], bool]
     """False while the microphone is being recovered (which reports its own failure)."""
@@ -83,16 +85,15 @@ class ConversationRun:
         user_message: str | None = None,
         triggered_at: float | None = None,
         opening: Opening | None = None,
+        started_by: str = "",
     ) -> None:
         self.context = context
         self.connection = connection
         self.reader = reader
         self.user_message = user_message
         self.opening = opening
-        self.started_by = ""
+        self.started_by = started_by
         """What started it (wake, button, immediate, control)."""
-        self.mic_muted = False
-        """Send silence: the microphone is muted (the runner and the control surface set it)."""
         self.turn_timer = TurnTimer(triggered_at)
         config = context.config
         conv = config.conversation
@@ -121,6 +122,11 @@ class ConversationRun:
         self._rating_asked_for: int | None = None
         self._first_of_two: asyncio.TimerHandle | None = None
         """A press that ends the conversation unless a second comes (``button.double_press``)."""
+
+    @property
+    def mic_muted(self) -> bool:
+        """Send silence: the microphone is muted, and no deliberate press started this one."""
+        return self.context.muted() and self.started_by != "button"
 
     async def run(self) -> act.ConversationEnded:
         now = time.monotonic()

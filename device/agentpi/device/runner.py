@@ -125,9 +125,8 @@ class ConversationRunner:
             trigger.user_message,
             trigger.at,
             trigger.opening,
+            trigger.source,
         )
-        run.started_by = trigger.source
-        run.mic_muted = self.display.muted and trigger.source != "button"
         self.run = run
         self.no_run.clear()
         self.triggers.in_conversation(run)
@@ -187,6 +186,7 @@ class ConversationRunner:
             gate=self.choose_gate(),
             show=self.display.show,
             ask=self.display.ask,
+            muted=lambda: self.display.muted,
             volume_gain=lambda: self.volume.gain,
             mic_ok=self.mic_ok.is_set,
         )
