@@ -130,7 +130,6 @@ class MqttBridge:
         self.failures: Counter[str] = Counter()
         """Conversations (and connects) that failed, by their row of the failure table."""
         self.last_outcome: dict[str, Any] | None = None
-        self.context_usage: dict[str, Any] | None = None
 
     def topic(self, name: str) -> str:
         return f"{self.base}/{name}"
@@ -202,12 +201,6 @@ class MqttBridge:
                 out.append(self._fired("button", BUTTON_GESTURES[action]))
             case ev.TriggerFired(source="button"):
                 out.append(self._fired("button", "single"))
-            case ev.ContextUsage():
-                self.context_usage = {
-                    "model": event.model,
-                    "tokens": event.context_tokens,
-                    "limit": event.context_limit_tokens,
-                }
             case ev.ConnectFailed(failure=failure):
                 self.errors[event.kind] += 1
                 self.failures[failure] += 1
@@ -241,7 +234,7 @@ class MqttBridge:
             "errors": dict(self.errors),
             "failures": dict(self.failures),
             "turn_latency": status.get("turn_latency"),
-            "context_usage": status.get("context_usage") or self.context_usage,
+            "context_usage": status.get("context_usage"),
             "approvals_waiting": status.get("approvals_waiting") or {},
             "events_dropped": self.events_dropped,
         }
@@ -320,13 +313,9 @@ class MqttBridge:
                 raise MqttCommandError(f"volume {percent:g}: use 0 to {MAX_VOLUME_PERCENT:g}")
             return Command(volume_percent=percent)
         if name == "wake/set":
-            if text.upper() not in ("ON", "OFF"):
-                raise MqttCommandError(f"wake {text[:40]!r}: ON or OFF")
-            return Command(wake_on=text.upper() == "ON")
+            return Command(wake_on=_on_off(text, "wake"))
         if name == "mic/set":
-            if text.upper() not in ("ON", "OFF"):
-                raise MqttCommandError(f"mute {text[:40]!r}: ON or OFF")
-            return Command(request=ControlRequest("mute", on=text.upper() == "ON"))
+            return Command(request=ControlRequest("mute", on=_on_off(text, "mute")))
         raise MqttCommandError(f"no command on {topic}")
 
     def reply(self, answer: dict[str, Any]) -> Publish:
@@ -485,6 +474,13 @@ class MqttBridge:
             topic = f"{self.config.discovery_prefix}/{component}/agentpi_{self.node}/{object_id}"
             out.append(Publish(f"{topic}/config", json.dumps(config), retain=True))
         return out
+
+
+def _on_off(text: str, what: str) -> bool:
+    """A switch's payload: ON or OFF (any case)."""
+    if text.upper() not in ("ON", "OFF"):
+        raise MqttCommandError(f"{what} {text[:40]!r}: ON or OFF")
+    return text.upper() == "ON"
 
 
 def _number(value: Any) -> str:
