@@ -22,7 +22,7 @@ def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> 
     if failure is None:
         return 0
     if failure.retry == "longest":
-        return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
+        return failures_after_connect(failures, failure)
     if user_turns:
         return 0
     if failure.retry == "backoff":
@@ -31,6 +31,8 @@ def failures_after(failures: int, user_turns: int, ended: ConversationEnded) -> 
 
 
 def failures_after_connect(failures: int, failure: Failure) -> int:
+    """One failure more, or at once the longest wait's count for a refusal no retry fixes (a
+    connect is never the user's silence)."""
     if failure.retry == "longest":
         return max(failures + 1, FAILURES_FOR_LONGEST_WAIT)
     return failures + 1

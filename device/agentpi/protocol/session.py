@@ -46,7 +46,6 @@ from agentpi.protocol.phases import (
     Handling,
     Input,
     Phase,
-    Rule,
     Turn,
     TurnCue,
     device_state,
@@ -176,9 +175,6 @@ class ConversationSession:
         return rule.handling in (Handling.ACT, Handling.HOLD)
 
     # ------------------------------------------------------------------ the table
-
-    def rule(self, key: Input) -> Rule:
-        return RULES[self.phase][key]
 
     def _handling(self, key: Input) -> Handling:
         handling = RULES[self.phase][key].handling
