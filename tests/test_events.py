@@ -384,3 +384,26 @@ def test_a_terminal_sees_the_words_so_far_in_place_and_a_pipe_sees_plain_lines()
     # the reply's record line is printed above the live line, which is drawn again below it
     assert "[  2.00] agent: It is noon\n[  1.60] agent (speaking): It is noon" in shown
     assert live.endswith("[  2.50] -- interrupted: playback stopped\n")
+
+
+def test_a_reply_streamed_without_end_keeps_the_live_line_bounded_and_current() -> None:
+    """A server that streams parts for ever: the live line shows the newest words, and what the
+    printer keeps stays within the shown bound (it kept every part before)."""
+    stream = io.StringIO()
+    bus = EventBus(clock=lambda: 1.0)
+    lines = LineWriter(stream, max_lines=100_000, max_chars=10**9)
+    printer = ConsolePrinter(lines, live=True)
+    bus.subscribe(printer)
+    bus.publish(ev.AgentChatResponsePart("", "start"))
+    for _ in range(2000):
+        bus.publish(ev.AgentChatResponsePart("x" * 50, "delta"))
+    bus.publish(ev.AgentChatResponsePart(" THE END", "delta"))
+    for _ in range(2000):
+        bus.publish(ev.AgentWords("y" * 50, 7))
+    bus.publish(ev.AgentWords(" SAID", 7))
+    lines.close()
+    shown = [part for part in stream.getvalue().split("\r\x1b[K") if part]
+    streamed = [part for part in shown if "agent ...:" in part]
+    spoken = [part for part in shown if "agent (speaking):" in part]
+    assert streamed[-1].endswith(" THE END") and len(streamed[-1]) <= ev.MAX_SHOWN_CHARS + 40
+    assert spoken[-1].endswith(" SAID") and len(spoken[-1]) <= ev.MAX_SHOWN_CHARS + 40

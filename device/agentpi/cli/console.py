@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from agentpi import events as ev
-from agentpi.events import DeviceEvent, dropped_line, event_line, shortened
+from agentpi.events import MAX_SHOWN_CHARS, DeviceEvent, dropped_line, event_line, shortened
 from agentpi.line_backlog import WaitingLines
 from agentpi.settings.typed import SettingsError
 
@@ -229,11 +229,12 @@ class ConsolePrinter:
                 self._tentative = ""
                 self._live_line = ""
             case ev.AgentChatResponsePart(text=text, part=part):
-                self._streamed = "" if part == "start" else self._streamed + text
-                return f"agent ...: {printable(shortened(self._streamed))}"
+                # the newest words, within bounds: a reply streamed without end costs nothing more
+                self._streamed = "" if part == "start" else _tail(self._streamed + text)
+                return f"agent ...: {printable(self._streamed)}"
             case ev.AgentWords(text=text, event_id=event_id):
                 said = self._spoken[1] if self._spoken[0] == event_id else ""
-                self._spoken = (event_id, shortened(said + text))
+                self._spoken = (event_id, _tail(said + text))
                 return f"agent (speaking): {printable(self._spoken[1])}"
             case ev.Interruption() | ev.ConversationEnded():
                 self._live_line = ""
@@ -242,6 +243,11 @@ class ConsolePrinter:
     def _show_live(self, line: str) -> None:
         self._live_line = line
         self.lines.write(f"{CLEAR_LINE}{line}")
+
+
+def _tail(text: str) -> str:
+    """The last ``MAX_SHOWN_CHARS`` of a line still growing."""
+    return text[-MAX_SHOWN_CHARS:]
 
 
 def printable(text: str) -> str:
