@@ -304,3 +304,20 @@ def test_home_assistant_s_tools_are_declared_to_the_agent_when_it_is_set() -> No
     assert {"home_control", "home_state", "home_entities"} <= set(declared)
     schema = json.dumps(declared["home_control"])
     assert "entity_id" in schema and "service" in schema
+
+
+def test_the_doctor_says_announcements_need_the_first_message_override() -> None:
+    from agentpi.agent.definition import default_document, everything_enabled
+    from agentpi.agent.fit import findings
+    from agentpi.control.settings import ControlConfig
+
+    def advice(config: Config, document: dict[str, Any]) -> list[str]:
+        return [f.fix for f in findings(config, document) if "announcements" in f.detail]
+
+    default = default_document()
+    assert advice(Config(), default) == [
+        "turn on Security > Overrides > First message "
+        "(platform_settings.overrides.conversation_config_override.agent.first_message)"
+    ]
+    assert advice(Config(), everything_enabled(default, {})) == []
+    assert advice(Config(control=ControlConfig(enabled=False)), default) == []  # nothing asks

@@ -137,6 +137,19 @@ def findings(config: Config, document: JsonDict) -> list[Finding]:
                     f"or remove {key}",
                 ),
             )
+    announcing = config.control.enabled or config.mqtt.enabled
+    path = CONFIG_PATHS["first_message"]
+    if announcing and path not in overrides_used(config) and at(allowed, path) is not True:
+        found.append(
+            Finding(
+                "override first_message",
+                None,
+                "announcements and openings (agentpi announce / start --first-message, MQTT, "
+                "Home Assistant's notify) need it, and the agent does not allow it: each would "
+                "be refused",
+                f"turn on {OVERRIDES[path][1]} ({ALLOWED_ROOT}.{path})",
+            )
+        )
     found += _tool_findings(config, document)
     found += _format_findings(document)
     found += _timer_findings(config, document)
