@@ -75,11 +75,16 @@ if engine == "openwakeword":
 else:
     from agentpi.wake.features import StreamingScorer, warmup_noise
     from agentpi.wake.interpreters import interpreter_factory
-    runtime = "tflite-c" if engine == "tflite" else "tflite-runtime"
-    ours = StreamingScorer(engine, files, interpreter_factory(runtime), warmup_noise(int(seed)))
+    runtime = "tflite-c" if engine.startswith("tflite+") or engine == "tflite" else "tflite-runtime"
+    ours = StreamingScorer(engine, files, interpreter_factory(runtime), warmup_noise(int(seed)),
+                           quiet_gate=engine.endswith("+gate"))
     predict = lambda frame: ours.predict(frame)[model]
-scores = [float(predict(frame)) for frame in frames]
+scores, shut = [], []
+for frame in frames:
+    scores.append(float(predict(frame)))
+    shut.append(engine != "openwakeword" and ours.gate_shut)
 np.save(out_path, np.array(scores))
+np.save(out_path + ".shut.npy", np.array(shut))
 """
 
 
@@ -96,6 +101,12 @@ def scores_in_child(
     assert result.returncode == 0, result.stderr[-3000:]
     scores: npt.NDArray[np.float64] = np.load(out)
     return scores
+
+
+def shut_in_child(engine: str, model: str, tmp_path: Path) -> npt.NDArray[np.bool_]:
+    """Where a gated engine (``tflite+gate``) scored nothing in its ``scores_in_child`` run."""
+    shut: npt.NDArray[np.bool_] = np.load(tmp_path / f"{engine}-{model}.npy.shut.npy")
+    return shut
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 - ``tflite`` (the default): openWakeWord's pipeline in ``features``, on the TFLite C library that
   pyopen-wakeword ships for every Python (with XNNPACK): the same scores as openWakeWord, in a
-  fraction of its memory.
+  fraction of its memory, and no inference while the room is quiet (``quiet_gate``).
 - ``tflite-runtime``: the same pipeline on tflite-runtime (Python 3.11 and older).
 - ``openwakeword``: openWakeWord's own ``Model`` (about 140 MB more: onnxruntime, scipy, ...).
 - ``pyopen-wakeword``: pyopen-wakeword's own loop (no XNNPACK: about 4x the CPU).
@@ -101,13 +101,14 @@ class PyOpenWakeWordEngine:
 def _tflite_engine(files: ModelFiles) -> WakeEngine:
     if files.framework != "tflite":
         raise ModelError("the tflite engine runs .tflite models only; .onnx needs openwakeword")
-    return StreamingScorer("tflite", files, interpreter_factory("tflite-c"))
+    return StreamingScorer("tflite", files, interpreter_factory("tflite-c"), quiet_gate=True)
 
 
 def _tflite_runtime_engine(files: ModelFiles) -> WakeEngine:
     if files.framework != "tflite":
         raise ModelError("tflite-runtime runs .tflite models only; .onnx needs openwakeword")
-    return StreamingScorer("tflite-runtime", files, interpreter_factory("tflite-runtime"))
+    runtime = interpreter_factory("tflite-runtime")
+    return StreamingScorer("tflite-runtime", files, runtime, quiet_gate=True)
 
 
 ENGINES: dict[str, Callable[[ModelFiles], WakeEngine]] = {

@@ -29,8 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from agentpi.audio.convert import Int16Array
+from agentpi.wake import quiet_gate
 from agentpi.wake.framer import MODEL_RATE
 from agentpi.wake.models import ModelError, ModelFiles
+from agentpi.wake.quiet_gate import GateState
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -151,6 +153,13 @@ class StreamingFeatures:
         starts = range(0, len(spec) - EMBEDDING_WINDOW + 1, EMBEDDING_STEP)
         return np.stack([self._embed(spec[start : start + EMBEDDING_WINDOW]) for start in starts])
 
+    def catch_up(self, frames: tuple[Int16Array, ...]) -> None:
+        """Push frames that were passed over. Of a long quiet stretch only the last reach of
+        frames are kept, which is enough: after that many frames nothing of the state before
+        them is left in the mel rows or the embeddings, so the state is exact again."""
+        for frame in frames:
+            self.push(frame)
+
     def push(self, frame: Int16Array) -> None:
         """One 80 ms frame (1280 samples at 16 kHz) in; one embedding row appended."""
         samples = frame.astype(np.float32)
@@ -184,6 +193,7 @@ class WakeModel:
 class ScorerState:
     features: FeatureState
     scored: tuple[int, ...]
+    gate: GateState | None
 
 
 class StreamingScorer:
@@ -195,35 +205,61 @@ class StreamingScorer:
         files: ModelFiles,
         interpreter: InterpreterFactory,
         warmup: Int16Array | None = None,
+        quiet_gate: bool = False,
     ) -> None:
         """``warmup`` given: openWakeWord's pipeline exactly, with that as its warm-up noise (the
         score tests use it). None: the device's, whose history after a start or a reset is a
         quiet room's, not loud random noise's: openWakeWord's warm-up noise (about -36 dBFS) made
-        alexa score up to 0.52 on a silent room within a second of a reset."""
+        alexa score up to 0.52 on a silent room within a second of a reset. ``quiet_gate``: no
+        inference while all the models would hear is the room's quiet (``wake.quiet_gate``)."""
         self.name = name
         self._models = {label: WakeModel(path, interpreter) for label, path in files.wake.items()}
         history = max(model.window for model in self._models.values())
         self._features = StreamingFeatures(files, interpreter, history, warmup)
+        self.reach = MEL_FILL_FRAMES + history
+        """Frames a score depends on: the mel rows' and the widest model's embeddings'."""
+        self._gate = GateState() if quiet_gate else None
+        self.frames_scored = 0
+        """Frames pushed through the models (skipped ones not counted until caught up)."""
 
     def predict(self, frame: Int16Array) -> dict[str, float]:
         if len(frame) != FRAME:
             raise ValueError(f"a wake frame is {FRAME} samples, not {len(frame)}")
+        if self._gate is not None:
+            self._gate, score = quiet_gate.step(self._gate, frame, self.reach)
+            if not score:
+                for model in self._models.values():
+                    model.scored += 1
+                return dict.fromkeys(self._models, 0.0)
+            if self._gate.kept:
+                self._features.catch_up(self._gate.kept)
+                self.frames_scored += len(self._gate.kept)
+                self._gate = quiet_gate.opened(self._gate)
         self._features.push(frame)
+        self.frames_scored += 1
         embeddings = self._features.embeddings
         return {label: model.score(embeddings) for label, model in self._models.items()}
+
+    @property
+    def gate_shut(self) -> bool:
+        """The last frame was not scored (the room was quiet for the whole reach)."""
+        return self._gate is not None and bool(self._gate.kept)
 
     def reset(self) -> None:
         self._features.reset()
         for model in self._models.values():
             model.scored = 0
+        if self._gate is not None:
+            self._gate = GateState(self._gate.floor_dbfs)
 
     def snapshot(self) -> ScorerState:
         """The whole state, to ``restore`` later: references only, as every frame makes new
         arrays, so keeping one costs nothing."""
         scored = tuple(model.scored for model in self._models.values())
-        return ScorerState(self._features.snapshot(), scored)
+        return ScorerState(self._features.snapshot(), scored, self._gate)
 
     def restore(self, state: ScorerState) -> None:
         self._features.restore(state.features)
+        self._gate = state.gate
         for model, scored in zip(self._models.values(), state.scored, strict=True):
             model.scored = scored
