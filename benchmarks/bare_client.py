@@ -5,7 +5,11 @@ audio appended to a byte buffer the speaker callback drains, pongs, and a cleare
 interruption. No VAD, no states, no resampling, no recovery: what agentpi adds on top of this is
 what the benchmark's ratios show.
 
-    python -m benchmarks.bare_client ws://127.0.0.1:PORT/v1/convai/conversation?agent_id=a
+With ``--aec`` it runs WebRTC's echo canceller (pywebrtc-audio, as agentpi does) on every
+microphone chunk, against the newest speaker audio of the same length: what a user who wants
+echo cancellation would write.
+
+    python -m benchmarks.bare_client [--aec] ws://127.0.0.1:PORT/v1/convai/conversation?agent_id=a
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import threading
 from typing import Any
 
+import numpy as np
 import pyaudio
 from websockets.asyncio.client import connect
 
@@ -32,22 +37,34 @@ def device_index(pa: Any, name: str) -> int:
     raise SystemExit(f"no device {name}")
 
 
-async def main(url: str) -> None:
+async def main(url: str, aec: bool) -> None:
     pa = pyaudio.PyAudio()
     loop = asyncio.get_running_loop()
     mic: asyncio.Queue[bytes] = asyncio.Queue()
     speaker = bytearray()
+    played = bytearray(CHUNK * 2)  # the speaker's newest output, the canceller's reference
     lock = threading.Lock()
+    canceller = None
+    if aec:
+        from pywebrtc_audio import AudioProcessor
+
+        canceller = AudioProcessor(sample_rate=RATE, num_channels=1, echo_cancellation=True)
 
     def captured(data: bytes | None, *_: Any) -> tuple[None, int]:
+        if canceller is not None and data:
+            near = np.frombuffer(data, dtype=np.int16)
+            with lock:
+                far = np.frombuffer(bytes(played), dtype=np.int16)
+            data = np.asarray(canceller.process(near, far), dtype=np.int16).tobytes()
         loop.call_soon_threadsafe(mic.put_nowait, data or b"")
         return None, pyaudio.paContinue
 
     def play(_: Any, frames: int, *__: Any) -> tuple[bytes, int]:
         with lock:
-            out = bytes(speaker[: frames * 2])
+            out = bytes(speaker[: frames * 2]).ljust(frames * 2, b"\0")
             del speaker[: frames * 2]
-        return out.ljust(frames * 2, b"\0"), pyaudio.paContinue
+            played[:] = (played + out)[-CHUNK * 2 :]
+        return out, pyaudio.paContinue
 
     async with connect(url) as ws:
         await ws.send(json.dumps({"type": "conversation_initiation_client_data"}))
@@ -94,4 +111,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[-1], "--aec" in sys.argv[1:-1]))

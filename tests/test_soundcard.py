@@ -190,3 +190,50 @@ def test_a_speaker_that_stops_playing_ends_the_conversation_and_is_reopened(
     assert first_end["reason"] == "device failure"
     assert kinds.count("conversation_started") == 2
     assert audible_after > 0  # the second greeting was heard: the speaker works again
+
+
+SINK_FLUSH = """
+import asyncio, sys, time
+import numpy as np
+from agentpi.audio.soundcard import SoundCardSink
+
+def tone(seconds):
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+
+async def main():
+    sink = SoundCardSink("agentpi_out")
+    await sink.start(16000, lambda: None)
+    sink.write(tone(3.0))
+    await asyncio.sleep(0.6)
+    flushed_at = time.monotonic()
+    dropped = sink.flush()
+    await asyncio.sleep(0.5)
+    again_at = time.monotonic()
+    sink.write(tone(0.5))
+    await asyncio.sleep(1.0)
+    print(flushed_at, again_at, dropped, sink.failure is None, flush=True)
+    await sink.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_a_flush_silences_the_card_and_the_speaker_plays_on(tmp_path: Path) -> None:
+    """The flush aborts the stream (dropping what the card holds) and starts it again."""
+    from benchmarks.soundcard import interruption_to_silence_ms
+
+    with VirtualSoundCard(tmp_path) as card:
+        result = subprocess.run(
+            [sys.executable, "-c", SINK_FLUSH],
+            env=card.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    flushed_at, again_at, dropped, healthy = result.stdout.split()
+    assert int(dropped) > 16000 and healthy == "True"
+    assert interruption_to_silence_ms(card, float(flushed_at), float(again_at)) < 100
+    after = [(t, block) for t, block in card.played if t > float(again_at)]
+    assert sum(int(block.any()) * len(block) for _, block in after) > 0.4 * 16000

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,15 @@ STALL_S = 2.0
 """A capture stream that has not called back for this long has lost its device."""
 
 
+CARD_HOLDS_S = 0.5
+"""Sound handed to PortAudio this recently may still be in the card's buffer (a few periods; more
+when its thread was held up), so a flush aborts the stream to drop it."""
+PERIOD_MS = 10
+"""The speaker's PortAudio buffer: what the card holds beyond it is about two of these, so a
+flush goes silent within about 25 ms even where an abort does not drop the card's buffer
+(measured through the virtual card: 28 ms at 10 ms, 56 ms at 20 ms)."""
+
+
 class StallWatch:
     """PortAudio stops calling back, without a word, when a USB device goes away: a thread that
     notices (no callback for ``STALL_S``, or the stream no longer active) and says so once."""
@@ -50,9 +59,20 @@ class StallWatch:
         self.last_callback_at = time.monotonic()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._resting = 0
 
     def called_back(self) -> None:
         self.last_callback_at = time.monotonic()
+
+    @contextlib.contextmanager
+    def resting(self) -> Iterator[None]:
+        """The stream is stopped and started again on purpose: not a device that went away."""
+        self._resting += 1
+        try:
+            yield
+        finally:
+            self.last_callback_at = time.monotonic()
+            self._resting -= 1
 
     def start(self, stream: Any) -> None:
         self.last_callback_at = time.monotonic()
@@ -63,6 +83,8 @@ class StallWatch:
 
     def _watch(self, stream: Any) -> None:
         while not self._stopping.wait(STALL_S / 4):
+            if self._resting:
+                continue
             silent_for = time.monotonic() - self.last_callback_at
             if silent_for > STALL_S or not stream.is_active():
                 self.lost.set()
@@ -158,13 +180,14 @@ class SoundCardSink:
 
     A small jitter buffer: a new stretch of agent audio starts playing once ``jitter_ms`` of it
     is queued (or it has waited that long), so network jitter becomes a short delay instead of
-    crackles; when the queue runs dry the callback plays silence. ``flush`` empties the queue, so
-    sound stops after what PortAudio already holds (one buffer, ``period_ms``)."""
+    crackles; when the queue runs dry the callback plays silence. ``flush`` empties the queue and,
+    if the card may still hold sound, aborts the stream (which drops what PortAudio and the card
+    hold: ALSA's snd_pcm_drop) and starts it again, on a worker thread."""
 
     def __init__(
         self,
         spec: str,
-        period_ms: int = 20,
+        period_ms: int = PERIOD_MS,
         jitter_ms: int = 60,
         max_backlog_s: float = DEFAULT_MAX_BACKLOG_S,
     ) -> None:
@@ -189,6 +212,9 @@ class SoundCardSink:
         self._open_lock = threading.Lock()
         self._silent_block = b""
         self._latency_s = 0.0
+        self._sounded_at = float("-inf")  # when the last audible block was handed to PortAudio
+        self._dropping = False  # a stream restart is under way (at most one)
+        self._loop: Any = None
 
     @property
     def label(self) -> str:
@@ -213,7 +239,7 @@ class SoundCardSink:
     async def start(self, preferred_rate: int, on_drained: Callable[[], None]) -> int:
         import asyncio
 
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
 
         def drained() -> None:
             loop.call_soon_threadsafe(on_drained)
@@ -285,6 +311,8 @@ class SoundCardSink:
             if self.playback_log is not None:
                 self.playback_log.played(out, self._rate, now + self._latency_s)
             self.output_level = loudness(out)
+            if self.output_level:
+                self._sounded_at = now
             if drained:
                 self._on_drained()
         except Exception as exc:  # never let an exception die inside PortAudio's thread
@@ -312,16 +340,51 @@ class SoundCardSink:
                 self._waiting_since = time.monotonic()
 
     def flush(self) -> int:
+        dropped = self._clear()
+        if time.monotonic() - self._sounded_at < CARD_HOLDS_S:
+            self._drop_card_buffer()
+        return dropped
+
+    def _clear(self) -> int:
         with self._lock:
             dropped = self._queue.clear()
             self._playing = False
             self._waiting_since = None
         return dropped
 
+    def _drop_card_buffer(self) -> None:
+        """Abort and restart the stream, off the event loop (an abort waits for PortAudio's
+        thread: up to 60 ms measured); the sound stops when the abort begins."""
+        if self._dropping or self._stream is None or self._loop is None:
+            return
+        self._dropping = True
+        try:
+            self._loop.run_in_executor(None, self._restart_stream)
+        except RuntimeError:  # the loop is closing: the stream is about to close too
+            self._dropping = False
+
+    def _restart_stream(self) -> None:
+        from pyaudio import _portaudio
+
+        try:
+            with self._open_lock:
+                stream, watch = self._stream, self._watch
+                if stream is None or watch is None:
+                    return
+                with watch.resting():
+                    self._sounded_at = float("-inf")
+                    # PyAudio's Stream has no abort; its C module does (Pa_AbortStream)
+                    _portaudio.abort_stream(stream._stream)
+                    _portaudio.start_stream(stream._stream)
+        except OSError as exc:
+            self._failed(AudioDeviceError(f"audio output {self.label!r} failed to restart: {exc}"))
+        finally:
+            self._dropping = False
+
     async def stop(self) -> None:
         import asyncio
 
-        self.flush()
+        self._clear()
         self.output_level = 0.0
         await asyncio.get_running_loop().run_in_executor(None, self._close)
 
