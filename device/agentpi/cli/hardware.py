@@ -59,8 +59,8 @@ def models_command(args: argparse.Namespace) -> int:
     for directory in model_dirs(wake.models_dir):
         found = sorted(p.name for p in directory.glob("*") if p.suffix in (".tflite", ".onnx"))
         print(f"  {directory}: {', '.join(found) if found else '(none)'}")
-    files, engine = open_models(wake)
-    for name, path in files.wake.items():
+    paths, engine = open_models(wake)
+    for name, path in paths.items():
         print(f"wake model {name}: {path}")
     print(f"engine: {engine.name}")
     return 0

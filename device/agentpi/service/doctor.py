@@ -189,10 +189,10 @@ def _wake(config: Config) -> Check:
     from agentpi.wake.listener import open_models
 
     try:
-        files, engine = open_models(config.wake)
+        paths, engine = open_models(config.wake)
     except ModelError as exc:
         return Check("wake word", False, reason_of(exc), "agentpi models download")
-    return Check("wake word", True, f"{', '.join(files.wake)} on {engine.name}")
+    return Check("wake word", True, f"{', '.join(paths)} on {engine.name}")
 
 
 def _clock() -> Check:

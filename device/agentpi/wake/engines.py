@@ -119,18 +119,22 @@ ENGINES: dict[str, Callable[[ModelFiles], WakeEngine]] = {
 }
 
 
-def probe(choice: EngineChoice, files: ModelFiles, timeout_s: float = 60.0) -> None:
+def probe(
+    choice: EngineChoice,
+    models: tuple[str, ...],
+    models_dir: str,
+    paths: list[Path],
+    timeout_s: float = 60.0,
+) -> None:
     """Load the models once in a child process: TensorFlow Lite kills the process (SIGSEGV) on
     some damaged files instead of raising, and a device must survive a bad download."""
-    key = (choice, *sorted((str(p), p.stat().st_mtime_ns) for p in files.all_paths))
+    key = (choice, *sorted((str(p), p.stat().st_mtime_ns) for p in paths))
     if key in _PROBED:
         return
-    paths = [str(files.melspectrogram), str(files.embedding)]
-    paths += [f"{name}={path}" for name, path in files.wake.items()]
     code = "import sys; from agentpi.wake.engines import probe_main; probe_main(sys.argv[1:])"
     try:
         result = subprocess.run(
-            [sys.executable, "-c", code, choice, *paths],
+            [sys.executable, "-c", code, choice, models_dir, *models],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -138,7 +142,7 @@ def probe(choice: EngineChoice, files: ModelFiles, timeout_s: float = 60.0) -> N
     except subprocess.TimeoutExpired:
         raise ModelError(f"loading the wake models took over {timeout_s:g} s") from None
     if result.returncode < 0:
-        names = ", ".join(str(p) for p in files.all_paths)
+        names = ", ".join(str(p) for p in paths)
         raise ModelError(f"a wake model file is damaged (it crashed the model loader): {names}")
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
@@ -150,13 +154,14 @@ _PROBED: set[tuple[object, ...]] = set()
 
 
 def probe_main(argv: list[str]) -> None:
-    choice, melspectrogram, embedding, *wake = argv
-    models = dict(item.split("=", 1) for item in wake)
-    files = ModelFiles(
-        {name: Path(path) for name, path in models.items()}, Path(melspectrogram), Path(embedding)
-    )
+    from agentpi.wake.listener import load_models
+    from agentpi.wake.settings import WakeConfig
+
+    choice, models_dir, *models = argv
+    config = WakeConfig(models=tuple(models), engine=choice, models_dir=models_dir)  # type: ignore[arg-type]
     try:
-        open_engine(choice, files).predict(np.zeros(1280, dtype=np.int16))  # type: ignore[arg-type]
+        _, engine = load_models(config)
+        engine.predict(np.zeros(1280, dtype=np.int16))
     except ModelError as exc:
         sys.exit(str(exc))
 

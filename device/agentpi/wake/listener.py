@@ -8,12 +8,15 @@ the conversation can start there, sample for sample.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from agentpi.audio.convert import Int16Array
 from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
-from agentpi.wake.models import ModelFiles, resolve
+from agentpi.wake.micro import NAME as MICRO
+from agentpi.wake.micro import MicroWakeWordEngine, resolve_micro
+from agentpi.wake.models import resolve
 from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
 from agentpi.wake.settings import WakeConfig
 
@@ -96,11 +99,27 @@ class WakeListener:
             self._finder.clear()
 
 
-def open_models(config: WakeConfig) -> tuple[ModelFiles, WakeEngine]:
-    """Find the model files and start an engine on them (after a crash-safe trial load)."""
+def load_models(config: WakeConfig) -> tuple[dict[str, Path], WakeEngine]:
+    """Each configured model's file (a microWakeWord model's manifest) and an engine on them."""
+    if config.engine == MICRO:
+        manifests = resolve_micro(config.models, config.models_dir)
+        engine: WakeEngine = MicroWakeWordEngine(manifests)
+        return {label: m.model for label, m in manifests.items()}, engine
     files = resolve(config.models, config.models_dir)
-    probe(config.engine, files)
-    return files, open_engine(config.engine, files)
+    return dict(files.wake), open_engine(config.engine, files)
+
+
+def model_paths(config: WakeConfig) -> list[Path]:
+    """Every file the engine will load."""
+    if config.engine == MICRO:
+        return [m.model for m in resolve_micro(config.models, config.models_dir).values()]
+    return resolve(config.models, config.models_dir).all_paths
+
+
+def open_models(config: WakeConfig) -> tuple[dict[str, Path], WakeEngine]:
+    """``load_models`` after a crash-safe trial load in a child process."""
+    probe(config.engine, config.models, config.models_dir, model_paths(config))
+    return load_models(config)
 
 
 def open_listener(config: WakeConfig, source_rate: int) -> WakeListener:

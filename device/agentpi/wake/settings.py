@@ -8,8 +8,12 @@ from typing import Literal
 
 from agentpi.settings.typed import SettingsError
 
-EngineChoice = Literal["auto", "tflite", "tflite-runtime", "openwakeword", "pyopen-wakeword"]
+EngineChoice = Literal[
+    "auto", "tflite", "tflite-runtime", "openwakeword", "pyopen-wakeword", "microwakeword"
+]
 MODEL_SUFFIXES = (".tflite", ".onnx")
+"""openWakeWord's model files; a microWakeWord model is named by its ``.json`` manifest."""
+MICRO_SUFFIX = ".json"
 WAKE_RANGES: dict[str, tuple[float, float, str]] = {
     "wake.threshold": (0.01, 0.99, "score"),
     "wake.patience": (1, 50, "frames"),
@@ -21,7 +25,7 @@ WAKE_RANGES: dict[str, tuple[float, float, str]] = {
 def model_label(model: str) -> str:
     """The name a wake model's scores (and its detections) carry, and that ``[wake.agents]``
     uses: its name, or a path's stem."""
-    return Path(model).stem if model.endswith(MODEL_SUFFIXES) else model
+    return Path(model).stem if model.endswith((*MODEL_SUFFIXES, MICRO_SUFFIX)) else model
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,9 @@ class WakeAgentConfig:
 @dataclass(frozen=True)
 class WakeConfig:
     models: tuple[str, ...] = ("hey_jarvis",)
-    """openWakeWord model names (hey_jarvis, alexa, hey_mycroft, ...) or .tflite/.onnx paths."""
+    """openWakeWord model names (hey_jarvis, alexa, hey_mycroft, ...) or .tflite/.onnx paths;
+    with engine = "microwakeword", its model names (okay_nabu, hey_jarvis, alexa, hey_mycroft)
+    or .json manifest paths."""
     threshold: float = 0.5
     patience: int = 1
     """Frames (80 ms each) in a row at or above the threshold before it fires."""

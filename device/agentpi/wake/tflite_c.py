@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,14 @@ from agentpi.wake.models import ModelError
 
 LIBRARY_NAME = "libtensorflowlite_c.so"
 _OK = 0
+
+
+class _Quantization(ctypes.Structure):
+    _fields_ = [("scale", ctypes.c_float), ("zero_point", ctypes.c_int32)]
+
+
+TENSOR_TYPES: dict[int, type[np.generic]] = {1: np.float32, 3: np.uint8, 9: np.int8}
+"""TfLiteType -> the array type of its data (the types the wake models use)."""
 
 
 class _XnnpackOptions(ctypes.Structure):
@@ -74,6 +83,8 @@ def _library() -> ctypes.CDLL:
         "TfLiteTensorByteSize": (size, [p]),
         "TfLiteTensorCopyFromBuffer": (i32, [p, p, size]),
         "TfLiteTensorCopyToBuffer": (i32, [p, p, size]),
+        "TfLiteTensorType": (i32, [p]),
+        "TfLiteTensorQuantizationParams": (_Quantization, [p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -101,9 +112,12 @@ def _native_stderr(messages: list[str]) -> Iterator[None]:
 
 
 class CInterpreter:
-    """One model on one thread, with XNNPACK; float32 tensors in and out."""
+    """One model on one thread, with XNNPACK unless told not to; tensors of the types in
+    ``TENSOR_TYPES`` in and out (quantized ones with their scale and zero point)."""
 
-    def __init__(self, model_path: Path, input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, model_path: Path, input_shape: tuple[int, ...] | None = None, xnnpack: bool = True
+    ) -> None:
         lib = self._lib = _library()
         self._interpreter: int | None = None
         self._delegate: int | None = None
@@ -111,12 +125,13 @@ class CInterpreter:
         if not self._model:
             raise ModelError(f"wake model {model_path}: TensorFlow Lite cannot read it")
         options = lib.TfLiteInterpreterOptionsCreate()
-        xnnpack = lib.TfLiteXNNPackDelegateOptionsDefault()
-        xnnpack.num_threads = 1
+        delegate_options = lib.TfLiteXNNPackDelegateOptionsDefault()
+        delegate_options.num_threads = 1
         lib.TfLiteInterpreterOptionsSetNumThreads(options, 1)
         messages: list[str] = []
         with _native_stderr(messages):
-            self._delegate = lib.TfLiteXNNPackDelegateCreate(ctypes.byref(xnnpack))
+            if xnnpack:
+                self._delegate = lib.TfLiteXNNPackDelegateCreate(ctypes.byref(delegate_options))
             if self._delegate:
                 lib.TfLiteInterpreterOptionsAddDelegate(options, self._delegate)
             self._interpreter = lib.TfLiteInterpreterCreate(self._model, options)
@@ -143,19 +158,34 @@ class CInterpreter:
         self._output = lib.TfLiteInterpreterGetOutputTensor(self._interpreter, 0)
         self.input_shape = self._shape(self._input)
         self.output_shape = self._shape(self._output)
+        self.input_type = self._type(self._input)
+        self.output_type = self._type(self._output)
+        quantization = lib.TfLiteTensorQuantizationParams(self._input)
+        self.input_quantization = (float(quantization.scale), int(quantization.zero_point))
+        quantization = lib.TfLiteTensorQuantizationParams(self._output)
+        self.output_quantization = (float(quantization.scale), int(quantization.zero_point))
+
+    def _type(self, tensor: int | None) -> type[np.generic]:
+        code = self._lib.TfLiteTensorType(tensor)
+        if code not in TENSOR_TYPES:
+            raise ModelError(
+                f"a wake model has a tensor of a type this runtime does not take ({code})"
+            )
+        return TENSOR_TYPES[code]
 
     def _shape(self, tensor: int | None) -> tuple[int, ...]:
         lib = self._lib
         return tuple(lib.TfLiteTensorDim(tensor, d) for d in range(lib.TfLiteTensorNumDims(tensor)))
 
-    def run(self, data: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The output for ``data`` (converted to the input's type), in the output's type."""
         lib = self._lib
-        data = np.ascontiguousarray(data, dtype=np.float32)
+        data = np.ascontiguousarray(data, dtype=self.input_type)
         if lib.TfLiteTensorCopyFromBuffer(self._input, data.ctypes.data, data.nbytes) != _OK:
             raise ModelError(f"wake model input of {data.shape} does not fit {self.input_shape}")
         if lib.TfLiteInterpreterInvoke(self._interpreter) != _OK:
             raise ModelError("a wake model failed to run")
-        out = np.empty(self.output_shape, dtype=np.float32)
+        out = np.empty(self.output_shape, dtype=self.output_type)
         if lib.TfLiteTensorCopyToBuffer(self._output, out.ctypes.data, out.nbytes) != _OK:
             raise ModelError(f"a wake model's output is not of shape {self.output_shape}")
         return out
