@@ -14,8 +14,10 @@ from agentpi.leds.settings import LedSettings
 from agentpi.settings.typed import build_dataclass, load_toml
 from agentpi.states import DeviceState
 from agentpi.wake.listener import open_models
+from agentpi.wake.micro import NAME as MICRO
+from agentpi.wake.micro import bundled_dir
 from agentpi.wake.models import download, model_dirs, user_models_dir
-from agentpi.wake.settings import WakeConfig
+from agentpi.wake.settings import MICRO_SUFFIX, MODEL_SUFFIXES, WakeConfig
 
 
 def _led_settings(config_path: str | None, profile: str | None) -> LedSettings:
@@ -56,8 +58,11 @@ def models_command(args: argparse.Namespace) -> int:
             print(path)
         return 0
     print("looking in:")
-    for directory in model_dirs(wake.models_dir):
-        found = sorted(p.name for p in directory.glob("*") if p.suffix in (".tflite", ".onnx"))
+    micro = wake.engine == MICRO
+    dirs = model_dirs(wake.models_dir) + ([d] if micro and (d := bundled_dir()) else [])
+    suffixes = (MICRO_SUFFIX,) if micro else MODEL_SUFFIXES
+    for directory in dirs:
+        found = sorted(p.name for p in directory.glob("*") if p.suffix in suffixes)
         print(f"  {directory}: {', '.join(found) if found else '(none)'}")
     paths, engine = open_models(wake)
     for name, path in paths.items():
