@@ -1,7 +1,8 @@
 """`make bench`: every figure against a peer measured in the same run, as a ratio.
 
     python -m benchmarks [clients] [idle] [deflate] [protocol] [soundcard] [soak] [phrase_end]
-    (default: all but idle, which clients includes)
+                         [engines] [board]
+    (default: all but idle, which clients includes, and board, which repeats parts of both)
 
 ``clients`` is the headline: agentpi against the official elevenlabs SDK (and the idle wake
 listener against openWakeWord's bare loop), a table, and JSON + PNG in benchmarks/results/.
@@ -15,9 +16,29 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import deflate, phrase_end, protocol, report, soundcard, versus_sdk, wake
+from benchmarks import (
+    board,
+    deflate,
+    engines,
+    phrase_end,
+    protocol,
+    report,
+    soundcard,
+    versus_sdk,
+    wake,
+)
 
-PARTS = ("clients", "idle", "deflate", "protocol", "soundcard", "soak", "phrase_end")
+PARTS = (
+    "clients",
+    "idle",
+    "deflate",
+    "protocol",
+    "soundcard",
+    "soak",
+    "phrase_end",
+    "engines",
+    "board",
+)
 
 
 def clients() -> int:
@@ -57,7 +78,7 @@ def idle() -> int:
 
 
 def main(argv: list[str]) -> int:
-    parts = argv or [part for part in PARTS if part != "idle"]
+    parts = argv or [part for part in PARTS if part not in ("idle", "board")]
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         print(f"unknown part {unknown[0]!r}: choose from {', '.join(PARTS)}", file=sys.stderr)
@@ -81,6 +102,12 @@ def main(argv: list[str]) -> int:
     if "phrase_end" in parts:
         print("\n== where the upload starts after the wake phrase (clip set) ==")
         failed |= phrase_end.main()
+    if "board" in parts:
+        print("== this board, in one line ==")
+        failed |= board.main()
+    if "engines" in parts:
+        print("\n== the wake engines on the clip sets ==")
+        failed |= engines.main()
     if "soak" in parts:
         print("\n== soak: 2,000 conversations in one process ==", flush=True)
         # a process of its own: the parts before leave memory and threads behind in this one

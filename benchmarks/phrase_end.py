@@ -234,6 +234,8 @@ class ClipResult:
     """The share lost had the upload started at the end of the frame that fired."""
     tail_at_firing_ms: float = 0.0
     """The tail even from the frame that fired: the phrase ended after the detector did."""
+    delay_ms: float = 0.0
+    """From the phrase's end to the end of the frame that fired (below 0: before it ended)."""
 
     @property
     def meets_goals(self) -> bool:
@@ -275,6 +277,7 @@ def measure_clip(
         tail_ms=max(0, phrase_end - upload) * 1000 / RATE,
         lost_at_firing=max(0, fired_at - question_start) / len(asked),
         tail_at_firing_ms=max(0, phrase_end - fired_at) * 1000 / RATE,
+        delay_ms=(fired_at - phrase_end) * 1000 / RATE,
     )
 
 

@@ -78,14 +78,19 @@ def client_rows(runs: ClientRuns) -> list[Row]:
 
 
 def wake_rows(wake: WakeFigures) -> list[Row]:
-    def row(figure: str, variant: str, pick: str, digits: int) -> Row:
-        ours, peer = wake.median(variant, pick), wake.median("bare oww", pick)
-        return Row(figure, "bare oww", ours, peer, digits)
+    def row(figure: str, variant: str, pick: str, digits: int, peer: str = "bare oww") -> Row:
+        ours, theirs = wake.median(variant, pick), wake.median(peer, pick)
+        return Row(figure, "bare oww", ours, theirs, digits)
 
+    micro = "agentpi, microWakeWord"
+    loud = ("agentpi, loud room", "bare oww, loud room")
     return [
         row("idle, CPU ms per s of audio (real time)", "agentpi", "cpu_ms_per_s", 2),
         row("idle, CPU ms per s, generic LED board", "agentpi, generic LEDs", "cpu_ms_per_s", 2),
+        row("idle, CPU ms per s, microWakeWord engine", micro, "cpu_ms_per_s", 2),
+        row("idle in a loud room, CPU ms per s", *loud[:1], "cpu_ms_per_s", 2, loud[1]),
         row("idle, peak RSS with the wake model, MB", "agentpi", "rss_mb", 1),
+        row("idle, peak RSS, microWakeWord engine, MB", micro, "rss_mb", 1),
         row("process start to listening, s", "agentpi", "start_s", 2),
     ]
 

@@ -549,7 +549,9 @@ class ClientRuns:
     rig_cpu_s_per_minute: float = 0.0
 
 
-async def run_all(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
+async def run_all(
+    folder: Path, rounds: int = ROUNDS, clients: tuple[str, ...] = CLIENTS
+) -> ClientRuns:
     folder.mkdir(parents=True, exist_ok=True)
     spoken, rate = read_wav(bundled("hello.wav"))
     assert rate == RATE
@@ -560,8 +562,8 @@ async def run_all(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
     async with AgentSimulator(SCRIPT) as sim:
         for round_ in range(rounds):
             trigger_after_s = draw.uniform(*TRIGGER_AFTER_S)
-            shift = round_ % len(CLIENTS)
-            for client in CLIENTS[shift:] + CLIENTS[:shift]:
+            shift = round_ % len(clients)
+            for client in clients[shift:] + clients[:shift]:
                 where = folder / f"round{round_ + 1}-{client}"
                 figures.append(
                     await one_conversation(client, round_, sim, files, where, trigger_after_s)
@@ -570,5 +572,5 @@ async def run_all(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
     return ClientRuns(figures, await rig_alone_rss_mb(), rounds, rig_cpu)
 
 
-def run(folder: Path, rounds: int = ROUNDS) -> ClientRuns:
-    return asyncio.run(run_all(folder, rounds))
+def run(folder: Path, rounds: int = ROUNDS, clients: tuple[str, ...] = CLIENTS) -> ClientRuns:
+    return asyncio.run(run_all(folder, rounds, clients))

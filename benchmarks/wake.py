@@ -5,8 +5,10 @@ A device listens in real time all day, so this is measured the way it runs: an i
 noise at -50 dBFS, its CPU read from /proc between 8 s after it is ready and 23 s, against a child
 running the least any openWakeWord user writes (``Model.predict`` on every 1280-sample frame, each
 frame waited for as a sound card would deliver it) over the same audio, measured the same way.
-Three variants alternate per round: agentpi with no LEDs, agentpi with the generic profile's LED
-board (gpiozero's mock PWM pins: the render thread is real), and the bare loop. Also from the same
+The variants alternate per round: agentpi with no LEDs, with the generic profile's LED board
+(gpiozero's mock PWM pins: the render thread is real), with the microWakeWord engine, and the
+bare loop, in the quiet room; then agentpi and the bare loop in a loud room (people talking all
+the time, at about -25 dBFS), where the quiet-room gate never shuts. Also from the same
 processes: peak RSS, and start-up (process start to ready, against the bare loop's start to its
 model loaded). A sped-up run would spread per-second costs (timers, render threads) over more
 audio and hide them, so there is none.
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tests.speech import RATE, save
 
+from agentpi.audio.convert import Int16Array
 from benchmarks import proc
 
 ROUNDS = int(os.environ.get("BENCH_WAKE_ROUNDS", "3"))
@@ -33,7 +36,9 @@ AUDIO_S = 30.0
 WINDOW_S = (8.0, 23.0)
 """CPU is counted between these times after ready: the model's buffers are full, nothing starts."""
 NOISE_DBFS = -50.0
-VARIANTS = ("agentpi", "agentpi, generic LEDs", "bare oww")
+LOUD_DBFS = -25.0
+VARIANTS = ("agentpi", "agentpi, generic LEDs", "agentpi, microWakeWord", "bare oww")
+LOUD_VARIANTS = ("agentpi, loud room", "bare oww, loud room")
 
 PEER = """
 import sys, time, wave
@@ -125,15 +130,30 @@ def watch(command: list[str], ready: Path | None, env: dict[str, str]) -> Sample
     return Sample((cpu1 - cpu0) / (t1 - t0) * 1e3, rss, ready_at - started)
 
 
-def config_for(folder: Path, room: Path, leds: bool) -> Path:
-    path = folder / f"idle-{leds}.toml"
+def config_for(folder: Path, room: Path, leds: bool, engine: str = "auto") -> Path:
+    path = folder / f"idle-{leds}-{engine}-{room.stem}.toml"
     board = '[leds]\ntype = "board"\npins = [17, 27, 22]\n' if leds else '[leds]\ntype = "none"\n'
     path.write_text(
         f'[agent]\nagent_id = "bench"\nurl = "ws://127.0.0.1:9"\n[trigger]\nmode = "wake"\n'
+        f'[wake]\nengine = "{engine}"\n'
         f'[audio]\ninput = "file:{room}"\noutput = "file:{folder / "o.wav"}"\n'
         f"[control]\nenabled = false\n{board}"
     )
     return path
+
+
+def loud_room(seconds: float) -> Int16Array:
+    """People talking all the time (no wake phrase), over room noise."""
+    from tests.speech import NEGATIVES, VOICES, join, speak
+
+    talk = join(*(speak(sentence, voice) for voice in VOICES for sentence in NEGATIVES))
+    while len(talk) < seconds * RATE:
+        talk = np.concatenate([talk, talk])
+    talk = talk[: int(seconds * RATE)].astype(np.float64)
+    level = np.sqrt(np.mean(talk**2)) / 32768
+    talk *= 10 ** (LOUD_DBFS / 20) / level
+    noise = np.random.RandomState(1).randn(len(talk)) * 32768 * 10 ** (NOISE_DBFS / 20)
+    return np.clip(talk + noise, -32768, 32767).astype(np.int16)
 
 
 def import_costs() -> dict[str, float]:
@@ -166,16 +186,19 @@ def measure() -> WakeFigures | None:
         scale = 32768 * 10 ** (NOISE_DBFS / 20)
         noise = np.random.RandomState(0).randn(int(RATE * AUDIO_S)) * scale
         room = save(folder / "room.wav", noise.astype(np.int16))
+        loud = save(folder / "loud.wav", loud_room(AUDIO_S))
         env = dict(os.environ)
         for round_ in range(ROUNDS):
-            for variant in VARIANTS:
-                if variant == "bare oww":
-                    command = [sys.executable, "-c", PEER, str(room)]
+            for variant in (*VARIANTS, *LOUD_VARIANTS):
+                audio = loud if variant in LOUD_VARIANTS else room
+                if variant.startswith("bare oww"):
+                    command = [sys.executable, "-c", PEER, str(audio)]
                     ready = None
                 else:
                     ready = folder / f"events-{round_}-{len(variant)}.jsonl"
-                    config = config_for(folder, room, leds=variant != "agentpi")
-                    leds = variant != "agentpi"
+                    leds = variant == "agentpi, generic LEDs"
+                    engine = "microwakeword" if "microWakeWord" in variant else "auto"
+                    config = config_for(folder, audio, leds, engine)
                     launch = ["-c", WITH_MOCK_PWM_PINS] if leds else ["-m", "agentpi"]
                     command = [sys.executable, *launch, "run", "--config", str(config)]
                     command += ["--events", str(ready)]

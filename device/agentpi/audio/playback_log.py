@@ -56,7 +56,7 @@ class PlaybackLog:
                 self._origin = started_at
             start = self._sample_at(started_at)
             self._blocks.append((start, block))
-            if self._sound_counts and block.any():
+            if self._sound_counts and np.count_nonzero(block):
                 self.last_sound_at = started_at + len(block) / self.rate
             newest = start + len(block)
             while (

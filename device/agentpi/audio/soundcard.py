@@ -323,7 +323,7 @@ class SoundCardSink:
             return self._silence(frames), pyaudio.paAbort
         if self._channels > 1:
             out = np.repeat(out, self._channels)
-        return out.astype("<i2").tobytes(), pyaudio.paContinue
+        return out.tobytes(), pyaudio.paContinue
 
     def _silence(self, frames: int) -> bytes:
         size = frames * 2 * self._channels

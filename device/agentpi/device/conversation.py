@@ -248,7 +248,7 @@ class ConversationRun:
             now = time.monotonic()
             self.turn_timer.user_speech(speaking, now, vad.hangover_s)
             if wire:
-                score = vad.score if chunk.any() else 0.0  # 0: the gate muted it
+                score = vad.score if np.count_nonzero(chunk) else 0.0  # 0: the gate muted it
                 await self.execute(self.session.mic_audio(wire, speaking, now, score))
             await self._tick(now)
 
