@@ -135,6 +135,9 @@ class MicroModel:
         self.stride, self.features = shape[1], shape[2]
         self._scale, self._zero = self._interpreter.input_quantization
         self._out_scale, self._out_zero = self._interpreter.output_quantization
+        if self._scale:
+            limits = np.iinfo(self._interpreter.input_type)  # type: ignore[type-var]
+            self._lowest, self._highest = int(limits.min), int(limits.max)
         self._rows: list[list[float]] = []
         self._probabilities: deque[float] = deque(maxlen=self.manifest.sliding_window_size)
 
@@ -151,9 +154,8 @@ class MicroModel:
         features = np.asarray(self._rows, dtype=np.float32)[None, :, :]
         self._rows.clear()
         if self._scale:
-            limits = np.iinfo(self._interpreter.input_type)  # type: ignore[type-var]
             quantized = np.round(features / self._scale + self._zero)
-            features = np.clip(quantized, limits.min, limits.max)
+            features = np.clip(quantized, self._lowest, self._highest)
         out = self._interpreter.run(features).astype(np.float32)
         probability = float(out.reshape(-1)[0])
         if self._out_scale:
