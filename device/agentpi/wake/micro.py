@@ -138,7 +138,9 @@ class MicroModel:
         if self._scale:
             limits = np.iinfo(self._interpreter.input_type)  # type: ignore[type-var]
             self._lowest, self._highest = int(limits.min), int(limits.max)
-        self._rows: list[list[float]] = []
+        self._block = np.zeros((1, self.stride, self.features), dtype=np.float32)
+        self._work = np.zeros_like(self._block)
+        self._filled = 0
         self._probabilities: deque[float] = deque(maxlen=self.manifest.sliding_window_size)
 
     def reset(self) -> None:
@@ -148,16 +150,20 @@ class MicroModel:
 
     def push(self, row: list[float]) -> float | None:
         """A feature row in; the mean probability when the model ran and its window is full."""
-        self._rows.append(row)
-        if len(self._rows) < self.stride:
+        self._block[0, self._filled] = row
+        self._filled += 1
+        if self._filled < self.stride:
             return None
-        features = np.asarray(self._rows, dtype=np.float32)[None, :, :]
-        self._rows.clear()
+        self._filled = 0
+        features = self._block
         if self._scale:
-            quantized = np.round(features / self._scale + self._zero)
-            features = np.clip(quantized, self._lowest, self._highest)
-        out = self._interpreter.run(features).astype(np.float32)
-        probability = float(out.reshape(-1)[0])
+            # in place, as pymicro-wakeword computes it: round(x / scale + zero point)
+            work = self._work
+            np.divide(features, self._scale, out=work)
+            work += self._zero
+            np.rint(work, out=work)
+            features = np.clip(work, self._lowest, self._highest, out=work)
+        probability = float(self._interpreter.run(features).reshape(-1)[0])
         if self._out_scale:
             probability = (probability - self._out_zero) * self._out_scale
         self._probabilities.append(probability)
@@ -172,10 +178,12 @@ class MicroWakeWordEngine:
     name = NAME
 
     def __init__(self, manifests: dict[str, MicroManifest]) -> None:
-        from pymicro_features import MicroFrontend
+        # pymicro-features' C module itself: its Python wrapper makes an object per 10 ms step
+        from micro_features_cpp import create_frontend, process_samples
 
-        self._frontend_type = MicroFrontend
-        self._frontend = MicroFrontend()
+        self._new_frontend = create_frontend
+        self._process = process_samples
+        self._frontend = create_frontend()
         self._models = {label: MicroModel(manifest) for label, manifest in manifests.items()}
         for label, model in self._models.items():
             if model.features != 40:
@@ -189,12 +197,12 @@ class MicroWakeWordEngine:
         audio = self._pending + np.ascontiguousarray(frame, dtype="<i2").tobytes()
         at, step = 0, 2 * STEP_SAMPLES
         while at + step <= len(audio):
-            result = self._frontend.process_samples(audio[at : at + step])
-            at += 2 * result.samples_read
-            if not result.features:
+            features, samples_read = self._process(self._frontend, audio[at : at + step])
+            at += 2 * samples_read
+            if not features:
                 continue
             for label, model in self._models.items():
-                mean = model.push(result.features)
+                mean = model.push(features)
                 if mean is not None:
                     score = on_threshold_scale(mean, model.manifest.probability_cutoff)
                     scores[label] = max(scores[label], score)
@@ -202,7 +210,7 @@ class MicroWakeWordEngine:
         return scores
 
     def reset(self) -> None:
-        self._frontend = self._frontend_type()
+        self._frontend = self._new_frontend()
         self._pending = b""
         for model in self._models.values():
             model.reset()
