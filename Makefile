@@ -77,7 +77,8 @@ ha-here: $(STAMP) test-deps
 	AGENTPI_HASS=$(HA_VENV)/bin/hass $(BIN)/python -m pytest -q -n 1 --timeout 900 \
 	  tests/test_ha_real.py
 
-# All of it, or some: make bench BENCH=clients (clients, protocol, soundcard, soak).
+# All of it, or some: make bench BENCH=clients (clients, idle, deflate, protocol, soundcard, soak,
+# phrase_end, engines; board: one line from this board for the README's table).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH)
 

@@ -27,7 +27,7 @@ ROUNDS = int(os.environ.get("BOARD_ROUNDS", "2"))
 ENGINES = ("tflite", "microwakeword")
 HEADER = (
     "| board | Python | idle CPU ms/s: openWakeWord | microWakeWord | idle RSS MB: openWakeWord "
-    "| microWakeWord | start to listening, s | conversation CPU s/min |"
+    "| microWakeWord | start to listening, s | conversation CPU s/min above the rig |"
 )
 
 
