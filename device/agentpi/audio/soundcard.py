@@ -42,6 +42,9 @@ STALL_S = 2.0
 CARD_HOLDS_S = 0.5
 """Sound handed to PortAudio this recently may still be in the card's buffer (a few periods; more
 when its thread was held up), so a flush aborts the stream to drop it."""
+RESTART_WAIT_S = 0.5
+"""How long a flush's restart waits for the callback that aborts the stream (one period)."""
+RESTART_POLL_S = 0.002
 PERIOD_MS = 10
 """The speaker's PortAudio buffer: what the card holds beyond it is about two of these, so a
 flush goes silent within about 25 ms even where an abort does not drop the card's buffer
@@ -214,6 +217,7 @@ class SoundCardSink:
         self._latency_s = 0.0
         self._sounded_at = float("-inf")  # when the last audible block was handed to PortAudio
         self._dropping = False  # a stream restart is under way (at most one)
+        self._abort_next = False
         self._loop: Any = None
 
     @property
@@ -289,6 +293,9 @@ class SoundCardSink:
         pyaudio = load_pyaudio()
         if self._watch is not None:
             self._watch.called_back()
+        if self._abort_next:
+            self._abort_next = False
+            return self._silence(frames), pyaudio.paAbort
         if not self._playing and not self._queue and not self.output_level:
             # nothing to play (most of a device's life): no lock, no arrays, no log entry (the
             # log reads a gap as silence); this runs 50 times a second on PortAudio's thread
@@ -353,19 +360,18 @@ class SoundCardSink:
         return dropped
 
     def _drop_card_buffer(self) -> None:
-        """Abort and restart the stream, off the event loop (an abort waits for PortAudio's
-        thread: up to 60 ms measured); the sound stops when the abort begins."""
+        """The next callback aborts the stream (ALSA drops what the card holds) and a worker
+        thread starts it again: a stream a callback ended must be stopped before it restarts."""
         if self._dropping or self._stream is None or self._loop is None:
             return
         self._dropping = True
+        self._abort_next = True
         try:
             self._loop.run_in_executor(None, self._restart_stream)
         except RuntimeError:  # the loop is closing: the stream is about to close too
-            self._dropping = False
+            self._abort_next = self._dropping = False
 
     def _restart_stream(self) -> None:
-        from pyaudio import _portaudio
-
         try:
             with self._open_lock:
                 stream, watch = self._stream, self._watch
@@ -373,12 +379,17 @@ class SoundCardSink:
                     return
                 with watch.resting():
                     self._sounded_at = float("-inf")
-                    # PyAudio's Stream has no abort; its C module does (Pa_AbortStream)
-                    _portaudio.abort_stream(stream._stream)
-                    _portaudio.start_stream(stream._stream)
+                    deadline = time.monotonic() + RESTART_WAIT_S
+                    while stream.is_active() and time.monotonic() < deadline:
+                        time.sleep(RESTART_POLL_S)
+                    if stream.is_active():
+                        return  # no callback came: the stall watch has this device now
+                    stream.stop_stream()
+                    stream.start_stream()
         except OSError as exc:
             self._failed(AudioDeviceError(f"audio output {self.label!r} failed to restart: {exc}"))
         finally:
+            self._abort_next = False
             self._dropping = False
 
     async def stop(self) -> None:

@@ -131,7 +131,7 @@ def probe(
     key = (choice, *sorted((str(p), p.stat().st_mtime_ns) for p in paths))
     if key in _PROBED:
         return
-    code = "import sys; from agentpi.wake.engines import probe_main; probe_main(sys.argv[1:])"
+    code = "import sys; from agentpi.wake.listener import probe_main; probe_main(sys.argv[1:])"
     try:
         result = subprocess.run(
             [sys.executable, "-c", code, choice, models_dir, *models],
@@ -151,19 +151,6 @@ def probe(
 
 
 _PROBED: set[tuple[object, ...]] = set()
-
-
-def probe_main(argv: list[str]) -> None:
-    from agentpi.wake.listener import load_models
-    from agentpi.wake.settings import WakeConfig
-
-    choice, models_dir, *models = argv
-    config = WakeConfig(models=tuple(models), engine=choice, models_dir=models_dir)  # type: ignore[arg-type]
-    try:
-        _, engine = load_models(config)
-        engine.predict(np.zeros(1280, dtype=np.int16))
-    except ModelError as exc:
-        sys.exit(str(exc))
 
 
 def open_engine(choice: EngineChoice, files: ModelFiles) -> WakeEngine:

@@ -8,7 +8,10 @@ the conversation can start there, sample for sample.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from agentpi.audio.convert import Int16Array
 from agentpi.wake.decider import Detection, WakeDecider
@@ -16,7 +19,7 @@ from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
 from agentpi.wake.micro import NAME as MICRO
 from agentpi.wake.micro import MicroWakeWordEngine, resolve_micro
-from agentpi.wake.models import resolve
+from agentpi.wake.models import ModelError, resolve
 from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
 from agentpi.wake.settings import WakeConfig
 
@@ -127,3 +130,14 @@ def open_listener(config: WakeConfig, source_rate: int) -> WakeListener:
     _, engine = open_models(config)
     decider = WakeDecider(config.threshold, config.patience, config.refractory_s)
     return WakeListener(engine, decider, source_rate)
+
+
+def probe_main(argv: list[str]) -> None:
+    """The child ``engines.probe`` starts: load the models, score a silent frame."""
+    choice, models_dir, *models = argv
+    config = WakeConfig(models=tuple(models), engine=choice, models_dir=models_dir)  # type: ignore[arg-type]
+    try:
+        _, engine = load_models(config)
+        engine.predict(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+    except ModelError as exc:
+        sys.exit(str(exc))
