@@ -142,6 +142,8 @@ def test_a_users_own_model_by_its_manifest(tmp_path: Path) -> None:
     ("manifest", "says"),
     [
         ("{", "not a microWakeWord manifest"),
+        ("[" * 5000 + "]" * 5000, "not a microWakeWord manifest"),
+        ('["a list"]', "not a microWakeWord manifest"),
         ('{"model": "x.tflite"}', "not a microWakeWord manifest"),
         (
             '{"model": "x.tflite", "micro": {"probability_cutoff": 2, "sliding_window_size": 5}}',

@@ -19,7 +19,6 @@ engines: 0.5 is the model's own cutoff, 0..cutoff maps to 0..0.5 and cutoff..1 t
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from agentpi.audio.convert import Int16Array
+from agentpi.bounded_json import load_object
 from agentpi.wake.features import FRAME
 from agentpi.wake.models import ModelError, check_model_file, model_dirs
 
@@ -55,7 +55,7 @@ class MicroManifest:
         if len(raw) > MANIFEST_MAX_BYTES:
             raise ModelError(f"wake model {path}: over {MANIFEST_MAX_BYTES // 1024} KiB")
         try:
-            data: Any = json.loads(raw)
+            data: Any = load_object(raw, MANIFEST_MAX_BYTES)
             micro = data["micro"]
             cutoff = float(micro["probability_cutoff"])
             window = int(micro["sliding_window_size"])
