@@ -617,7 +617,10 @@ def test_the_nastiest_payloads_leave_the_link_answering(broker: Broker) -> None:
                 for payload in nasty:
                     await client.publish("agentpi/nasty/command", payload, qos=1)
                 await client.publish("agentpi/nasty/wake/set", "OFF", qos=1)
+                # the wake call comes before its reply reaches this subscriber: wait for both
+                # (Python 3.13 in the trixie root read the replies in between once)
                 await heard.until(lambda: "wake False" in device.calls)
+                await heard.until(lambda: len(heard.all("agentpi/nasty/reply")) > len(nasty))
                 replies = heard.all("agentpi/nasty/reply")
         finally:
             running.cancel()
