@@ -15,7 +15,7 @@ from agentpi.settings.typed import build_dataclass, load_toml
 from agentpi.states import DeviceState
 from agentpi.wake.listener import open_models
 from agentpi.wake.micro import NAME as MICRO
-from agentpi.wake.micro import bundled_dir
+from agentpi.wake.micro import micro_model_dirs
 from agentpi.wake.models import download, model_dirs, user_models_dir
 from agentpi.wake.settings import MICRO_SUFFIX, MODEL_SUFFIXES, WakeConfig
 
@@ -59,7 +59,7 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     print("looking in:")
     micro = wake.engine == MICRO
-    dirs = model_dirs(wake.models_dir) + ([d] if micro and (d := bundled_dir()) else [])
+    dirs = micro_model_dirs(wake.models_dir) if micro else model_dirs(wake.models_dir)
     suffixes = (MICRO_SUFFIX,) if micro else MODEL_SUFFIXES
     for directory in dirs:
         found = sorted(p.name for p in directory.glob("*") if p.suffix in suffixes)

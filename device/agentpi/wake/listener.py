@@ -18,10 +18,10 @@ from agentpi.wake.decider import Detection, WakeDecider
 from agentpi.wake.engines import WakeEngine, open_engine, probe
 from agentpi.wake.framer import FRAME_SAMPLES, MODEL_RATE, Framer
 from agentpi.wake.micro import NAME as MICRO
-from agentpi.wake.micro import MicroWakeWordEngine, resolve_micro
-from agentpi.wake.models import ModelError, resolve
+from agentpi.wake.micro import MicroManifest, MicroWakeWordEngine, resolve_micro
+from agentpi.wake.models import ModelError, ModelFiles, resolve
 from agentpi.wake.phrase_end import PhraseEndFinder, Snapshotting
-from agentpi.wake.settings import WakeConfig
+from agentpi.wake.settings import EngineChoice, WakeConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +102,41 @@ class WakeListener:
             self._finder.clear()
 
 
-def load_models(config: WakeConfig) -> tuple[dict[str, Path], WakeEngine]:
-    """Each configured model's file (a microWakeWord model's manifest) and an engine on them."""
-    if config.engine == MICRO:
-        manifests = resolve_micro(config.models, config.models_dir)
-        engine: WakeEngine = MicroWakeWordEngine(manifests)
-        return {label: m.model for label, m in manifests.items()}, engine
-    files = resolve(config.models, config.models_dir)
-    return dict(files.wake), open_engine(config.engine, files)
+ResolvedModels = ModelFiles | dict[str, MicroManifest]
+"""The files an engine loads: openWakeWord's, or microWakeWord manifests by name."""
 
 
-def model_paths(config: WakeConfig) -> list[Path]:
-    """Every file the engine will load."""
+def resolve_models(config: WakeConfig) -> ResolvedModels:
     if config.engine == MICRO:
-        return [m.model for m in resolve_micro(config.models, config.models_dir).values()]
-    return resolve(config.models, config.models_dir).all_paths
+        return resolve_micro(config.models, config.models_dir)
+    return resolve(config.models, config.models_dir)
+
+
+def start_engine(choice: EngineChoice, models: ResolvedModels) -> WakeEngine:
+    if isinstance(models, ModelFiles):
+        return open_engine(choice, models)
+    return MicroWakeWordEngine(models)
+
+
+def model_files(models: ResolvedModels) -> dict[str, Path]:
+    """Each configured model's file (its .tflite for a microWakeWord manifest)."""
+    if isinstance(models, ModelFiles):
+        return dict(models.wake)
+    return {label: manifest.model for label, manifest in models.items()}
+
+
+def loaded_paths(models: ResolvedModels) -> list[Path]:
+    """Every file the engine loads (openWakeWord's feature models too)."""
+    if isinstance(models, ModelFiles):
+        return models.all_paths
+    return list(model_files(models).values())
 
 
 def open_models(config: WakeConfig) -> tuple[dict[str, Path], WakeEngine]:
-    """``load_models`` after a crash-safe trial load in a child process."""
-    probe(config.engine, config.models, config.models_dir, model_paths(config))
-    return load_models(config)
+    """Find the model files and start an engine on them (after a crash-safe trial load)."""
+    models = resolve_models(config)
+    probe(config.engine, config.models, config.models_dir, loaded_paths(models))
+    return model_files(models), start_engine(config.engine, models)
 
 
 def open_listener(config: WakeConfig, source_rate: int) -> WakeListener:
@@ -137,7 +151,7 @@ def probe_main(argv: list[str]) -> None:
     choice, models_dir, *models = argv
     config = WakeConfig(models=tuple(models), engine=choice, models_dir=models_dir)  # type: ignore[arg-type]
     try:
-        _, engine = load_models(config)
+        engine = start_engine(config.engine, resolve_models(config))
         engine.predict(np.zeros(FRAME_SAMPLES, dtype=np.int16))
     except ModelError as exc:
         sys.exit(str(exc))

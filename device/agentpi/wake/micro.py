@@ -39,9 +39,7 @@ MANIFEST_MAX_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class MicroManifest:
-    label: str
     model: Path
-    wake_word: str
     probability_cutoff: float
     sliding_window_size: int
 
@@ -60,7 +58,6 @@ class MicroManifest:
             cutoff = float(micro["probability_cutoff"])
             window = int(micro["sliding_window_size"])
             model = path.parent / str(data["model"])
-            wake_word = str(data.get("wake_word", path.stem))
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(
                 f"wake model {path}: not a microWakeWord manifest ({type(exc).__name__}: {exc})"
@@ -73,7 +70,7 @@ class MicroManifest:
         if not model.is_file():
             raise ModelError(f"wake model {path}: its model file {model} is missing")
         check_model_file(model)
-        return cls(path.stem, model, wake_word, cutoff, window)
+        return cls(model, cutoff, window)
 
 
 def bundled_dir() -> Path | None:
@@ -83,13 +80,16 @@ def bundled_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)), "models")
 
 
-def resolve_micro(names: tuple[str, ...], configured_dir: str = "") -> dict[str, MicroManifest]:
-    """Configured name -> manifest: a ``.json`` path, or a name in the model folders (the
-    user's first, then pymicro-wakeword's)."""
-    dirs = model_dirs(configured_dir)
+def micro_model_dirs(configured_dir: str = "") -> list[Path]:
+    """Where manifests are looked for by name: the user's folders first, then
+    pymicro-wakeword's."""
     bundled = bundled_dir()
-    if bundled is not None:
-        dirs.append(bundled)
+    return model_dirs(configured_dir) + ([bundled] if bundled is not None else [])
+
+
+def resolve_micro(names: tuple[str, ...], configured_dir: str = "") -> dict[str, MicroManifest]:
+    """Configured name -> manifest: a ``.json`` path, or a name in ``micro_model_dirs``."""
+    dirs = micro_model_dirs(configured_dir)
     found: dict[str, MicroManifest] = {}
     for name in names:
         path = Path(name).expanduser()
