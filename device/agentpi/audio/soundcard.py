@@ -298,7 +298,7 @@ class SoundCardSink:
             return self._silence(frames), pyaudio.paAbort
         if not self._playing and not self._queue and not self.output_level:
             # nothing to play (most of a device's life): no lock, no arrays, no log entry (the
-            # log reads a gap as silence); this runs 50 times a second on PortAudio's thread
+            # log reads a gap as silence); this runs 100 times a second on PortAudio's thread
             return self._silence(frames), pyaudio.paContinue
         now = time.monotonic()
         out = np.zeros(frames, dtype=np.int16)
