@@ -18,9 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from tests.speech import RATE, save
-
 from benchmarks import report, versus_sdk, wake
 
 ROUNDS = int(os.environ.get("BOARD_ROUNDS", "2"))
@@ -40,16 +37,12 @@ def board_name() -> str:
 
 
 def idle(folder: Path) -> dict[str, list[wake.Sample]]:
-    scale = 32768 * 10 ** (wake.NOISE_DBFS / 20)
-    noise = np.random.RandomState(0).randn(int(RATE * wake.AUDIO_S)) * scale
-    room = save(folder / "room.wav", noise.astype(np.int16))
+    room = wake.quiet_room(folder)
     samples: dict[str, list[wake.Sample]] = {engine: [] for engine in ENGINES}
     for round_ in range(ROUNDS):
         for engine in ENGINES:
             ready = folder / f"events-{round_}-{engine}.jsonl"
-            config = wake.config_for(folder, room, leds=False, engine=engine)
-            command = [sys.executable, "-m", "agentpi", "run", "--config", str(config)]
-            command += ["--events", str(ready)]
+            command = wake.idle_command(wake.config_for(folder, room, False, engine), ready)
             samples[engine].append(wake.watch(command, ready, dict(os.environ)))
     return samples
 

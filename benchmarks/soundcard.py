@@ -142,13 +142,11 @@ def measure(
             rates.append((v1 - v0) / (t1 - t0) * scale)
 
 
-def interruption_to_silence_ms(
-    card: VirtualSoundCard, interrupted_at: float, until: float = float("inf")
-) -> float:
-    """From the interruption to the last audible sample out of the card (before ``until``),
-    less what the card's pipe already held then: the pipe is the virtual card's own, beyond
-    any client's reach (a real card's buffer is dropped with the stream)."""
-    audible = [t for t, block in card.played if interrupted_at < t < until and block.any()]
+def interruption_to_silence_ms(card: VirtualSoundCard, interrupted_at: float) -> float:
+    """From the interruption to the last audible sample out of the card, less what the card's
+    pipe already held then: the pipe is the virtual card's own, beyond any client's reach (a
+    real card's buffer is dropped with the stream)."""
+    audible = [t for t, block in card.played if t > interrupted_at and block.any()]
     if not audible:
         return 0.0
     held_before = [held for t, held in card.pipe_held if t <= interrupted_at]

@@ -142,6 +142,20 @@ def config_for(folder: Path, room: Path, leds: bool, engine: str = "auto") -> Pa
     return path
 
 
+def quiet_room(folder: Path) -> Path:
+    """``AUDIO_S`` of room noise at ``NOISE_DBFS``, as a WAV in ``folder``."""
+    scale = 32768 * 10 ** (NOISE_DBFS / 20)
+    noise = np.random.RandomState(0).randn(int(RATE * AUDIO_S)) * scale
+    return save(folder / "room.wav", noise.astype(np.int16))
+
+
+def idle_command(config: Path, events: Path, leds: bool = False) -> list[str]:
+    """``agentpi run`` on ``config``, its event lines into ``events`` (on mock PWM pins with
+    ``leds``)."""
+    launch = ["-c", WITH_MOCK_PWM_PINS] if leds else ["-m", "agentpi"]
+    return [sys.executable, *launch, "run", "--config", str(config), "--events", str(events)]
+
+
 def loud_room(seconds: float) -> Int16Array:
     """People talking all the time (no wake phrase), over room noise."""
     from tests.speech import NEGATIVES, VOICES, join, speak
@@ -183,9 +197,7 @@ def measure() -> WakeFigures | None:
     figures = WakeFigures(AUDIO_S)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        scale = 32768 * 10 ** (NOISE_DBFS / 20)
-        noise = np.random.RandomState(0).randn(int(RATE * AUDIO_S)) * scale
-        room = save(folder / "room.wav", noise.astype(np.int16))
+        room = quiet_room(folder)
         loud = save(folder / "loud.wav", loud_room(AUDIO_S))
         env = dict(os.environ)
         for round_ in range(ROUNDS):
@@ -198,10 +210,7 @@ def measure() -> WakeFigures | None:
                     ready = folder / f"events-{round_}-{len(variant)}.jsonl"
                     leds = variant == "agentpi, generic LEDs"
                     engine = "microwakeword" if "microWakeWord" in variant else "auto"
-                    config = config_for(folder, audio, leds, engine)
-                    launch = ["-c", WITH_MOCK_PWM_PINS] if leds else ["-m", "agentpi"]
-                    command = [sys.executable, *launch, "run", "--config", str(config)]
-                    command += ["--events", str(ready)]
+                    command = idle_command(config_for(folder, audio, leds, engine), ready, leds)
                 sample = watch(command, ready, env)
                 figures.samples.setdefault(variant, []).append(sample)
     figures.imports_mb = import_costs()
