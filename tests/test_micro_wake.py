@@ -20,10 +20,16 @@ import pytest
 from agentpi.wake.decider import WakeDecider
 from agentpi.wake.features import FRAME
 from agentpi.wake.listener import open_models
-from agentpi.wake.micro import MicroWakeWordEngine, on_threshold_scale, resolve_micro
+from agentpi.wake.micro import (
+    STEP_SAMPLES,
+    MicroWakeWordEngine,
+    on_threshold_scale,
+    resolve_micro,
+)
 from agentpi.wake.models import ModelError
 from agentpi.wake.settings import WakeConfig
-from tests.speech import NEGATIVES, join, speak
+from tests.speech import NEGATIVES, VOICES, join, speak
+from tests.test_quiet_gate import SHUT_SCORE, in_room
 from tests.test_wake_scores import noise
 
 BUNDLED = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
@@ -201,3 +207,77 @@ def test_each_phrase_fires_its_own_model_once_and_talk_fires_none() -> None:
         if detection is not None:
             fired.append(detection.model)
     assert fired == [model for _, _, model in said]
+
+
+def quiet_stretches_clip() -> npt.NDArray[np.int16]:
+    """Phrases in a quiet room after quiet stretches from just over the gate's reach (it shuts
+    for a frame or two and nothing is dropped) to well past it (the oldest rows are dropped)."""
+    phrases = ("okay nabu", "hey mycroft", "alexa", "hey jarvis")
+    parts = []
+    for index, quiet_s in enumerate((2.2, 2.25, 2.3, 2.4, 2.5, 2.6, 3.0, 3.3, 4.0, 6.0)):
+        phrase = in_room(speak(phrases[index % 4], VOICES[index % 4]), 30 + index)
+        parts += [noise(quiet_s, -50, index), phrase]
+    audio = join(*parts, noise(3.0, -50, 99))
+    return audio[: len(audio) // FRAME * FRAME]
+
+
+def scores_and_gate(
+    engine: MicroWakeWordEngine, frames: npt.NDArray[np.int16], label: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    scores, shut = [], []
+    for frame in frames.reshape(-1, FRAME):
+        scores.append(engine.predict(frame)[label])
+        shut.append(engine.gate_shut)
+    return np.array(scores), np.array(shut)
+
+
+@pytest.mark.parametrize("model", BUNDLED)
+def test_gated_scores_are_the_ungated_ones_where_open_and_a_quiet_rooms_where_shut(
+    model: str,
+) -> None:
+    manifests = resolve_micro((model,))
+    frames = quiet_stretches_clip()
+    ungated, _ = scores_and_gate(MicroWakeWordEngine(manifests, quiet_gate=False), frames, model)
+    gated, shut = scores_and_gate(MicroWakeWordEngine(manifests), frames, model)
+    assert 0.1 < shut.mean() < 0.5, f"shut for {shut.mean():.0%} of the frames"
+    open_error = np.abs(gated - ungated)[~shut]
+    worst = int(np.argmax(open_error))
+    assert open_error[worst] <= 1e-9, f"{model}: open frame {worst} off by {open_error[worst]}"
+    assert ungated[shut].max() < SHUT_SCORE, (
+        f"{model}: scored {ungated[shut].max():.3f} ungated where the gate was shut"
+    )
+    assert np.all(gated[shut] == 0.0)
+
+
+def test_every_phrase_fires_on_the_same_frame_gated_or_not() -> None:
+    frames = quiet_stretches_clip().reshape(-1, FRAME)
+    fired: dict[bool, list[tuple[int, str]]] = {}
+    for gate in (False, True):
+        engine = MicroWakeWordEngine(resolve_micro(BUNDLED), quiet_gate=gate)
+        decider = WakeDecider()
+        fired[gate] = []
+        for index, frame in enumerate(frames):
+            detection = decider.update(engine.predict(frame), (index + 1) * FRAME / 16000)
+            if detection is not None:
+                fired[gate].append((index, detection.model))
+    assert fired[True] == fired[False]
+    assert len(fired[False]) >= 4, f"only {fired[False]} fired"
+
+
+def test_in_a_quiet_room_the_model_runs_only_until_the_gate_shuts() -> None:
+    engine = MicroWakeWordEngine(resolve_micro(("hey_jarvis",)))
+    for frame in noise(30.0, -50, 1).reshape(-1, FRAME):
+        engine.predict(frame)
+    rows_before_shut = engine.reach * FRAME // STEP_SAMPLES
+    assert 0 < engine.model_runs <= rows_before_shut // 3 + 1  # of 1,000 ungated
+
+
+def test_talk_all_the_time_runs_the_model_on_every_block() -> None:
+    talk = join(*(in_room(speak(sentence), 5, -45.0) for sentence in NEGATIVES))
+    frames = talk[: len(talk) // FRAME * FRAME].reshape(-1, FRAME)
+    gated = MicroWakeWordEngine(resolve_micro(("alexa",)))
+    ungated = MicroWakeWordEngine(resolve_micro(("alexa",)), quiet_gate=False)
+    for frame in frames:
+        gated.predict(frame)
+        ungated.predict(frame)
+    assert gated.model_runs == ungated.model_runs > 0

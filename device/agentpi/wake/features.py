@@ -193,7 +193,7 @@ class WakeModel:
 class ScorerState:
     features: FeatureState
     scored: tuple[int, ...]
-    gate: GateState | None
+    gate: GateState[Int16Array] | None
 
 
 class StreamingScorer:
@@ -218,7 +218,7 @@ class StreamingScorer:
         self._features = StreamingFeatures(files, interpreter, history, warmup)
         self.reach = MEL_FILL_FRAMES + history
         """Frames a score depends on: the mel rows' and the widest model's embeddings'."""
-        self._gate = GateState() if quiet_gate else None
+        self._gate: GateState[Int16Array] | None = GateState() if quiet_gate else None
         self.frames_scored = 0
         """Frames pushed through the models (skipped ones not counted until caught up)."""
 
@@ -226,7 +226,7 @@ class StreamingScorer:
         if len(frame) != FRAME:
             raise ValueError(f"a wake frame is {FRAME} samples, not {len(frame)}")
         if self._gate is not None:
-            self._gate, score = quiet_gate.step(self._gate, frame, self.reach)
+            self._gate, score = quiet_gate.step(self._gate, frame, self.reach, frame)
             if not score:
                 for model in self._models.values():
                     model.scored += 1
