@@ -240,3 +240,86 @@ def test_a_flush_silences_the_card_and_the_speaker_plays_on(tmp_path: Path) -> N
     # the card's pipe and buffers held plays out: up to about 150 ms here); the second plays
     assert audible_samples(float(flushed_at) + 0.3, float(again_at)) == 0
     assert audible_samples(float(again_at), float("inf")) > 0.4 * 16000
+
+
+THREAD_STATES = """
+import asyncio, ctypes, json, threading
+import numpy as np
+from agentpi.audio.playback_log import PlaybackLog
+from agentpi.audio.soundcard import SoundCardSink, SoundCardSource
+
+api = ctypes.pythonapi
+api.PyInterpreterState_Get.restype = ctypes.c_void_p
+api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+api.PyThreadState_Next.restype = ctypes.c_void_p
+
+def thread_states():
+    count, state = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+    while state:
+        count, state = count + 1, api.PyThreadState_Next(state)
+    return count
+
+class Found:
+    '''Per callback: did it find what the callbacks before it left on their thread's state?'''
+    def __init__(self):
+        self.local, self.found = threading.local(), []
+    def __call__(self, *_):
+        self.found.append(getattr(self.local, "mark", False))
+        self.local.mark = True
+
+class Log(PlaybackLog):
+    def __init__(self, found):
+        super().__init__(16000)
+        self.found = found
+    def played(self, block, rate, started_at):
+        self.found()
+
+def tone(seconds):
+    return (np.sin(np.arange(int(16000 * seconds)) / 4) * 8000).astype(np.int16)
+
+async def main():
+    await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+    before = thread_states()
+    speaker, microphone = Found(), Found()
+    sink = SoundCardSink("agentpi_out")
+    sink.playback_log = Log(speaker)
+    source = SoundCardSource("agentpi_in")
+    source.start(microphone, lambda exc: None)
+    await sink.start(16000, lambda: None)
+    sink.write(tone(1.0))
+    await asyncio.sleep(0.4)
+    sink.flush()  # the stream ends and starts again: a new callback thread
+    await asyncio.sleep(0.1)
+    sink.write(tone(0.4))
+    await asyncio.sleep(0.6)
+    await sink.stop()
+    source.stop()
+    print(json.dumps({"speaker": speaker.found, "microphone": microphone.found,
+                      "before": before, "after": thread_states()}))
+
+asyncio.run(main())
+"""
+
+
+def test_portaudio_threads_keep_their_python_state_and_give_it_back(tmp_path: Path) -> None:
+    """A callback finds the Python thread state the one before it left (PyAudio would make and
+    free one per callback), and none is left behind once the streams are closed."""
+    with VirtualSoundCard(tmp_path) as card:
+        result = subprocess.run(
+            [sys.executable, "-c", THREAD_STATES],
+            env=card.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout)
+    for stream in ("speaker", "microphone"):
+        found = seen[stream]
+        assert len(found) >= 20, f"{stream}: {len(found)} callbacks"
+        # the first callback on each thread finds nothing: one thread, or two for the speaker,
+        # whose flush restarted its stream
+        assert found.count(False) == (2 if stream == "speaker" else 1), f"{stream}: {found}"
+    assert seen["after"] == seen["before"]

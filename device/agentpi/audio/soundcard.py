@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from agentpi.audio.backend import DEFAULT_CHUNK_MS, AudioDeviceError, Deliver, Failed
+from agentpi.audio.callback_thread import CallbackThreadState
 from agentpi.audio.convert import Int16Array, to_mono_int16
 from agentpi.audio.playback_log import PlaybackLog
 from agentpi.audio.portaudio import (
@@ -43,7 +44,8 @@ CARD_HOLDS_S = 0.5
 """Sound handed to PortAudio this recently may still be in the card's buffer (a few periods; more
 when its thread was held up), so a flush aborts the stream to drop it."""
 RESTART_WAIT_S = 0.5
-"""How long a flush's restart waits for the callback that aborts the stream (one period)."""
+"""How long a flush's restart, or a close, waits for the callback that aborts the stream (one
+period)."""
 RESTART_POLL_S = 0.002
 PERIOD_MS = 10
 """The speaker's PortAudio buffer: what the card holds beyond it is about two of these, so a
@@ -118,6 +120,8 @@ class SoundCardSource:
         self._chunk_samples = self._rate * chunk_ms // 1000
         self._stream: Any = None
         self._watch: StallWatch | None = None
+        self._ending = False
+        self.thread_state = CallbackThreadState()
 
     @property
     def label(self) -> str:
@@ -141,10 +145,14 @@ class SoundCardSource:
         watch = self._watch = StallWatch(f"audio input {self.label!r}", failed)
 
         go_on, abort = (None, pyaudio.paContinue), (None, pyaudio.paAbort)
+        thread_state = self.thread_state
+        self._ending = False
 
         def callback(data: bytes | None, frames: int, timing: Any, status: int) -> tuple[None, int]:
+            thread_state.hold()
             watch.called_back()
-            if watch.lost.is_set() or data is None:
+            if self._ending or watch.lost.is_set() or data is None:
+                thread_state.let_go()
                 return abort
             try:
                 deliver(to_mono_int16(data, 2, channels), time.monotonic())
@@ -152,6 +160,7 @@ class SoundCardSource:
                 log.exception("capture callback failed")
                 watch.lost.set()
                 failed(exc)
+                thread_state.let_go()
                 return abort
             return go_on
 
@@ -175,7 +184,10 @@ class SoundCardSource:
             self._watch.stop()
         stream, self._stream = self._stream, None
         if stream is not None:
-            _close_stream(stream)
+            _end_stream(stream, self._end_next_callback)
+
+    def _end_next_callback(self) -> None:
+        self._ending = True
 
 
 class SoundCardSink:
@@ -218,7 +230,9 @@ class SoundCardSink:
         self._sounded_at = float("-inf")  # when the last audible block was handed to PortAudio
         self._dropping = False  # a stream restart is under way (at most one)
         self._abort_next = False
+        self._complete_next = False
         self._loop: Any = None
+        self.thread_state = CallbackThreadState()
 
     @property
     def label(self) -> str:
@@ -290,12 +304,16 @@ class SoundCardSink:
             self.on_failure(exc)
 
     def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
+        self.thread_state.hold()
         pyaudio = load_pyaudio()
         if self._watch is not None:
             self._watch.called_back()
-        if self._abort_next:
-            self._abort_next = False
-            return self._silence(frames), pyaudio.paAbort
+        if self._abort_next or self._complete_next:
+            # the stream's last callback: a flush drops what the card holds, a close plays it out
+            end = pyaudio.paAbort if self._abort_next else pyaudio.paComplete
+            self._abort_next = self._complete_next = False
+            self.thread_state.let_go()
+            return self._silence(frames), end
         if not self._playing and not self._queue and not self.output_level:
             # nothing to play (most of a device's life): no lock, no arrays, no log entry (the
             # log reads a gap as silence); this runs 100 times a second on PortAudio's thread
@@ -327,6 +345,7 @@ class SoundCardSink:
             if self._watch is not None:
                 self._watch.lost.set()
             self._failed(exc)
+            self.thread_state.let_go()
             return self._silence(frames), pyaudio.paAbort
         if self._channels > 1:
             out = np.repeat(out, self._channels)
@@ -406,10 +425,24 @@ class SoundCardSink:
         if watch is not None:
             watch.stop()
         if stream is not None:
-            _close_stream(stream)
+            _end_stream(stream, self._complete_next_callback)
+
+    def _complete_next_callback(self) -> None:
+        self._complete_next = True
 
     async def close(self) -> None:
         await self.stop()
+
+
+def _end_stream(stream: Any, end_next_callback: Callable[[], None]) -> None:
+    """Have the stream's next callback end it, so that its thread lets go of its Python thread
+    state (``audio.callback_thread``); wait for that (one period), then stop and close it."""
+    end_next_callback()
+    deadline = time.monotonic() + RESTART_WAIT_S
+    with contextlib.suppress(OSError):
+        while stream.is_active() and time.monotonic() < deadline:
+            time.sleep(RESTART_POLL_S)
+    _close_stream(stream)
 
 
 def _close_stream(stream: Any) -> None:
