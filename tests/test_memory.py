@@ -7,6 +7,8 @@ or onnxruntime on the idle path would add over 100 MB).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import signal
 import subprocess
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import AGENTPI, device_toml
+from agentpi.device.app import Device
+from tests.helpers import AGENTPI, device_toml, run_conversation
 from tests.speech import save, silence
 from tests.test_cli import write_config
 
@@ -59,3 +62,17 @@ def test_an_idle_device_with_its_wake_model_stays_under_the_memory_ceiling(
     ready = [json.loads(line) for line in events.read_text().splitlines()]
     assert any(line["event"] == "listening_for_wake_word" for line in ready)
     assert peak < IDLE_CEILING_MB, f"idle peak RSS {peak:.0f} MB"
+
+
+def test_what_start_up_made_is_kept_out_of_the_collectors_way(tmp_path: Path) -> None:
+    """Once ready, the process's long-lived objects are frozen: a full collection does not walk
+    them again each time a conversation's messages fill the young generation."""
+    gc.unfreeze()
+    frozen: list[int] = []
+
+    async def look(device: Device) -> None:
+        await asyncio.wait_for(device.ready.wait(), 20)
+        frozen.append(gc.get_freeze_count())
+
+    run_conversation(tmp_path, during=look)
+    assert frozen and frozen[0] > 10_000, frozen

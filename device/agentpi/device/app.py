@@ -32,6 +32,7 @@ from agentpi.leds.driver import LedController
 from agentpi.protocol.actions import ConversationEnded
 from agentpi.settings.credentials import NO_CREDENTIALS, AgentCredentials
 from agentpi.states import DeviceState
+from agentpi.system.collector import freeze_start_up
 from agentpi.system.identity import device_id
 from agentpi.system.systemd_notify import SystemdNotifier
 from agentpi.tools.custom import build_tools
@@ -195,6 +196,7 @@ class Device:
         self.notifier.ready(f"listening ({', '.join(self.config.trigger.modes)})")
         audio = self.config.audio
         self.events.publish(ev.Ready(self.triggers.describe(), audio.input, audio.output))
+        freeze_start_up()
         self.ready.set()
 
     async def _next_trigger(self) -> Trigger | None:
