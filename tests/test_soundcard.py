@@ -323,3 +323,47 @@ def test_portaudio_threads_keep_their_python_state_and_give_it_back(tmp_path: Pa
         # whose flush restarted its stream
         assert found.count(False) == (2 if stream == "speaker" else 1), f"{stream}: {found}"
     assert seen["after"] == seen["before"]
+
+
+SINK_REST = """
+import asyncio, time
+import numpy as np
+from agentpi.audio.soundcard import REST_AFTER_S, SoundCardSink
+
+def tone(seconds):
+    return (np.sin(np.arange(int(16000 * seconds)) / 4) * 8000).astype(np.int16)
+
+async def main():
+    sink = SoundCardSink("agentpi_out")
+    await sink.start(16000, lambda: None)
+    sink.write(tone(0.3))
+    await asyncio.sleep(0.3 + REST_AFTER_S + 0.3)
+    rested = sink.resting
+    again_at = time.monotonic()
+    sink.write(tone(0.5))
+    await asyncio.sleep(1.0)
+    print(rested, again_at, sink.resting, sink.failure is None, flush=True)
+    await sink.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_a_speaker_with_nothing_to_play_rests_and_the_next_audio_wakes_it(
+    tmp_path: Path,
+) -> None:
+    with VirtualSoundCard(tmp_path) as card:
+        result = subprocess.run(
+            [sys.executable, "-c", SINK_REST],
+            env=card.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rested, again_at, resting_after, healthy = result.stdout.split()
+    assert rested == "True" and resting_after == "False" and healthy == "True"
+    audible = [(t, b) for t, b in card.played if t > float(again_at) and np.count_nonzero(b)]
+    assert sum(len(b) for _, b in audible) > 0.45 * 16000  # all of it plays
+    # as soon as a stream that never rested would (the jitter buffer's 60 ms, the card's pipe)
+    assert audible[0][0] - float(again_at) < 0.15  # measured: 22-26 ms

@@ -47,6 +47,10 @@ RESTART_WAIT_S = 0.5
 """How long a flush's restart, or a close, waits for the callback that aborts the stream (one
 period)."""
 RESTART_POLL_S = 0.002
+REST_AFTER_S = 1.0
+"""A speaker that has had nothing to play for this long ends its stream, and the next audio
+starts it again (within the jitter buffer's wait): while the user speaks and the agent thinks,
+its 100 callbacks a second cost more than the rest of the speaker's work."""
 PERIOD_MS = 10
 """The speaker's PortAudio buffer: what the card holds beyond it is about two of these, so a
 flush goes silent within about 25 ms even where an abort does not drop the card's buffer
@@ -65,6 +69,8 @@ class StallWatch:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._resting = 0
+        self.stream_rests = False
+        """The stream ended itself, to rest while it has nothing to play: not a loss."""
 
     def called_back(self) -> None:
         self.last_callback_at = time.monotonic()
@@ -88,7 +94,8 @@ class StallWatch:
 
     def _watch(self, stream: Any) -> None:
         while not self._stopping.wait(STALL_S / 4):
-            if self._resting:
+            if self._resting or self.stream_rests:
+                self.last_callback_at = time.monotonic()
                 continue
             silent_for = time.monotonic() - self.last_callback_at
             if silent_for > STALL_S or not stream.is_active():
@@ -231,6 +238,9 @@ class SoundCardSink:
         self._dropping = False  # a stream restart is under way (at most one)
         self._abort_next = False
         self._complete_next = False
+        self._quiet_callbacks = 0  # callbacks in a row with nothing to play
+        self._rested = False  # the stream ended itself to rest; the next write starts it
+        self._waking = False  # a worker is starting it again
         self._loop: Any = None
         self.thread_state = CallbackThreadState()
 
@@ -281,6 +291,8 @@ class SoundCardSink:
         self._rate, self._channels = choose_format(self.device, "output", preferred_rate)
         frames = self._rate * self.period_ms // 1000
         self.failure = None
+        self._rested = False
+        self._quiet_callbacks = 0
         try:
             with quiet_stderr():
                 self._stream = PortAudio.get().open(
@@ -315,9 +327,13 @@ class SoundCardSink:
             self.thread_state.let_go()
             return self._silence(frames), end
         if not self._playing and not self._queue and not self.output_level:
-            # nothing to play (most of a device's life): no lock, no arrays, no log entry (the
-            # log reads a gap as silence); this runs 100 times a second on PortAudio's thread
+            # nothing to play: no lock, no arrays, no log entry (the log reads a gap as silence)
+            # until it is time to rest
+            self._quiet_callbacks += 1
+            if self._quiet_callbacks * frames >= REST_AFTER_S * self._rate and self._rest():
+                return self._silence(frames), pyaudio.paComplete
             return self._silence(frames), pyaudio.paContinue
+        self._quiet_callbacks = 0
         now = time.monotonic()
         out = np.zeros(frames, dtype=np.int16)
         drained = False
@@ -351,6 +367,22 @@ class SoundCardSink:
             out = np.repeat(out, self._channels)
         return out.tobytes(), pyaudio.paContinue
 
+    def _rest(self) -> bool:
+        """In the callback: end the stream unless audio came meanwhile."""
+        with self._lock:
+            if self._queue or self._dropping or self._watch is None:
+                return False
+            self._rested = True
+            self._watch.stream_rests = True
+        self._quiet_callbacks = 0
+        self.thread_state.let_go()
+        return True
+
+    @property
+    def resting(self) -> bool:
+        """The stream ended itself for lack of anything to play (the next write starts it)."""
+        return self._rested
+
     def _silence(self, frames: int) -> bytes:
         size = frames * 2 * self._channels
         if len(self._silent_block) != size:
@@ -364,6 +396,33 @@ class SoundCardSink:
             self._queue.put(samples)
             if self._waiting_since is None and not self._playing:
                 self._waiting_since = time.monotonic()
+            wake = self._rested and not self._waking and self._loop is not None
+            self._waking = self._waking or wake
+        if wake:
+            try:
+                self._loop.run_in_executor(None, self._wake_stream)
+            except RuntimeError:  # the loop is closing: the stream is about to close too
+                self._waking = False
+
+    def _wake_stream(self) -> None:
+        """On a worker thread: start the rested stream again (once its last callback's buffer
+        has played, PortAudio calls it inactive)."""
+        try:
+            with self._open_lock:
+                stream, watch = self._stream, self._watch
+                if stream is None or watch is None:
+                    return
+                deadline = time.monotonic() + RESTART_WAIT_S
+                while stream.is_active() and time.monotonic() < deadline:
+                    time.sleep(RESTART_POLL_S)
+                stream.stop_stream()
+                stream.start_stream()
+                watch.called_back()
+                watch.stream_rests = False
+        except OSError as exc:
+            self._failed(AudioDeviceError(f"audio output {self.label!r} failed to restart: {exc}"))
+        finally:
+            self._rested = self._waking = False
 
     def flush(self) -> int:
         dropped = self._clear()
