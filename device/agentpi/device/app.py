@@ -19,6 +19,7 @@ from agentpi.audio.backend import AudioSink
 from agentpi.audio.capture import Microphone
 from agentpi.audio.cues import Cues
 from agentpi.audio.gating import OpenMic, PushToTalk, set_up_echo
+from agentpi.audio.speech_vad import load_detector
 from agentpi.config.document import Config
 from agentpi.device.controls import ControlSurface
 from agentpi.device.display import StateDisplay
@@ -143,6 +144,7 @@ class Device:
             stack.push_async_callback(self.sink.close)
             await loop.run_in_executor(None, self.mic.open)
             self.runner.mic_ok.set()
+            await loop.run_in_executor(None, load_detector)
             self._set_up_mic_gate()
             if self.leds is not None:
                 self.leds.start()
