@@ -94,6 +94,13 @@ def wake_rows(wake: WakeFigures) -> list[Row]:
             2,
             peer="bare oww, loud room",
         ),
+        row(
+            "idle in a loud room, microWakeWord engine",
+            "agentpi, microWakeWord, loud room",
+            "cpu_ms_per_s",
+            2,
+            peer="bare oww, loud room",
+        ),
         row("idle, peak RSS with the wake model, MB", "agentpi", "rss_mb", 1),
         row("idle, peak RSS, microWakeWord engine, MB", micro, "rss_mb", 1),
         row("process start to listening, s", "agentpi", "start_s", 2),
