@@ -368,7 +368,10 @@ def test_preroll_carries_speech_over_a_slow_handshake(tmp_path: Path, send_wake_
         assert phrase_end - 0.35 * RATE <= start <= phrase_end + 0.1 * RATE
     assert len(received) > fired_at - start + len(question)
     heard = min(len(received), len(audio) - start)
-    assert np.array_equal(received[:heard], audio[start : start + heard])
+    assert np.array_equal(received[:heard], audio[start : start + heard]), (
+        f"the upload starts at sample {start_in(audio, received)}, not {start} (fired at "
+        f"{fired_at}); events: {[e for e in run.events if e['event'] != 'vad_score'][:12]}"
+    )
     assert not received[heard:].any()  # then the quiet room after the file's end
     assert "audio_dropped" not in run.kinds()
 
