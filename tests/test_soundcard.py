@@ -192,6 +192,17 @@ def test_a_speaker_that_stops_playing_ends_the_conversation_and_is_reopened(
     assert audible_after > 0  # the second greeting was heard: the speaker works again
 
 
+def run_on_card(folder: Path, script: str) -> tuple[VirtualSoundCard, str]:
+    """``script`` in a child process on a virtual card of its own: the card (what it played)
+    and what the script printed."""
+    with VirtualSoundCard(folder) as card:
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=card.env, capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return card, result.stdout
+
+
 SINK_FLUSH = """
 import asyncio, sys, time
 import numpy as np
@@ -221,16 +232,8 @@ asyncio.run(main())
 
 def test_a_flush_silences_the_card_and_the_speaker_plays_on(tmp_path: Path) -> None:
     """The flush aborts the stream (dropping what the card holds) and starts it again."""
-    with VirtualSoundCard(tmp_path) as card:
-        result = subprocess.run(
-            [sys.executable, "-c", SINK_FLUSH],
-            env=card.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    flushed_at, again_at, dropped, healthy = result.stdout.split()
+    card, stdout = run_on_card(tmp_path, SINK_FLUSH)
+    flushed_at, again_at, dropped, healthy = stdout.split()
     assert int(dropped) > 16000 and healthy == "True"
 
     def audible_samples(since: float, until: float) -> int:
@@ -306,16 +309,8 @@ asyncio.run(main())
 def test_portaudio_threads_keep_their_python_state_and_give_it_back(tmp_path: Path) -> None:
     """A callback finds the Python thread state the one before it left (PyAudio would make and
     free one per callback), and none is left behind once the streams are closed."""
-    with VirtualSoundCard(tmp_path) as card:
-        result = subprocess.run(
-            [sys.executable, "-c", THREAD_STATES],
-            env=card.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    seen = json.loads(result.stdout)
+    _, stdout = run_on_card(tmp_path, THREAD_STATES)
+    seen = json.loads(stdout)
     for stream in ("speaker", "microphone"):
         found = seen[stream]
         assert len(found) >= 20, f"{stream}: {len(found)} callbacks"
@@ -352,16 +347,8 @@ asyncio.run(main())
 def test_a_speaker_with_nothing_to_play_rests_and_the_next_audio_wakes_it(
     tmp_path: Path,
 ) -> None:
-    with VirtualSoundCard(tmp_path) as card:
-        result = subprocess.run(
-            [sys.executable, "-c", SINK_REST],
-            env=card.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    rested, again_at, resting_after, healthy = result.stdout.split()
+    card, stdout = run_on_card(tmp_path, SINK_REST)
+    rested, again_at, resting_after, healthy = stdout.split()
     assert rested == "True" and resting_after == "False" and healthy == "True"
     audible = [(t, b) for t, b in card.played if t > float(again_at) and np.count_nonzero(b)]
     assert sum(len(b) for _, b in audible) > 0.45 * 16000  # all of it plays
