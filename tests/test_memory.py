@@ -22,9 +22,11 @@ from tests.test_cli import write_config
 
 pytestmark = pytest.mark.realtime  # loads the real wake model: slow under emulation
 
-IDLE_CEILING_MB = 72.0
-"""Peak RSS of `agentpi run` listening for the wake word (measured here: 61 MB; the goal is 64 MB,
-kept in `make bench`). It was 202 MB while the engine imported openwakeword."""
+IDLE_CEILING_MB = 80.0
+"""Peak RSS of `agentpi run` listening for the wake word: 66-68 MB measured here alone, 73 once
+under the whole suite's load (the speech VAD's model loads at start since 2026-12-04: 4 MB that
+stayed after the first conversation anyway). It was 202 MB while the engine imported
+openwakeword; the figure against a bare openWakeWord process is kept in `make bench`."""
 
 
 def peak_rss_mb(pid: int) -> float:

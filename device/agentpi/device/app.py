@@ -142,9 +142,10 @@ class Device:
             stack.callback(self.notifier.stopping)
             stack.push_async_callback(loop.run_in_executor, None, self.mic.close)
             stack.push_async_callback(self.sink.close)
+            # before the microphone opens: from its first sample to listening is kept short
+            await loop.run_in_executor(None, load_detector)
             await loop.run_in_executor(None, self.mic.open)
             self.runner.mic_ok.set()
-            await loop.run_in_executor(None, load_detector)
             self._set_up_mic_gate()
             if self.leds is not None:
                 self.leds.start()
