@@ -46,7 +46,3 @@ class CallbackThreadState:
         if self._thread == threading.get_ident():
             self._thread = None
             _release(self._state)
-
-    @property
-    def held(self) -> bool:
-        return self._thread is not None

@@ -128,7 +128,7 @@ class SoundCardSource:
         self._stream: Any = None
         self._watch: StallWatch | None = None
         self._ending = False
-        self.thread_state = CallbackThreadState()
+        self._thread_state = CallbackThreadState()
 
     @property
     def label(self) -> str:
@@ -152,7 +152,7 @@ class SoundCardSource:
         watch = self._watch = StallWatch(f"audio input {self.label!r}", failed)
 
         go_on, abort = (None, pyaudio.paContinue), (None, pyaudio.paAbort)
-        thread_state = self.thread_state
+        thread_state = self._thread_state
         self._ending = False
 
         def callback(data: bytes | None, frames: int, timing: Any, status: int) -> tuple[None, int]:
@@ -242,7 +242,7 @@ class SoundCardSink:
         self._rested = False  # the stream ended itself to rest; the next write starts it
         self._waking = False  # a worker is starting it again
         self._loop: Any = None
-        self.thread_state = CallbackThreadState()
+        self._thread_state = CallbackThreadState()
 
     @property
     def label(self) -> str:
@@ -316,7 +316,7 @@ class SoundCardSink:
             self.on_failure(exc)
 
     def _callback(self, _data: Any, frames: int, _timing: Any, _status: int) -> tuple[bytes, int]:
-        self.thread_state.hold()
+        self._thread_state.hold()
         pyaudio = load_pyaudio()
         if self._watch is not None:
             self._watch.called_back()
@@ -324,7 +324,7 @@ class SoundCardSink:
             # the stream's last callback: a flush drops what the card holds, a close plays it out
             end = pyaudio.paAbort if self._abort_next else pyaudio.paComplete
             self._abort_next = self._complete_next = False
-            self.thread_state.let_go()
+            self._thread_state.let_go()
             return self._silence(frames), end
         if not self._playing and not self._queue and not self.output_level:
             # nothing to play: no lock, no arrays, no log entry (the log reads a gap as silence)
@@ -361,7 +361,7 @@ class SoundCardSink:
             if self._watch is not None:
                 self._watch.lost.set()
             self._failed(exc)
-            self.thread_state.let_go()
+            self._thread_state.let_go()
             return self._silence(frames), pyaudio.paAbort
         if self._channels > 1:
             out = np.repeat(out, self._channels)
@@ -375,7 +375,7 @@ class SoundCardSink:
             self._rested = True
             self._watch.stream_rests = True
         self._quiet_callbacks = 0
-        self.thread_state.let_go()
+        self._thread_state.let_go()
         return True
 
     @property
@@ -412,9 +412,7 @@ class SoundCardSink:
                 stream, watch = self._stream, self._watch
                 if stream is None or watch is None:
                     return
-                deadline = time.monotonic() + RESTART_WAIT_S
-                while stream.is_active() and time.monotonic() < deadline:
-                    time.sleep(RESTART_POLL_S)
+                _wait_until_inactive(stream)
                 stream.stop_stream()
                 stream.start_stream()
                 watch.called_back()
@@ -457,10 +455,7 @@ class SoundCardSink:
                     return
                 with watch.resting():
                     self._sounded_at = float("-inf")
-                    deadline = time.monotonic() + RESTART_WAIT_S
-                    while stream.is_active() and time.monotonic() < deadline:
-                        time.sleep(RESTART_POLL_S)
-                    if stream.is_active():
+                    if not _wait_until_inactive(stream):
                         return  # no callback came: the stall watch has this device now
                     stream.stop_stream()
                     stream.start_stream()
@@ -497,11 +492,20 @@ def _end_stream(stream: Any, end_next_callback: Callable[[], None]) -> None:
     """Have the stream's next callback end it, so that its thread lets go of its Python thread
     state (``audio.callback_thread``); wait for that (one period), then stop and close it."""
     end_next_callback()
-    deadline = time.monotonic() + RESTART_WAIT_S
     with contextlib.suppress(OSError):
-        while stream.is_active() and time.monotonic() < deadline:
-            time.sleep(RESTART_POLL_S)
+        _wait_until_inactive(stream)
     _close_stream(stream)
+
+
+def _wait_until_inactive(stream: Any) -> bool:
+    """Wait (at most ``RESTART_WAIT_S``) for the callback that ends ``stream``; whether it
+    came."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while stream.is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(RESTART_POLL_S)
+    return True
 
 
 def _close_stream(stream: Any) -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import gc
 
 
-def freeze_start_up() -> int:
-    """Collect what start-up left behind, then keep what remains out of every later collection;
-    how many objects that is."""
+def freeze_start_up() -> None:
+    """Collect what start-up left behind, then keep what remains out of every later
+    collection."""
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()
